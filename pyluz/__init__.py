@@ -1,0 +1,27 @@
+"""pyluz: luz's high-level training loop for PyTorch.
+
+Example::
+
+    import pyluz, torch
+    from torch import nn
+    fitted = (pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+              .set_hparams(in_features=3, out_features=1).set_opt_hparams(lr=0.1)
+              .fit((torch.randn(64, 3), torch.randn(64, 1)), epochs=2))
+"""
+
+from . import callbacks, metrics
+from .accelerator import Accelerator
+from .callbacks.base import Callback
+from .context import Context
+from .control import CallbackError, SkipEpoch, StopTraining
+from .metrics import Metric, MetricSet
+from .module import LuzModule, fit, set_hparams, set_opt_hparams, setup
+from .results import Evaluation, Fitted
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Accelerator", "Callback", "CallbackError", "Context", "Evaluation", "Fitted", "LuzModule", "Metric",
+    "MetricSet", "SkipEpoch", "StopTraining", "callbacks", "fit", "metrics", "set_hparams", "set_opt_hparams",
+    "setup",
+]

@@ -1,0 +1,122 @@
+"""Device selection and placement of models, optimizers and batches (SPEC §3.8)."""
+
+import os
+import platform
+
+import torch
+
+
+def move_to_device(obj, device, non_blocking=True):
+    """Move every tensor inside nested tuples/lists/dicts to `device`; other values are untouched."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=non_blocking)
+    if isinstance(obj, dict):
+        return {k: move_to_device(v, device, non_blocking) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [move_to_device(v, device, non_blocking) for v in obj]
+    if isinstance(obj, tuple):
+        moved = [move_to_device(v, device, non_blocking) for v in obj]
+        return type(obj)(*moved) if hasattr(obj, "_fields") else tuple(moved)
+    return obj
+
+
+class DeviceLoader:
+    """Wraps a DataLoader (or any iterable of batches) and moves each batch to the device."""
+
+    def __init__(self, loader, device):
+        self.loader = loader
+        self.device = device
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        device = self.device
+        for batch in self.loader:
+            yield move_to_device(batch, device)
+
+
+def _mps_available():
+    if os.environ.get("LUZ_DISABLE_MPS", "FALSE").upper() not in ("FALSE", "0", ""):
+        return False
+    mps = getattr(torch.backends, "mps", None)
+    return platform.machine() == "arm64" and mps is not None and mps.is_available()
+
+
+def pick_device(cpu=False, cuda_index=None):
+    """`cpu=True` -> cpu; else CUDA if available, else MPS, else CPU."""
+    if cpu:
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device() if cuda_index is None else cuda_index)
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Accelerator:
+    """Chooses the device and places the model, optimizer state and batches on it.
+
+    Usable on its own in a hand-written loop::
+
+        acc = pyluz.Accelerator()
+        model, opt, dl = acc.prepare(model, opt, dl)
+        for x, y in dl: ...   # batches arrive on acc.device
+
+    `strategy="ddp"` (or running under torchrun with WORLD_SIZE > 1) trains with
+    DistributedDataParallel; see `pyluz.distributed`.
+    """
+
+    def __init__(self, device_placement=True, cpu=False, cuda_index=None, strategy=None):
+        if not isinstance(device_placement, bool):
+            raise TypeError(f"`device_placement` must be True or False, got {device_placement!r}.")
+        if not isinstance(cpu, bool):
+            raise TypeError(f"`cpu` must be True or False, got {cpu!r}.")
+        if cuda_index is not None and (not isinstance(cuda_index, int) or cuda_index < 0):
+            raise ValueError(f"`cuda_index` must be None or a non-negative int, got {cuda_index!r}.")
+        if strategy not in (None, "ddp"):
+            raise ValueError(f"`strategy` must be None or 'ddp', got {strategy!r}.")
+        self.device_placement = device_placement
+        self.cpu = cpu
+        self.cuda_index = cuda_index
+        self.strategy = strategy
+        self.device = pick_device(cpu, cuda_index)
+
+    def __repr__(self):
+        return f"Accelerator(device={str(self.device)!r})"
+
+    def prepare_model(self, model):
+        return model.to(self.device) if self.device_placement else model
+
+    def prepare_optimizer(self, opt):
+        """Move an optimizer's state tensors (e.g. Adam moments) next to the parameters."""
+        for state in opt.state.values():
+            for k, v in state.items():
+                if isinstance(v, torch.Tensor) and k != "step":
+                    state[k] = v.to(self.device)
+        return opt
+
+    def prepare_loader(self, loader):
+        if loader is None:
+            return None
+        if hasattr(loader, "to") and hasattr(loader, "tensors"):  # in-memory batches: move once
+            return loader.to(self.device) if self.device_placement else loader
+        if self.device.type == "cpu":
+            return loader
+        return DeviceLoader(loader, self.device)
+
+    def prepare(self, model, optimizers=None, *loaders):
+        """Place `model`, optimizer state and loaders on the device; returns them in the same order."""
+        model = self.prepare_model(model) if model is not None else None
+        if isinstance(optimizers, dict):
+            optimizers = {k: self.prepare_optimizer(o) for k, o in optimizers.items()}
+        elif isinstance(optimizers, (list, tuple)):
+            optimizers = type(optimizers)(self.prepare_optimizer(o) for o in optimizers)
+        elif optimizers is not None:
+            optimizers = self.prepare_optimizer(optimizers)
+        return (model, optimizers, *(self.prepare_loader(dl) for dl in loaders))
+
+    @property
+    def pin_memory(self):
+        """DataLoaders built by pyluz pin memory when batches go to CUDA."""
+        return self.device.type == "cuda"

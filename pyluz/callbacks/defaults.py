@@ -1,0 +1,130 @@
+"""The callbacks every fit starts with: Profile, TrainValid, MetricsCallback, Interrupt (+ Progress)."""
+
+import time
+
+import torch
+
+from ..control import CallbackError
+from .base import Callback
+
+
+class TrainValid(Callback):
+    """Switches the model between train and eval mode and resets `ctx.loss` per phase."""
+
+    def on_train_begin(self):
+        self.ctx.model.train()
+        self.ctx.training = True
+        self.ctx.loss = {}
+
+    def on_valid_begin(self):
+        self.ctx.model.eval()
+        self.ctx.training = False
+        self.ctx.loss = {}
+
+
+class MetricsCallback(Callback):
+    """Builds fresh metrics per phase, updates them per batch and logs `compute()` at phase end.
+
+    Metric state stays on the device; nothing here syncs per batch.
+    """
+
+    def __init__(self, metric_set):
+        self.metric_set = metric_set
+        self.keys = {"train": [], "valid": []}
+
+    def _begin(self, phase):
+        from ..metrics import metric_keys
+
+        metrics = [m.to(self.ctx.device) for m in self.metric_set.for_phase(phase)]
+        for m in metrics:
+            m.ctx = self.ctx
+        self.ctx.metrics[phase] = metrics
+        self.keys[phase] = metric_keys(metrics)
+
+    def _update(self, phase):
+        ctx = self.ctx
+        with torch.no_grad():
+            pred, target = ctx.pred, ctx.target
+            for m in ctx.metrics[phase]:
+                try:
+                    m.update(pred, target)
+                except Exception as e:
+                    raise CallbackError("metric", m.name, "update", ctx.epoch, ctx.iter, e) from e
+
+    def _end(self, phase):
+        ctx = self.ctx
+        for key, m in zip(self.keys[phase], ctx.metrics[phase]):
+            try:
+                value = m.compute()
+            except Exception as e:
+                raise CallbackError("metric", m.name, "compute", ctx.epoch, ctx.iter, e) from e
+            ctx.log_metric(key, value)
+
+    def on_train_begin(self):
+        self._begin("train")
+
+    def on_train_batch_end(self):
+        self._update("train")
+
+    def on_train_end(self):
+        self._end("train")
+
+    def on_valid_begin(self):
+        self._begin("valid")
+
+    def on_valid_batch_end(self):
+        self._update("valid")
+
+    def on_valid_end(self):
+        self._end("valid")
+
+
+class Profile(Callback):
+    """Logs wall-clock seconds of the fit, each epoch, and each train/valid phase in `records["profile"]`."""
+
+    def __init__(self):
+        self.started = {}
+
+    def _tic(self, what):
+        self.started[what] = time.perf_counter()
+
+    def _toc(self, what):
+        self.ctx.log("profile", what, time.perf_counter() - self.started.pop(what))
+
+    def on_fit_begin(self):
+        self._tic("fit")
+
+    def on_fit_end(self):
+        self._toc("fit")
+
+    def on_epoch_begin(self):
+        self._tic("epoch")
+
+    def on_epoch_end(self):
+        self._toc("epoch")
+
+    def on_train_begin(self):
+        self._tic("train")
+
+    def on_train_end(self):
+        self._toc("train")
+
+    def on_valid_begin(self):
+        self._tic("valid")
+
+    def on_valid_end(self):
+        self._toc("valid")
+
+
+class Interrupt(Callback):
+    """Catches Ctrl-C: runs `on_interrupt`, then `on_fit_end`, and fit returns what was trained so far."""
+
+    def on_fit_begin(self):
+        self.ctx.handlers[KeyboardInterrupt] = self._handle
+
+    def _handle(self, error):
+        if self.ctx.verbose:
+            import sys
+
+            print("Training interrupted: returning the model trained so far.", file=sys.stderr)
+        self.ctx.call_callbacks("on_interrupt")

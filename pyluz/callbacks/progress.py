@@ -1,0 +1,213 @@
+"""Progress output in luz's layout: `Epoch 3/10`, a bar per phase, then the epoch's metrics.
+
+The bar is refreshed on a time interval, so reading metric values (a device sync) happens at most
+every `interval` seconds, never per step. Where does it draw? A `Renderer`: tqdm bars in a terminal
+or notebook, one line per epoch in logs, or any object with the same methods (the R package passes
+a cli renderer).
+"""
+
+import sys
+import time
+
+from .base import Callback
+
+
+def format_metrics(values_by_name, metrics=None):
+    """"Loss: 0.1234 - Acc: 0.9500" from {display_name: value}."""
+    parts = []
+    for name, value in values_by_name.items():
+        parts.append(f"{name}: {format_value(value)}")
+    return " - ".join(parts)
+
+
+def format_value(value):
+    if isinstance(value, dict):
+        return " | ".join(f"{k}: {format_value(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+class LineRenderer:
+    """For logs: no bars, one line per epoch (`Epoch 2/10 - Train metrics: ... - Valid metrics: ...`)."""
+
+    def __init__(self, file=None):
+        self.file = file
+        self.pending = []
+
+    def _out(self, text):
+        print(text, file=self.file or sys.stderr, flush=True)
+
+    def epoch_begin(self, epoch, max_epochs):
+        self.pending = [f"Epoch {epoch}/{max_epochs}"]
+
+    def bar_begin(self, phase, total):
+        pass
+
+    def bar_update(self, current, metrics_text):
+        pass
+
+    def bar_end(self):
+        pass
+
+    def epoch_metrics(self, phase, text):
+        self.pending.append(f"{phase.capitalize()} metrics: {text}")
+
+    def epoch_end(self):
+        if self.pending:
+            self._out(" - ".join(self.pending))
+        self.pending = []
+
+    def message(self, text):
+        self._out(text)
+
+
+class TqdmRenderer(LineRenderer):
+    """For terminals and notebooks: luz's layout with a tqdm bar per phase."""
+
+    def __init__(self, file=None):
+        super().__init__(file)
+        self.bar = None
+
+    def epoch_begin(self, epoch, max_epochs):
+        self._out(f"Epoch {epoch}/{max_epochs}")
+
+    def bar_begin(self, phase, total):
+        from tqdm.auto import tqdm
+
+        tqdm.monitor_interval = 0  # no monitor thread: front ends such as R must stay on one thread
+        self.bar = tqdm(total=total, file=self.file or sys.stderr, leave=False, dynamic_ncols=True,
+                        mininterval=0, bar_format="{n_fmt}/{total_fmt} [{bar:20}] - ETA: {remaining}{postfix}"
+                        if total else "{n_fmt}/unk - Rate: {rate_fmt}{postfix}")
+
+    def bar_update(self, current, metrics_text):
+        if self.bar is not None:
+            self.bar.n = current
+            self.bar.set_postfix_str(metrics_text, refresh=False)
+            self.bar.refresh()
+
+    def bar_end(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def epoch_metrics(self, phase, text):
+        self._out(f"{phase.capitalize()} metrics: {text}")
+
+    def epoch_end(self):
+        pass
+
+
+def default_renderer():
+    return TqdmRenderer() if _interactive_stderr() else LineRenderer()
+
+
+def _interactive_stderr():
+    return _in_notebook() or (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+
+
+def _in_notebook():
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    ip = shell.get_ipython() if hasattr(shell, "get_ipython") else None
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def default_verbose():
+    """luz's `verbose = NULL`: True when stderr is a terminal or we run in a notebook."""
+    return _interactive_stderr()
+
+
+class Progress(Callback):
+    """Prints luz-style progress when `ctx.verbose`; refreshes at most every `interval` seconds."""
+
+    def __init__(self, renderer=None, interval=0.1):
+        self.renderer = renderer
+        self.interval = interval
+        self.count = 0
+        self.next_refresh = 0.0
+
+    def on_fit_begin(self):
+        if self.renderer is None and self.ctx.verbose:
+            self.renderer = default_renderer()
+
+    def on_predict_begin(self):
+        self.on_fit_begin()
+        self._bar_begin("predict")
+
+    def on_epoch_begin(self):
+        if self.ctx.verbose:
+            self.renderer.epoch_begin(self.ctx.epoch, self.ctx.max_epochs)
+
+    def _bar_begin(self, phase):
+        if self.ctx.verbose:
+            from ..data import num_batches
+
+            self.count = 0
+            self.next_refresh = 0.0
+            self.renderer.bar_begin(phase, num_batches(self.ctx.data))
+
+    def _tick(self):
+        self.count += 1
+        now = time.perf_counter()
+        if now >= self.next_refresh:
+            self.next_refresh = now + self.interval
+            self.renderer.bar_update(self.count, self._current_metrics())
+
+    def _current_metrics(self):
+        phase = "train" if self.ctx.training else "valid"
+        values = {}
+        for m in self.ctx.metrics.get(phase, []):
+            values[m.name] = m.compute()
+        return format_metrics(values)
+
+    def _bar_end(self):
+        if self.ctx.verbose:
+            self.renderer.bar_end()
+
+    def on_train_begin(self):
+        self._bar_begin("train")
+
+    def on_valid_begin(self):
+        self._bar_begin("valid")
+
+    def on_train_batch_end(self):
+        if self.ctx.verbose:
+            self._tick()
+
+    on_valid_batch_end = on_train_batch_end
+
+    def on_predict_batch_end(self):
+        if self.ctx.verbose:
+            self.count += 1
+            now = time.perf_counter()
+            if now >= self.next_refresh:
+                self.next_refresh = now + self.interval
+                self.renderer.bar_update(self.count, "")
+
+    def on_train_end(self):
+        self._bar_end()
+
+    def on_valid_end(self):
+        self._bar_end()
+
+    def on_predict_end(self):
+        self._bar_end()
+
+    def on_epoch_end(self):
+        if not self.ctx.verbose:
+            return
+        for phase in ("train", "valid"):
+            metrics = self.ctx.metrics.get(phase) or []
+            values = self.ctx.get_metrics(phase, self.ctx.epoch) if len(self.ctx.records["metrics"][phase]) >= self.ctx.epoch else {}
+            if metrics and values:
+                text = format_metrics({m.name: v for m, v in zip(metrics, values.values())})
+                self.renderer.epoch_metrics(phase, text)
+        self.renderer.epoch_end()
+
+    def on_early_stopping(self):
+        if self.ctx.verbose:
+            self.renderer.message(f"Early stopping at epoch {self.ctx.epoch} of {self.ctx.max_epochs}")

@@ -1,0 +1,38 @@
+"""Exceptions that steer the loop (luz's R conditions, as Python exceptions) and error wrappers."""
+
+
+class ControlFlow(Exception):
+    """Base of the exceptions that change the loop's flow; callbacks raise them on purpose."""
+
+
+class StopTraining(ControlFlow):
+    """Stop after the current breakpoint: `on_early_stopping`, then `on_fit_end`, then a normal return.
+
+    Example::
+
+        class StopAtLoss(pyluz.Callback):
+            def on_epoch_end(self):
+                if self.ctx.get_metric("loss", "train") < 0.1:
+                    raise pyluz.StopTraining()
+    """
+
+
+class SkipEpoch(ControlFlow):
+    """Skip the rest of the current epoch and go on with the next one (used by AutoResume)."""
+
+
+class CallbackError(RuntimeError):
+    """An error raised inside a callback or a metric, re-raised with where it happened.
+
+    The original exception is chained as ``__cause__`` and its message is kept at the end of ours,
+    so tags that front ends put in messages survive.
+    """
+
+    def __init__(self, kind, name, where, epoch, iteration, original):
+        self.kind, self.name, self.where = kind, name, where
+        self.epoch, self.iter = epoch, iteration
+        self.original = original
+        super().__init__(
+            f"Error in {kind} {name} at {where} (epoch {epoch}, iter {iteration}): "
+            f"{type(original).__name__}: {original}"
+        )

@@ -1,0 +1,252 @@
+"""Turn what users pass as `data` into batches: one adapter per input kind (SPEC §3.2).
+
+In-memory inputs (tensors, arrays, tuples/dicts of them, TensorDataset) take the fast path,
+`TensorBatches`: a batch is one index operation on the stored tensors.
+"""
+
+import math
+import warnings
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
+
+DEFAULT_BATCH_SIZE = 32
+# Options the fast path honours itself; any other option means a real DataLoader.
+FAST_PATH_OPTIONS = {"batch_size", "shuffle", "drop_last", "generator", "num_workers", "pin_memory",
+                     "persistent_workers"}
+
+
+def _draw_seed(generator=None):
+    return int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+
+
+class TensorBatches:
+    """Batches of in-memory tensors, sliced with one index operation per tensor.
+
+    With the same torch seed it yields the same batches in the same order as
+    ``DataLoader(TensorDataset(...), batch_size, shuffle, drop_last)`` and consumes the torch RNG
+    the same way, so results match a hand-written DataLoader loop.
+
+    Example::
+
+        batches = TensorBatches((x, y), batch_size=64, shuffle=True)
+        for xb, yb in batches: ...
+    """
+
+    def __init__(self, tensors, batch_size=DEFAULT_BATCH_SIZE, shuffle=False, drop_last=False, generator=None):
+        self.tensors = tensors  # a tuple/list or dict of tensors sharing the first dim
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.generator = generator
+        first = next(iter(tensors.values() if isinstance(tensors, dict) else tensors))
+        self.n = first.shape[0]
+
+    def __len__(self):
+        if self.drop_last:
+            return self.n // self.batch_size
+        return math.ceil(self.n / self.batch_size)
+
+    def _items(self):
+        return self.tensors.items() if isinstance(self.tensors, dict) else enumerate(self.tensors)
+
+    def to(self, device):
+        """Move the stored tensors to `device` once, so batches need no transfer."""
+        if isinstance(self.tensors, dict):
+            self.tensors = {k: t.to(device) for k, t in self.tensors.items()}
+        else:
+            self.tensors = [t.to(device) for t in self.tensors]
+        return self
+
+    def _order(self):
+        # Same RNG draws as DataLoader: its iterator draws a base seed, then RandomSampler draws
+        # the seed of its own generator (or uses the given one).
+        _draw_seed(self.generator)
+        if not self.shuffle:
+            return None
+        generator = self.generator
+        if generator is None:
+            generator = torch.Generator()
+            generator.manual_seed(_draw_seed())
+        return torch.randperm(self.n, generator=generator)
+
+    def __iter__(self):
+        order = self._order()
+        n, bs = self.n, self.batch_size
+        stop = n - n % bs if self.drop_last else n
+        tensors = self.tensors
+        is_dict = isinstance(tensors, dict)
+        if order is not None:
+            order = order.to(next(iter(tensors.values() if is_dict else tensors)).device)
+        for start in range(0, stop, bs):
+            if order is None:
+                sl = slice(start, start + bs)
+                if is_dict:
+                    yield {k: t[sl] for k, t in tensors.items()}
+                else:
+                    yield [t[sl] for t in tensors]
+            else:
+                idx = order[start:start + bs]
+                if is_dict:
+                    yield {k: t.index_select(0, idx) for k, t in tensors.items()}
+                else:
+                    yield [t.index_select(0, idx) for t in tensors]
+
+    def subset(self, indices):
+        """A TensorBatches over the rows `indices` (used for the valid split)."""
+        if isinstance(self.tensors, dict):
+            tensors = {k: t[indices] for k, t in self.tensors.items()}
+        else:
+            tensors = [t[indices] for t in self.tensors]
+        return TensorBatches(tensors, self.batch_size, self.shuffle, self.drop_last, self.generator)
+
+
+# -- converting user inputs -----------------------------------------------------------------
+
+def to_tensor(x, argument):
+    """Tensor from a tensor, numpy array, pandas object or list; floats become float32, ints int64."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if hasattr(x, "to_numpy") and not isinstance(x, np.ndarray):  # pandas Series/DataFrame
+        x = x.to_numpy()
+    if isinstance(x, (list, tuple)):
+        x = np.asarray(x)
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise TypeError(f"`{argument}` holds Python objects (dtype=object); expected numbers.")
+        if np.issubdtype(x.dtype, np.floating):
+            return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if np.issubdtype(x.dtype, np.integer):
+            return torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise TypeError(f"`{argument}` must be tensors or arrays, got {type(x).__name__}.")
+
+
+def _is_array_like(x):
+    return isinstance(x, (torch.Tensor, np.ndarray)) or hasattr(x, "to_numpy")
+
+
+def in_memory_tensors(data, argument):
+    """The tensors of an in-memory input (tuple/list/dict of arrays, one array, TensorDataset), or None."""
+    if isinstance(data, TensorDataset):
+        tensors = list(data.tensors)
+    elif _is_array_like(data):
+        tensors = [to_tensor(data, argument)]
+    elif isinstance(data, (tuple, list)) and data and all(_is_array_like(x) for x in data):
+        tensors = [to_tensor(x, f"{argument}[{i}]") for i, x in enumerate(data)]
+    elif isinstance(data, dict) and data and all(_is_array_like(x) for x in data.values()):
+        tensors = {k: to_tensor(x, f"{argument}[{k!r}]") for k, x in data.items()}
+    else:
+        return None
+    items = tensors.items() if isinstance(tensors, dict) else enumerate(tensors)
+    sizes = {k: (t.shape[0] if t.dim() > 0 else None) for k, t in items}
+    if None in sizes.values() or len(set(sizes.values())) != 1:
+        raise ValueError(f"`{argument}`: every tensor/array must share the first dimension, got sizes {sizes}.")
+    return tensors
+
+
+def _check_options(options, argument="dataloader_options"):
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"`{argument}` must be a dict of DataLoader arguments, got {type(options).__name__}.")
+    if "batch_size" in options and (not isinstance(options["batch_size"], (int, np.integer)) or options["batch_size"] < 1):
+        raise ValueError(f"`{argument}['batch_size']` must be a positive integer, got {options['batch_size']!r}.")
+    return dict(options)
+
+
+def phase_options(options, phase):
+    """Defaults of luz: batch 32; train shuffles and drops the last batch; valid/predict never shuffle."""
+    opts = {"batch_size": DEFAULT_BATCH_SIZE}
+    if phase == "train":
+        opts.update(shuffle=True, drop_last=True)
+    opts.update(options)
+    if phase in ("valid", "predict"):
+        if opts.get("shuffle") and phase == "predict":
+            warnings.warn("`shuffle=True` is ignored for predictions.", stacklevel=4)
+        opts["shuffle"] = False
+    return opts
+
+
+def as_batches(data, options=None, phase="train", argument="data", pin_memory=False):
+    """An iterable of batches (with `len` when known) for `data`; None stays None.
+
+    `phase` is "train", "valid" or "predict"; `options` are DataLoader arguments (dataloader_options).
+    """
+    if data is None:
+        return None
+    user_options = _check_options(options)
+    if isinstance(data, (DataLoader, TensorBatches)):
+        if user_options:
+            if phase == "train":
+                raise ValueError(f"`dataloader_options` can't be used when `{argument}` is already a DataLoader; "
+                                 "set them on the DataLoader instead.")
+            warnings.warn(f"`dataloader_options` are ignored because `{argument}` is already a DataLoader.",
+                          stacklevel=3)
+        return data
+    opts = phase_options(user_options, phase)
+    tensors = in_memory_tensors(data, argument)
+    if tensors is not None and set(opts) <= FAST_PATH_OPTIONS:
+        return TensorBatches(tensors, opts["batch_size"], opts.get("shuffle", False), opts.get("drop_last", False),
+                             opts.get("generator"))
+    if tensors is not None:
+        data = TensorDataset(*tensors) if not isinstance(tensors, dict) else DictDataset(tensors)
+    if isinstance(data, IterableDataset):
+        opts.pop("shuffle", None)
+        opts.setdefault("pin_memory", pin_memory)
+        return DataLoader(data, **opts)
+    if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        opts.setdefault("pin_memory", pin_memory)
+        return DataLoader(data, **opts)
+    raise TypeError(
+        f"Unsupported `{argument}` of type {type(data).__name__}: expected a DataLoader, Dataset, IterableDataset, "
+        "tensor/array, a tuple/list/dict of tensors or arrays, or a pandas DataFrame."
+    )
+
+
+class DictDataset(Dataset):
+    """Map-style dataset over a dict of tensors; items are dicts."""
+
+    def __init__(self, tensors):
+        self.tensors = tensors
+        self.n = next(iter(tensors.values())).shape[0]
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return {k: t[i] for k, t in self.tensors.items()}
+
+
+def split_valid(data, fraction, argument="valid_data"):
+    """Split `data` at random (torch RNG) into (train, valid) with `fraction` of the rows for validation.
+
+    luz's rule: the validation rows are a random sample, the training rows keep their order.
+    """
+    if isinstance(fraction, bool) or not 0 <= fraction < 1:
+        raise ValueError(f"`{argument}` as a fraction must be in [0, 1), got {fraction!r}.")
+    if fraction == 0:
+        return data, None
+    if isinstance(data, (DataLoader, TensorBatches)):
+        raise ValueError(f"`{argument}` can't be a fraction when `data` is a DataLoader; pass a Dataset or tensors.")
+    tensors = in_memory_tensors(data, "data")
+    n = (len(next(iter(tensors.values()))) if isinstance(tensors, dict) else len(tensors[0])) if tensors is not None \
+        else len(data)
+    n_valid = int(n * fraction)
+    perm = torch.randperm(n)
+    valid_idx = perm[:n_valid]
+    train_idx = perm[n_valid:].sort().values
+    if tensors is not None:
+        pick = (lambda idx: {k: t[idx] for k, t in tensors.items()}) if isinstance(tensors, dict) \
+            else (lambda idx: [t[idx] for t in tensors])
+        return pick(train_idx), pick(valid_idx)
+    return Subset(data, train_idx.tolist()), Subset(data, valid_idx.tolist())
+
+
+def num_batches(loader):
+    """len(loader), or None when unknown (iterable datasets)."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None

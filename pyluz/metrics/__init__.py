@@ -1,0 +1,23 @@
+"""Metrics for pyluz (luz's ``luz_metric_*``)."""
+
+from .auroc import BinaryAUROC, MulticlassAUROC
+from .base import LossAverage, Metric, MetricSet, as_metric_set, format_metric_value, metric_keys
+from .classification import Accuracy, BinaryAccuracy, BinaryAccuracyWithLogits
+from .regression import MAE, MSE, RMSE
+
+__all__ = [
+    "Metric",
+    "MetricSet",
+    "LossAverage",
+    "Accuracy",
+    "BinaryAccuracy",
+    "BinaryAccuracyWithLogits",
+    "MAE",
+    "MSE",
+    "RMSE",
+    "BinaryAUROC",
+    "MulticlassAUROC",
+    "as_metric_set",
+    "metric_keys",
+    "format_metric_value",
+]

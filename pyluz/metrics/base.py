@@ -1,0 +1,455 @@
+"""Metric base class, the loss average, metric sets and shared helpers.
+
+A metric keeps its state as tensors on the training device. ``update`` only
+queues device work (no ``.item()``, no host sync); ``compute`` is the one
+place that reads values back to the host.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+
+import torch
+
+__all__ = [
+    "Metric",
+    "LossAverage",
+    "MetricSet",
+    "as_metric_set",
+    "metric_keys",
+    "format_metric_value",
+]
+
+# Instance attributes that are never treated as metric state.
+_NOT_STATE = frozenset({"ctx", "_ctor_args", "_ctor_kwargs"})
+
+
+# --------------------------------------------------------------------------
+# argument validation helpers (shared by the built-ins)
+# --------------------------------------------------------------------------
+
+def _is_bool(value) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_"
+
+
+def check_real(owner, name, value, lo=None, hi=None):
+    """Return ``value`` as a float, or raise naming ``owner`` and ``name``."""
+    ok = isinstance(value, numbers.Real) and not _is_bool(value)
+    if ok:
+        value = float(value)
+        ok = math.isfinite(value) and (lo is None or value >= lo) and (hi is None or value <= hi)
+    if not ok:
+        if lo is not None and hi is not None:
+            what = f"a number in [{lo:g}, {hi:g}]"
+        elif lo is not None:
+            what = f"a number >= {lo:g}"
+        else:
+            what = "a finite number"
+        raise ValueError(f"{owner}: `{name}` must be {what}, got {value!r}")
+    return value
+
+
+def check_int(owner, name, value, min_value=None, choices=None):
+    """Return ``value`` as an int (integral floats accepted, e.g. R's ``200``)."""
+    ok = isinstance(value, numbers.Real) and not _is_bool(value)
+    if ok:
+        ok = float(value).is_integer()
+    if ok:
+        value = int(value)
+        ok = (min_value is None or value >= min_value) and (choices is None or value in choices)
+    if not ok:
+        if choices is not None:
+            what = "one of " + ", ".join(str(c) for c in choices)
+        elif min_value is not None:
+            what = f"an integer >= {min_value}"
+        else:
+            what = "an integer"
+        raise ValueError(f"{owner}: `{name}` must be {what}, got {value!r}")
+    return value
+
+
+def check_bool(owner, name, value):
+    if not _is_bool(value):
+        raise ValueError(f"{owner}: `{name}` must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_choice(owner, name, value, choices):
+    if not isinstance(value, str) or value not in choices:
+        allowed = ", ".join(f'"{c}"' for c in choices)
+        raise ValueError(f"{owner}: `{name}` must be one of {allowed}, got {value!r}")
+    return value
+
+
+def check_tensor(owner, name, value):
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{owner}: `{name}` must be a torch.Tensor, got {type(value).__name__}")
+    return value.detach()
+
+
+def same_numel(owner, preds, target):
+    """Flatten ``preds`` and ``target`` to 1-d after checking they have the same
+    number of elements (so ``(B, 1)`` vs ``(B,)`` never broadcasts to ``B x B``)."""
+    preds = check_tensor(owner, "preds", preds)
+    target = check_tensor(owner, "target", target)
+    if preds.shape != target.shape and preds.numel() != target.numel():
+        raise ValueError(
+            f"{owner}: `preds` and `target` must have the same number of elements, "
+            f"got shapes {tuple(preds.shape)} and {tuple(target.shape)}"
+        )
+    return preds.reshape(-1), target.reshape(-1)
+
+
+def host_ratio(num: torch.Tensor, den: torch.Tensor) -> float:
+    """``num / den`` as a Python float (nan when ``den`` is 0). Syncs."""
+    d = den.item()
+    if d == 0:
+        return math.nan
+    return float(num.item()) / d
+
+
+def accum_dtype(device) -> torch.dtype:
+    """float64 for accumulators, except on MPS, which has no float64."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+def _tensor_to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    dtype = torch.float32 if (device.type == "mps" and t.dtype == torch.float64) else t.dtype
+    return t.to(device=device, dtype=dtype)
+
+
+def _move(value, device):
+    if isinstance(value, torch.Tensor):
+        return _tensor_to(value, device)
+    if isinstance(value, dict):
+        return {k: _move(v, device) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_move(v, device) for v in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_move(v, device) for v in value)
+    return value
+
+
+def _sorted_keys(d):
+    try:
+        return sorted(d)
+    except TypeError:
+        return list(d)
+
+
+def format_metric_value(value) -> str:
+    """luz-style display of a computed metric value.
+
+    >>> format_metric_value(0.95)
+    '0.9500'
+    >>> format_metric_value({"gen": 1.0, "disc": 0.123456})
+    'gen: 1.0000 | disc: 0.1235'
+    """
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, Mapping):
+        return " | ".join(f"{k}: {format_metric_value(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return " | ".join(format_metric_value(v) for v in value)
+    if isinstance(value, numbers.Real) and not _is_bool(value):
+        return f"{float(value):.4f}"
+    return str(value)
+
+
+# --------------------------------------------------------------------------
+# Metric
+# --------------------------------------------------------------------------
+
+class Metric:
+    """Base class for metrics (luz's ``luz_metric``).
+
+    Subclasses set their state as tensors in ``__init__`` (on the CPU; the
+    engine moves it with :meth:`to`), accumulate it in :meth:`update` without
+    host syncs, and return plain Python numbers from :meth:`compute`.
+    The constructor arguments are remembered, so :meth:`fresh` can build a
+    new instance with reset state (the engine does so every epoch and phase).
+
+    Example:
+
+    >>> import torch
+    >>> class MeanPred(Metric):
+    ...     abbrev = "Mean"
+    ...     def __init__(self, scale=1.0):
+    ...         self.scale = scale
+    ...         self.total = torch.zeros((), dtype=torch.float64)
+    ...         self.n = torch.zeros((), dtype=torch.int64)
+    ...     def update(self, preds, target):
+    ...         self.total += preds.detach().sum() * self.scale
+    ...         self.n += preds.numel()
+    ...     def compute(self):
+    ...         return self.total.item() / self.n.item() if self.n.item() else float("nan")
+    >>> m = MeanPred(scale=2.0)
+    >>> m.update(torch.tensor([1.0, 2.0]), None)
+    >>> m.compute(), m.name
+    (3.0, 'Mean')
+    >>> m.fresh().compute()
+    nan
+    """
+
+    #: Display name; ``None`` means the class name. Records use it lowercased.
+    abbrev = None
+    #: The training :class:`pyluz.Context`, set by the engine before use.
+    ctx = None
+    #: Tensor attributes that are configuration, not state: they move with
+    #: :meth:`to` but are not summed by :meth:`reduce_state`.
+    _constant_attrs: tuple = ()
+
+    def __new__(cls, /, *args, **kwargs):
+        self = super().__new__(cls)
+        self._ctor_args = args
+        self._ctor_kwargs = dict(kwargs)
+        return self
+
+    def __init__(self):
+        pass
+
+    # -- interface ---------------------------------------------------------
+    def update(self, preds, target):
+        raise NotImplementedError(f"{type(self).__name__} must implement update(preds, target)")
+
+    def compute(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement compute()")
+
+    # -- engine support ----------------------------------------------------
+    @property
+    def name(self) -> str:
+        abbrev = self.abbrev
+        return type(self).__name__ if abbrev is None else str(abbrev)
+
+    def fresh(self) -> "Metric":
+        """A new instance of the same class, built with the same arguments."""
+        args = getattr(self, "_ctor_args", ())
+        kwargs = getattr(self, "_ctor_kwargs", {})
+        return type(self)(*args, **kwargs)
+
+    def to(self, device) -> "Metric":
+        """Move every tensor attribute (also inside dicts/lists) to ``device``.
+        float64 becomes float32 on MPS. Returns ``self``."""
+        device = torch.device(device)
+        for key, value in list(vars(self).items()):
+            if key in _NOT_STATE:
+                continue
+            moved = _move(value, device)
+            if moved is not value:
+                setattr(self, key, moved)
+        return self
+
+    def _state_tensors(self):
+        """(container, key) pairs of every state tensor, in a rank-independent order."""
+        slots = []
+        attrs = vars(self)
+        for key in sorted(attrs):
+            if key in _NOT_STATE or key in self._constant_attrs:
+                continue
+            value = attrs[key]
+            if isinstance(value, torch.Tensor):
+                slots.append((attrs, key))
+            elif isinstance(value, dict):
+                for k in _sorted_keys(value):
+                    if isinstance(value[k], torch.Tensor):
+                        slots.append((value, k))
+        return slots
+
+    def reduce_state(self, all_reduce) -> None:
+        """Sum the state across processes (DDP): ``all_reduce(t)`` is called on
+        every state tensor and must sum it in place. State must be additive."""
+        for container, key in self._state_tensors():
+            t = container[key]
+            out = all_reduce(t)
+            if isinstance(out, torch.Tensor) and out is not t:
+                container[key] = out
+
+    def format(self, value) -> str:
+        """Display a computed value the luz way (``0.1234``; dicts as ``a: 1.0000 | b: 2.0000``)."""
+        return format_metric_value(value)
+
+    def __repr__(self) -> str:
+        parts = [repr(a) for a in getattr(self, "_ctor_args", ())]
+        parts += [f"{k}={v!r}" for k, v in getattr(self, "_ctor_kwargs", {}).items()]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+# --------------------------------------------------------------------------
+# LossAverage
+# --------------------------------------------------------------------------
+
+class LossAverage(Metric):
+    """Running mean of ``ctx.loss`` over batches, per optimizer ("Loss").
+
+    luz's formula: the unweighted mean of the batch losses (not weighted by
+    batch size). ``ctx.loss`` may be a dict ``{opt_name: 0-dim tensor}``, a
+    bare tensor or a Python number; ``None`` entries are skipped.
+    ``compute()`` gives a float with one optimizer, else ``{opt_name: float}``.
+    ``preds`` and ``target`` are ignored. Always the first metric of a phase.
+
+    >>> import torch
+    >>> from types import SimpleNamespace
+    >>> m = LossAverage()
+    >>> m.ctx = SimpleNamespace(loss={"opt": torch.tensor(1.0)})
+    >>> m.update(None, None)
+    >>> m.ctx.loss = {"opt": torch.tensor(2.0)}
+    >>> m.update(None, None)
+    >>> m.compute()
+    1.5
+    """
+
+    abbrev = "Loss"
+
+    def __init__(self):
+        self.sums: dict = {}
+        self.counts: dict = {}
+
+    def _add(self, key, value):
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ValueError(
+                    f"LossAverage: `ctx.loss` must hold scalar losses, got a tensor of shape "
+                    f"{tuple(value.shape)} for {key!r}"
+                )
+            value = value.detach().reshape(())
+            device = value.device
+        elif isinstance(value, numbers.Real) and not _is_bool(value):
+            device = None
+        else:
+            raise TypeError(
+                "LossAverage: `ctx.loss` must be a tensor, a number or a dict of them, "
+                f"got {type(value).__name__} for {key!r}"
+            )
+        total = self.sums.get(key)
+        if total is None:
+            dev = torch.device("cpu") if device is None else device
+            total = self.sums[key] = torch.zeros((), dtype=accum_dtype(dev), device=dev)
+            self.counts[key] = torch.zeros((), dtype=torch.int64, device=dev)
+        if isinstance(value, torch.Tensor):
+            if value.device != total.device:
+                value = value.to(total.device)
+            total += value.to(total.dtype)
+        else:
+            total += float(value)
+        self.counts[key] += 1
+
+    def update(self, preds=None, target=None):
+        ctx = self.ctx
+        if ctx is None:
+            raise RuntimeError("LossAverage: no ctx is set; the engine sets `metric.ctx` before update")
+        loss = ctx.loss
+        if loss is None:
+            return
+        if isinstance(loss, Mapping):
+            for key, value in loss.items():
+                if value is not None:
+                    self._add(key, value)
+        else:
+            self._add("opt", loss)
+
+    def compute(self):
+        if not self.sums:
+            return math.nan
+        values = {k: host_ratio(self.sums[k], self.counts[k]) for k in self.sums}
+        if len(values) == 1:
+            return next(iter(values.values()))
+        return values
+
+
+# --------------------------------------------------------------------------
+# metric sets
+# --------------------------------------------------------------------------
+
+def _metric_list(value, argname):
+    if value is None:
+        return []
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    for i, m in enumerate(items):
+        where = f"`{argname}`" if not isinstance(value, (list, tuple)) else f"`{argname}[{i}]`"
+        if isinstance(m, type) and issubclass(m, Metric):
+            raise TypeError(
+                f"{where} is the metric class {m.__name__}, not an instance. "
+                f"Did you forget to instantiate the metric? Use {m.__name__}() instead."
+            )
+        if not isinstance(m, Metric):
+            raise TypeError(
+                f"{where} must be a Metric instance (or a list of them), got {type(m).__name__}"
+            )
+    return items
+
+
+class MetricSet:
+    """Metrics for both phases (luz's ``luz_metric_set``).
+
+    ``metrics`` are used in training and validation, ``train_metrics`` and
+    ``valid_metrics`` only in that phase. :meth:`for_phase` builds fresh
+    instances with :class:`LossAverage` first.
+
+    >>> from pyluz.metrics import Accuracy, MAE
+    >>> ms = MetricSet([Accuracy()], valid_metrics=MAE())
+    >>> [m.name for m in ms.for_phase("train")]
+    ['Loss', 'Acc']
+    >>> [m.name for m in ms.for_phase("valid")]
+    ['Loss', 'Acc', 'MAE']
+    """
+
+    def __init__(self, metrics=None, train_metrics=None, valid_metrics=None):
+        self.metrics = _metric_list(metrics, "metrics")
+        self.train_metrics = _metric_list(train_metrics, "train_metrics")
+        self.valid_metrics = _metric_list(valid_metrics, "valid_metrics")
+
+    def for_phase(self, phase: str) -> list:
+        if phase == "train":
+            extra = self.train_metrics
+        elif phase == "valid":
+            extra = self.valid_metrics
+        else:
+            raise ValueError(f'MetricSet.for_phase: `phase` must be "train" or "valid", got {phase!r}')
+        return [LossAverage(), *(m.fresh() for m in self.metrics), *(m.fresh() for m in extra)]
+
+    def __repr__(self) -> str:
+        return (
+            f"MetricSet(metrics={self.metrics!r}, train_metrics={self.train_metrics!r}, "
+            f"valid_metrics={self.valid_metrics!r})"
+        )
+
+
+def as_metric_set(x) -> MetricSet:
+    """Normalise what a user passes as ``metrics`` into a :class:`MetricSet`.
+
+    >>> from pyluz.metrics import Accuracy
+    >>> len(as_metric_set(None).metrics), len(as_metric_set(Accuracy()).metrics)
+    (0, 1)
+    """
+    if x is None:
+        return MetricSet()
+    if isinstance(x, MetricSet):
+        return x
+    if isinstance(x, (Metric, list, tuple)) or (isinstance(x, type) and issubclass(x, Metric)):
+        return MetricSet(x)
+    raise TypeError(
+        f"`metrics` must be a list of Metric instances or a MetricSet, got {type(x).__name__}"
+    )
+
+
+def metric_keys(metrics) -> list:
+    """Records keys for a phase's metrics: lowercased names, duplicates suffixed.
+
+    >>> from pyluz.metrics import Accuracy, BinaryAccuracy
+    >>> metric_keys([LossAverage(), Accuracy(), BinaryAccuracy(), Accuracy()])
+    ['loss', 'acc', 'acc_2', 'acc_3']
+    """
+    keys = []
+    used = set()
+    for m in metrics:
+        base = m.name.lower()
+        key = base
+        n = 2
+        while key in used:
+            key = f"{base}_{n}"
+            n += 1
+        used.add(key)
+        keys.append(key)
+    return keys

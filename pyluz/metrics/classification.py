@@ -1,0 +1,103 @@
+"""Accuracy metrics (luz_metric_accuracy, luz_metric_binary_accuracy[_with_logits])."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Metric, check_int, check_real, check_tensor, host_ratio, same_numel
+
+__all__ = ["Accuracy", "BinaryAccuracy", "BinaryAccuracyWithLogits"]
+
+
+class Accuracy(Metric):
+    """Multiclass accuracy ("Acc"): share of ``argmax(preds, 1)`` equal to ``target``.
+
+    ``preds`` has shape ``(batch, num_classes, ...)`` (scores, logits or
+    probabilities); ``target`` holds class indices in the ``index_base``
+    convention (0 for Python, 1 for R).
+
+    >>> import torch
+    >>> m = Accuracy()
+    >>> m.update(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]))
+    >>> m.compute()
+    0.5
+    >>> r = Accuracy(index_base=1)
+    >>> r.update(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([2, 1]))
+    >>> r.compute()
+    1.0
+    """
+
+    abbrev = "Acc"
+
+    def __init__(self, index_base=0):
+        self.index_base = check_int("Accuracy", "index_base", index_base, choices=(0, 1))
+        self.correct = torch.zeros((), dtype=torch.int64)
+        self.total = torch.zeros((), dtype=torch.int64)
+
+    def update(self, preds, target):
+        owner = type(self).__name__
+        preds = check_tensor(owner, "preds", preds)
+        target = check_tensor(owner, "target", target)
+        if preds.ndim < 2:
+            raise ValueError(
+                f"{owner}: `preds` must have shape (batch, num_classes, ...), got {tuple(preds.shape)}"
+            )
+        pred_idx = preds.argmax(dim=1)
+        if target.shape != pred_idx.shape:
+            if target.numel() != pred_idx.numel():
+                raise ValueError(
+                    f"{owner}: `target` must hold one class index per sample (shape "
+                    f"{tuple(pred_idx.shape)}), got shape {tuple(target.shape)}"
+                )
+            target = target.reshape(pred_idx.shape)
+        if self.index_base:
+            pred_idx = pred_idx + self.index_base
+        self.correct += (pred_idx == target).sum()
+        self.total += pred_idx.numel()
+
+    def compute(self):
+        return host_ratio(self.correct, self.total)
+
+
+class BinaryAccuracy(Metric):
+    """Binary accuracy ("Acc"): share of ``(preds > threshold) == target``.
+
+    ``preds`` are probabilities; ``target`` holds 0/1 (any dtype, or bool).
+
+    >>> import torch
+    >>> m = BinaryAccuracy(threshold=0.5)
+    >>> m.update(torch.tensor([0.2, 0.7, 0.9]), torch.tensor([0.0, 1.0, 0.0]))
+    >>> round(m.compute(), 4)
+    0.6667
+    """
+
+    abbrev = "Acc"
+
+    def __init__(self, threshold=0.5):
+        self.threshold = check_real(type(self).__name__, "threshold", threshold, 0.0, 1.0)
+        self.correct = torch.zeros((), dtype=torch.int64)
+        self.total = torch.zeros((), dtype=torch.int64)
+
+    def update(self, preds, target):
+        preds, target = same_numel(type(self).__name__, preds, target)
+        hits = (preds > self.threshold).to(target.dtype) == target
+        self.correct += hits.sum()
+        self.total += hits.numel()
+
+    def compute(self):
+        return host_ratio(self.correct, self.total)
+
+
+class BinaryAccuracyWithLogits(BinaryAccuracy):
+    """Binary accuracy on logits ("Acc"): ``sigmoid`` first, then :class:`BinaryAccuracy`.
+
+    >>> import torch
+    >>> m = BinaryAccuracyWithLogits()
+    >>> m.update(torch.tensor([-2.0, 3.0]), torch.tensor([0, 1]))
+    >>> m.compute()
+    1.0
+    """
+
+    def update(self, preds, target):
+        preds = check_tensor(type(self).__name__, "preds", preds)
+        super().update(torch.sigmoid(preds), target)

@@ -1,0 +1,181 @@
+"""`setup()` and the LuzModule it returns: a module plus loss, optimizer, metrics and hparams."""
+
+import inspect
+
+import torch
+from torch import nn
+
+from .metrics import as_metric_set
+
+
+class LuzModule:
+    """A module ready to train: what `setup()` returns. Immutable; every `set_*` returns a new one.
+
+    Example::
+
+        fitted = (pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
+                  .set_hparams(hidden=32).set_opt_hparams(lr=1e-3)
+                  .fit((x, y), epochs=5))
+    """
+
+    def __init__(self, module, loss=None, optimizer=None, metrics=None, backward=None,
+                 hparams=None, opt_hparams=None):
+        self.module = module
+        self.loss = loss
+        self.optimizer = optimizer
+        self.metrics = metrics
+        self.backward = backward
+        self.hparams = dict(hparams or {})
+        self.opt_hparams = dict(opt_hparams or {})
+
+    def _replace(self, **changes):
+        fields = dict(module=self.module, loss=self.loss, optimizer=self.optimizer, metrics=self.metrics,
+                      backward=self.backward, hparams=self.hparams, opt_hparams=self.opt_hparams)
+        fields.update(changes)
+        return LuzModule(**fields)
+
+    def set_hparams(self, **hparams):
+        """Arguments for building the module (replaces earlier ones, as in luz)."""
+        if isinstance(self.module, nn.Module):
+            raise ValueError("`set_hparams()` needs a module class or factory, but `setup()` got an already built "
+                             f"{type(self.module).__name__} instance; pass the class instead.")
+        return self._replace(hparams=hparams)
+
+    def set_opt_hparams(self, **opt_hparams):
+        """Arguments for the optimizer factory or `set_optimizers()` (e.g. `lr=1e-3`)."""
+        return self._replace(opt_hparams=opt_hparams)
+
+    def fit(self, data, epochs=10, callbacks=None, valid_data=None, accelerator=None, verbose=None,
+            dataloader_options=None):
+        """Train and return a `Fitted`. See `pyluz.fit` for the arguments."""
+        from .runner import run_fit
+
+        return run_fit(self, data, epochs=epochs, callbacks=callbacks, valid_data=valid_data,
+                       accelerator=accelerator, verbose=verbose, dataloader_options=dataloader_options)
+
+    def __repr__(self):
+        name = getattr(self.module, "__name__", type(self.module).__name__)
+        return f"<LuzModule {name} hparams={self.hparams} opt_hparams={self.opt_hparams}>"
+
+    # -- building the pieces at fit time ------------------------------------------------------
+    def build_model(self):
+        if isinstance(self.module, nn.Module):
+            return self.module
+        model = self.module(**self.hparams)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`module` must build a torch.nn.Module, but calling it returned {type(model).__name__}.")
+        check_module_methods(model, self.loss, self.optimizer)
+        return model
+
+    def build_optimizers(self, model):
+        if self.optimizer is not None:
+            opts = self.optimizer(model.parameters(), **self.opt_hparams)
+        else:
+            opts = model.set_optimizers(**self.opt_hparams)
+        return as_optimizer_dict(opts)
+
+    def loss_fn(self, model):
+        return self.loss if self.loss is not None else getattr(model, "loss", None)
+
+    def backward_fn(self, model):
+        if self.backward is not None:
+            return self.backward
+        return getattr(model, "backward", None) or _backward
+
+
+def _backward(loss):
+    loss.backward()
+
+
+def as_optimizer_dict(opts):
+    """A single optimizer becomes {"opt": it}; a dict keeps its names and order."""
+    if isinstance(opts, torch.optim.Optimizer):
+        return {"opt": opts}
+    if isinstance(opts, dict) and opts and all(isinstance(o, torch.optim.Optimizer) for o in opts.values()):
+        return dict(opts)
+    raise TypeError("The optimizer factory / `set_optimizers()` must return a torch.optim.Optimizer or a non-empty "
+                    f"dict of named optimizers, got {type(opts).__name__}.")
+
+
+def _defines(obj, name):
+    return callable(getattr(obj, name, None))
+
+
+def check_module_methods(module, loss, optimizer):
+    """luz's checks: a loss (argument, `loss()` or `step()`) and an optimizer (argument or `set_optimizers()`)."""
+    if loss is None and not (_defines(module, "loss") or _defines(module, "step")):
+        raise ValueError("No loss function: pass `loss=` to setup() or define a `loss(pred, target)` or `step()` "
+                         "method on the module.")
+    if optimizer is None and not _defines(module, "set_optimizers"):
+        raise ValueError("No optimizer: pass `optimizer=` (e.g. torch.optim.Adam) to setup() or define a "
+                         "`set_optimizers(**opt_hparams)` method on the module.")
+
+
+def setup(module, loss=None, optimizer=None, metrics=None, backward=None):
+    """Prepare `module` for training: returns a `LuzModule`.
+
+    `module` is an nn.Module class, a callable returning an nn.Module (built in `fit` with the
+    hparams), or an already built nn.Module. `loss` is an nn.Module or any `(pred, target) -> scalar`
+    callable; `optimizer` a factory `f(params, **opt_hparams)` such as `torch.optim.Adam`;
+    `metrics` a list of Metric instances or a MetricSet; `backward` replaces `loss.backward()`.
+
+    Example::
+
+        model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
+                            metrics=[pyluz.metrics.Accuracy()])
+    """
+    if isinstance(module, type) and not issubclass(module, nn.Module):
+        raise TypeError(f"`module` must be an nn.Module subclass, a factory or a module instance, got class {module.__name__}.")
+    if not (isinstance(module, nn.Module) or callable(module)):
+        raise TypeError(f"`module` must be an nn.Module subclass, a factory or a module instance, got {type(module).__name__}.")
+    if loss is not None and not callable(loss):
+        raise TypeError(f"`loss` must be an nn.Module or a callable (pred, target) -> tensor, got {type(loss).__name__}.")
+    if isinstance(loss, type):
+        raise TypeError(f"`loss` is the class {loss.__name__}; pass an instance such as {loss.__name__}().")
+    if optimizer is not None and not callable(optimizer):
+        raise TypeError(f"`optimizer` must be a factory f(params, **opt_hparams) such as torch.optim.Adam, got {type(optimizer).__name__}.")
+    if isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError("`optimizer` must be a factory such as torch.optim.Adam, not an optimizer instance; set its "
+                        "arguments with set_opt_hparams().")
+    if backward is not None and not callable(backward):
+        raise TypeError(f"`backward` must be a callable (loss) -> None, got {type(backward).__name__}.")
+    as_metric_set(metrics)  # validates early
+    if isinstance(module, nn.Module) or inspect.isclass(module):
+        check_module_methods(module, loss, optimizer)
+    return LuzModule(module, loss=loss, optimizer=optimizer, metrics=metrics, backward=backward)
+
+
+def set_hparams(module, **hparams):
+    """`module.set_hparams(**hparams)` as a function (for pipes)."""
+    return _check_luz_module(module, "set_hparams").set_hparams(**hparams)
+
+
+def set_opt_hparams(module, **opt_hparams):
+    """`module.set_opt_hparams(**opt_hparams)` as a function (for pipes)."""
+    return _check_luz_module(module, "set_opt_hparams").set_opt_hparams(**opt_hparams)
+
+
+def fit(module, data, epochs=10, callbacks=None, valid_data=None, accelerator=None, verbose=None,
+        dataloader_options=None):
+    """Train a LuzModule; returns a `Fitted`.
+
+    `data`/`valid_data`: DataLoader, Dataset, IterableDataset, tensor/array, tuple/list/dict of
+    them, or a pandas DataFrame; `valid_data` may also be a fraction in [0, 1) of `data`.
+    `epochs`: an int or `(min_epochs, max_epochs)`. `dataloader_options`: DataLoader arguments for
+    inputs that are not DataLoaders (default batch_size=32; training shuffles and drops the last
+    incomplete batch). `verbose=None` shows progress when stderr is a terminal or a notebook.
+
+    Example::
+
+        fitted = pyluz.fit(model, (x, y), epochs=(2, 10), valid_data=0.2,
+                           callbacks=[pyluz.callbacks.EarlyStopping(patience=2)])
+    """
+    return _check_luz_module(module, "fit").fit(data, epochs=epochs, callbacks=callbacks, valid_data=valid_data,
+                                                accelerator=accelerator, verbose=verbose,
+                                                dataloader_options=dataloader_options)
+
+
+def _check_luz_module(module, fn):
+    if not isinstance(module, LuzModule):
+        raise TypeError(f"`{fn}()` expects the result of setup(), got {type(module).__name__}.")
+    return module

@@ -1,0 +1,167 @@
+"""Builds the Context for fit / evaluate / predict from the user's arguments and runs the loop."""
+
+import functools
+import numbers
+
+import torch
+
+from .accelerator import Accelerator
+from .callbacks.base import check_callbacks, order_callbacks
+from .callbacks.defaults import Interrupt, MetricsCallback, Profile, TrainValid
+from .callbacks.progress import Progress, default_verbose
+from .context import Context
+from .data import as_batches, split_valid
+from .loop import default_step, fit_loop, predict_loop, valid_loop
+from .metrics import as_metric_set
+from .results import Evaluation, Fitted
+
+
+def check_epochs(epochs):
+    """An int n -> (0, n); a pair -> (min, max) with 0 <= min <= max, max >= 1."""
+    def is_int(x):
+        return isinstance(x, numbers.Integral) and not isinstance(x, bool) or (isinstance(x, float) and x.is_integer())
+
+    if is_int(epochs):
+        min_epochs, max_epochs = 0, int(epochs)
+    elif isinstance(epochs, (tuple, list)) and len(epochs) == 2 and all(is_int(e) for e in epochs):
+        min_epochs, max_epochs = int(epochs[0]), int(epochs[1])
+    else:
+        raise ValueError(f"`epochs` must be an int or a (min_epochs, max_epochs) pair of ints, got {epochs!r}.")
+    if max_epochs < 1 or min_epochs < 0 or min_epochs > max_epochs:
+        raise ValueError(f"`epochs` must satisfy 0 <= min_epochs <= max_epochs and max_epochs >= 1, got {epochs!r}.")
+    return min_epochs, max_epochs
+
+
+def check_accelerator(accelerator):
+    if accelerator is None:
+        return Accelerator()
+    if not isinstance(accelerator, Accelerator):
+        raise TypeError(f"`accelerator` must be a pyluz.Accelerator, got {type(accelerator).__name__}.")
+    return accelerator
+
+
+def check_verbose(verbose):
+    if verbose is None:
+        return default_verbose()
+    if not isinstance(verbose, bool):
+        raise TypeError(f"`verbose` must be True, False or None, got {verbose!r}.")
+    return verbose
+
+
+def _is_fraction(x):
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def model_step(model, ctx):
+    """The module's own `step()`, or luz's default step bound to ctx."""
+    step = getattr(model, "step", None)
+    return step if callable(step) else functools.partial(default_step, ctx)
+
+
+def attach_context(model, ctx):
+    """Let the module read `self.ctx` during a run; cleared afterwards so it is never saved."""
+    target = getattr(model, "module", model) if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    target.ctx = ctx
+
+
+def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accelerator=None, verbose=None,
+            dataloader_options=None):
+    min_epochs, max_epochs = check_epochs(epochs)
+    user_callbacks = check_callbacks(callbacks)
+    accelerator = check_accelerator(accelerator)
+    verbose = check_verbose(verbose)
+    metric_set = as_metric_set(luz_module.metrics)
+    if data is None:
+        raise ValueError("`data` is required: pass a DataLoader, Dataset, tensors or arrays.")
+    if _is_fraction(valid_data):
+        data, valid_data = split_valid(data, valid_data)
+
+    model = luz_module.build_model()
+    optimizers = luz_module.build_optimizers(model)
+    pin = accelerator.pin_memory
+    train = as_batches(data, dataloader_options, "train", "data", pin)
+    valid = as_batches(valid_data, dataloader_options, "valid", "valid_data", pin)
+    model, optimizers, train, valid = accelerator.prepare(model, optimizers, train, valid)
+
+    defaults = [Profile(), TrainValid(), MetricsCallback(metric_set), Progress(), Interrupt()]
+    ctx = Context(model=model, accelerator=accelerator, callbacks=order_callbacks(defaults + user_callbacks),
+                  verbose=verbose, training=True, optimizers=optimizers, loss_fn=luz_module.loss_fn(model),
+                  backward=luz_module.backward_fn(model), hparams=luz_module.hparams,
+                  opt_hparams=luz_module.opt_hparams)
+    ctx.train_data, ctx.valid_data = train, valid
+    ctx.min_epochs, ctx.max_epochs = min_epochs, max_epochs
+    ctx.step = model_step(model, ctx)
+    attach_context(model, ctx)
+    try:
+        fit_loop(ctx)
+    finally:
+        attach_context(model, None)
+        records = ctx.records
+        ctx.clean()
+    return Fitted(model=model, records=records, luz_module=luz_module, opt_names=list(optimizers))
+
+
+def _eval_context(fitted, callbacks, defaults, accelerator, verbose):
+    accelerator = check_accelerator(accelerator)
+    model = accelerator.prepare_model(fitted.model)
+    ctx = Context(model=model, accelerator=accelerator,
+                  callbacks=order_callbacks(defaults + check_callbacks(callbacks)),
+                  verbose=check_verbose(verbose), training=False,
+                  optimizers={name: None for name in fitted.opt_names},
+                  loss_fn=fitted.luz_module.loss_fn(model), hparams=fitted.hparams, opt_hparams=fitted.opt_hparams)
+    ctx.epoch = ctx.min_epochs = ctx.max_epochs = 1
+    return ctx
+
+
+def run_evaluate(fitted, data, metrics=None, callbacks=None, accelerator=None, verbose=None, dataloader_options=None):
+    metric_set = as_metric_set(fitted.luz_module.metrics if metrics is None else metrics)
+    defaults = [Profile(), TrainValid(), MetricsCallback(metric_set), Progress(), Interrupt()]
+    ctx = _eval_context(fitted, callbacks, defaults, accelerator, verbose)
+    loader = as_batches(data, dataloader_options, "valid", "data", ctx.accelerator.pin_memory)
+    ctx.data = ctx.valid_data = ctx.accelerator.prepare_loader(loader)
+    ctx.step = model_step(ctx.model, ctx)
+    attach_context(ctx.model, ctx)
+    try:
+        valid_loop(ctx)
+    finally:
+        attach_context(ctx.model, None)
+        records = ctx.records
+        ctx.clean()
+    return Evaluation(records)
+
+
+def run_predict(fitted, newdata, stack=True, callbacks=None, accelerator=None, verbose=None,
+                dataloader_options=None, **kwargs):
+    ctx = _eval_context(fitted, callbacks, [Progress(), Interrupt()], accelerator, verbose)
+    loader = as_batches(newdata, dataloader_options, "predict", "newdata", ctx.accelerator.pin_memory)
+    ctx.data = ctx.accelerator.prepare_loader(loader)
+    model = ctx.model
+    model.eval()
+    predict_fn = getattr(model, "predict", None)
+    if not callable(predict_fn):
+        predict_fn = model
+    attach_context(model, ctx)
+    try:
+        preds = predict_loop(ctx, predict_fn, kwargs)
+    finally:
+        attach_context(model, None)
+        ctx.clean()
+    return stack_predictions(preds) if stack else preds
+
+
+def stack_predictions(preds):
+    """Concatenate per-batch outputs along dim 0: tensors, tuples/dicts of tensors; else the list."""
+    if not preds:
+        return preds
+    first = preds[0]
+    if all(isinstance(p, torch.Tensor) for p in preds):
+        return torch.cat(preds, dim=0) if first.dim() > 0 else torch.stack(preds)
+    if isinstance(first, (tuple, list)) and all(
+            isinstance(p, type(first)) and len(p) == len(first) and all(isinstance(t, torch.Tensor) for t in p)
+            for p in preds):
+        return type(first)(torch.cat(parts, dim=0) for parts in zip(*preds))
+    if isinstance(first, dict) and all(
+            isinstance(p, dict) and p.keys() == first.keys() and all(isinstance(t, torch.Tensor) for t in p.values())
+            for p in preds):
+        return {k: torch.cat([p[k] for p in preds], dim=0) for k in first}
+    return preds
