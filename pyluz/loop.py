@@ -120,8 +120,8 @@ def train_step(ctx):
         call("on_train_batch_before_backward")
         ctx.backward(ctx.loss_grad)
         call("on_train_batch_before_step")
-        ctx.step_opt(opt)
-        opt.zero_grad()
+        if ctx.step_opt(opt) is not False:  # False: the step was held back (gradient accumulation)
+            opt.zero_grad()
         call("on_train_batch_after_step")
 
 

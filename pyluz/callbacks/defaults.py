@@ -1,6 +1,8 @@
 """The callbacks every fit starts with: Profile, TrainValid, MetricsCallback, Interrupt (+ Progress)."""
 
+import math
 import time
+import warnings
 
 import torch
 
@@ -31,6 +33,7 @@ class MetricsCallback(Callback):
     def __init__(self, metric_set):
         self.metric_set = metric_set
         self.keys = {"train": [], "valid": []}
+        self.warned = False
 
     def _begin(self, phase):
         from ..metrics import metric_keys
@@ -59,6 +62,18 @@ class MetricsCallback(Callback):
             except Exception as e:
                 raise CallbackError("metric", m.name, "compute", ctx.epoch, ctx.iter, e) from e
             ctx.log_metric(key, value)
+            if key == "loss":
+                self._warn_non_finite(value)
+
+    def _warn_non_finite(self, value):
+        # Checked once per phase on the epoch's mean loss (a NaN batch makes the mean NaN),
+        # so finding it costs no per-step sync.
+        values = value.values() if isinstance(value, dict) else [value]
+        if not self.warned and any(not math.isfinite(v) for v in values):
+            self.warned = True
+            warnings.warn(f"The loss is not finite (epoch {self.ctx.epoch}); add "
+                          "pyluz.callbacks.TerminateOnNaN() to stop training when it happens.", RuntimeWarning,
+                          stacklevel=2)
 
     def on_train_begin(self):
         self._begin("train")
