@@ -59,7 +59,7 @@ class Context:
         self._opt = self._opt_name = None
         self._records = {"metrics": {"train": [], "valid": []}}
         self.callbacks = callbacks
-        self._hooks = HookTable(callbacks, self)
+        self._hooks = HookTable(callbacks)
         for cb in callbacks:
             cb.set_ctx(self)
 
@@ -110,7 +110,7 @@ class Context:
     # -- callbacks --------------------------------------------------------------------------
     def call_callbacks(self, name):
         """Run every callback that defines breakpoint `name` (any `on_*` name, built-in or custom)."""
-        self._hooks.call(name)
+        self._hooks.call(name, self)
 
     # -- records ----------------------------------------------------------------------------
     def log(self, what, set, value, index=None):
@@ -171,7 +171,7 @@ class Context:
         for cb in self.callbacks:
             cb.ctx = None
         self.callbacks = []
-        self._hooks = HookTable([], self)
+        self._hooks = HookTable([])
 
 
 def default_step_opt(opt):

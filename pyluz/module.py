@@ -132,11 +132,11 @@ def setup(module, loss=None, optimizer=None, metrics=None, backward=None):
         raise TypeError(f"`loss` must be an nn.Module or a callable (pred, target) -> tensor, got {type(loss).__name__}.")
     if isinstance(loss, type):
         raise TypeError(f"`loss` is the class {loss.__name__}; pass an instance such as {loss.__name__}().")
-    if optimizer is not None and not callable(optimizer):
-        raise TypeError(f"`optimizer` must be a factory f(params, **opt_hparams) such as torch.optim.Adam, got {type(optimizer).__name__}.")
     if isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError("`optimizer` must be a factory such as torch.optim.Adam, not an optimizer instance; set its "
                         "arguments with set_opt_hparams().")
+    if optimizer is not None and not callable(optimizer):
+        raise TypeError(f"`optimizer` must be a factory f(params, **opt_hparams) such as torch.optim.Adam, got {type(optimizer).__name__}.")
     if backward is not None and not callable(backward):
         raise TypeError(f"`backward` must be a callable (loss) -> None, got {type(backward).__name__}.")
     as_metric_set(metrics)  # validates early

@@ -63,9 +63,8 @@ class HookTable:
     A breakpoint nobody defines maps to an empty tuple, so calling it costs one dict lookup.
     """
 
-    def __init__(self, callbacks, ctx):
+    def __init__(self, callbacks):
         self.callbacks = callbacks
-        self.ctx = ctx
         self.table = {name: self._collect(name) for name in EVENTS}
 
     def _collect(self, name):
@@ -82,7 +81,7 @@ class HookTable:
             hooks = self.table[name] = self._collect(name)
         return hooks
 
-    def call(self, name):
+    def call(self, name, ctx):
         # A StopTraining lets the other callbacks of this breakpoint finish first (luz's early
         # stopping runs last in on_epoch_end), then stops the loop.
         stop = None
@@ -94,7 +93,6 @@ class HookTable:
             except (ControlFlow, CallbackError):
                 raise
             except Exception as e:
-                ctx = self.ctx
                 raise CallbackError("callback", cb.name, name, ctx.epoch, ctx.iter, e) from e
         if stop is not None:
             raise stop
