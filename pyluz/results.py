@@ -2,6 +2,8 @@
 
 import pandas as pd
 
+from .metrics import format_metric_value
+
 
 def flatten_value(name, value):
     """[(metric_name, float)]: a dict value (several optimizers) gives name_<key> rows, a list name_<i>."""
@@ -36,9 +38,7 @@ def _rule(title, width=60):
 
 
 def _metric_lines(values):
-    from .callbacks.progress import format_value
-
-    return [f"{name}: {format_value(v)}" for name, v in values.items()]
+    return [f"{name}: {format_metric_value(v)}" for name, v in values.items()]
 
 
 class Fitted:
@@ -137,6 +137,5 @@ class Evaluation:
 
     def __repr__(self):
         lines = ["A `luz_module_evaluation`", _rule("Results")]
-        lines += [f"{m}: {v:.4f}" if isinstance(v, float) else f"{m}: {v}" for m, v in
-                  self.get_metrics().itertuples(index=False)]
+        lines += [f"{m}: {format_metric_value(v)}" for m, v in self.get_metrics().itertuples(index=False)]
         return "\n".join(lines)
