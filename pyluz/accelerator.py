@@ -5,6 +5,8 @@ import platform
 
 import torch
 
+from . import distributed
+
 
 def move_to_device(obj, device, non_blocking=True):
     """Move every tensor inside nested tuples/lists/dicts to `device`; other values are untouched."""
@@ -80,7 +82,13 @@ class Accelerator:
         self.cpu = cpu
         self.cuda_index = cuda_index
         self.strategy = strategy
-        self.device = pick_device(cpu, cuda_index)
+        # Under DDP each rank takes its own CUDA device (LOCAL_RANK) or the CPU (pyluz.distributed).
+        self.device = (distributed.pick_device if self.ddp else pick_device)(cpu, cuda_index)
+
+    @property
+    def ddp(self):
+        """Whether `prepare()` trains with DistributedDataParallel (strategy="ddp" or under torchrun)."""
+        return distributed.requested(self.strategy)
 
     def __repr__(self):
         return f"Accelerator(device={str(self.device)!r})"
@@ -106,7 +114,11 @@ class Accelerator:
         return DeviceLoader(loader, self.device)
 
     def prepare(self, model, optimizers=None, *loaders):
-        """Place `model`, optimizer state and loaders on the device; returns them in the same order."""
+        """Place `model`, optimizer state and loaders on the device; returns them in the same order.
+
+        Under DDP it also joins the process group, wraps the model in DistributedDataParallel and
+        gives each loader this rank's shard (`prepare_model` / `prepare_loader` only place).
+        """
         model = self.prepare_model(model) if model is not None else None
         if isinstance(optimizers, dict):
             optimizers = {k: self.prepare_optimizer(o) for k, o in optimizers.items()}
@@ -114,6 +126,8 @@ class Accelerator:
             optimizers = type(optimizers)(self.prepare_optimizer(o) for o in optimizers)
         elif optimizers is not None:
             optimizers = self.prepare_optimizer(optimizers)
+        if self.ddp:  # DDP hook: process group, DDP wrapper, sharded loaders (pyluz.distributed)
+            model, loaders = distributed.prepare(model, loaders, self.device)
         return (model, optimizers, *(self.prepare_loader(dl) for dl in loaders))
 
     @property

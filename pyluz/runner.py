@@ -11,6 +11,7 @@ from .callbacks.defaults import Interrupt, MetricsCallback, Profile, TrainValid
 from .callbacks.progress import Progress, default_verbose
 from .context import Context
 from .data import as_batches, split_valid
+from .distributed import unwrap
 from .loop import default_step, fit_loop, predict_loop, valid_loop
 from .metrics import as_metric_set
 from .results import Evaluation, Fitted
@@ -84,13 +85,14 @@ def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accele
     model, optimizers, train, valid = accelerator.prepare(model, optimizers, train, valid)
 
     defaults = [Profile(), TrainValid(), MetricsCallback(metric_set), Progress(), Interrupt()]
+    module = unwrap(model)  # the user's methods live on the module, not on a DDP wrapper
     ctx = Context(model=model, accelerator=accelerator, callbacks=order_callbacks(defaults + user_callbacks),
-                  verbose=verbose, training=True, optimizers=optimizers, loss_fn=luz_module.loss_fn(model),
-                  backward=luz_module.backward_fn(model), hparams=luz_module.hparams,
+                  verbose=verbose, training=True, optimizers=optimizers, loss_fn=luz_module.loss_fn(module),
+                  backward=luz_module.backward_fn(module), hparams=luz_module.hparams,
                   opt_hparams=luz_module.opt_hparams)
     ctx.train_data, ctx.valid_data = train, valid
     ctx.min_epochs, ctx.max_epochs = min_epochs, max_epochs
-    ctx.step = model_step(model, ctx)
+    ctx.step = model_step(module, ctx)
     attach_context(model, ctx)
     try:
         fit_loop(ctx)
@@ -98,7 +100,8 @@ def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accele
         attach_context(model, None)
         records = ctx.records
         ctx.clean()
-    return Fitted(model=model, records=records, luz_module=luz_module, opt_names=list(optimizers))
+    # Under DDP `model` is the DistributedDataParallel wrapper; the fitted model is the user's module.
+    return Fitted(model=module, records=records, luz_module=luz_module, opt_names=list(optimizers))
 
 
 def _eval_context(fitted, callbacks, defaults, accelerator, verbose):
@@ -117,6 +120,9 @@ def run_evaluate(fitted, data, metrics=None, callbacks=None, accelerator=None, v
     metric_set = as_metric_set(fitted.luz_module.metrics if metrics is None else metrics)
     defaults = [Profile(), TrainValid(), MetricsCallback(metric_set), Progress(), Interrupt()]
     ctx = _eval_context(fitted, callbacks, defaults, accelerator, verbose)
+    if ctx.loss_fn is None and not callable(getattr(ctx.model, "step", None)):
+        raise ValueError("evaluate() needs a loss, but this model has none (e.g. it was loaded without one): "
+                         "pass `loss=` to pyluz.load().")
     loader = as_batches(data, dataloader_options, "valid", "data", ctx.accelerator.pin_memory)
     ctx.data = ctx.valid_data = ctx.accelerator.prepare_loader(loader)
     ctx.step = model_step(ctx.model, ctx)

@@ -3,5 +3,17 @@
 from .base import Callback
 from .defaults import Interrupt, MetricsCallback, Profile, TrainValid
 from .progress import Progress
+from .gradients import GradientAccumulation, GradientClip, TerminateOnNaN
+from .loggers import CSVLogger, TensorBoard
+from .lr_scheduler import LRScheduler
+from .mixed_precision import MixedPrecision
+from .mixup import MixUp, MixupLoss, mixup
 
 __all__ = ["Callback", "Interrupt", "MetricsCallback", "Profile", "Progress", "TrainValid"]
+__all__ += ["CSVLogger", "GradientAccumulation", "GradientClip", "LRScheduler", "MixedPrecision", "MixUp",
+            "MixupLoss", "TensorBoard", "TerminateOnNaN", "mixup"]
+from .checkpoint import KeepBestModel, ModelCheckpoint
+from .early_stopping import EarlyStopping
+from .resume import AutoResume, ResumeFromCheckpoint
+
+__all__ += ["AutoResume", "EarlyStopping", "KeepBestModel", "ModelCheckpoint", "ResumeFromCheckpoint"]

@@ -95,4 +95,7 @@ class HookTable:
             except Exception as e:
                 raise CallbackError("callback", cb.name, name, ctx.epoch, ctx.iter, e) from e
         if stop is not None:
-            raise stop
+            try:
+                raise stop
+            finally:
+                stop = None  # the traceback holds this frame: don't let the frame hold the traceback

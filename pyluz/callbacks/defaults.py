@@ -6,6 +6,7 @@ import warnings
 
 import torch
 
+from .. import distributed
 from ..control import CallbackError
 from .base import Callback
 
@@ -17,6 +18,7 @@ class TrainValid(Callback):
         self.ctx.model.train()
         self.ctx.training = True
         self.ctx.loss = {}
+        distributed.set_epoch(self.ctx.data, self.ctx.epoch)  # reshuffles a DistributedSampler (DDP)
 
     def on_valid_begin(self):
         self.ctx.model.eval()
@@ -56,6 +58,8 @@ class MetricsCallback(Callback):
 
     def _end(self, phase):
         ctx = self.ctx
+        if distributed.is_ddp(ctx.model):  # DDP: sum the state over ranks so compute() is global
+            distributed.reduce_metrics(ctx.metrics[phase])
         for key, m in zip(self.keys[phase], ctx.metrics[phase]):
             try:
                 value = m.compute()
@@ -138,7 +142,7 @@ class Interrupt(Callback):
         self.ctx.handlers[KeyboardInterrupt] = self._handle
 
     def _handle(self, error):
-        if self.ctx.verbose:
+        if self.ctx.verbose and distributed.is_main_process():
             import sys
 
             print("Training interrupted: returning the model trained so far.", file=sys.stderr)

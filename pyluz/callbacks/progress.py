@@ -9,25 +9,14 @@ a cli renderer).
 import sys
 import time
 
+from ..distributed import is_main_process
+from ..metrics import format_metric_value
 from .base import Callback
 
 
-def format_metrics(values_by_name, metrics=None):
+def format_metrics(values_by_name):
     """"Loss: 0.1234 - Acc: 0.9500" from {display_name: value}."""
-    parts = []
-    for name, value in values_by_name.items():
-        parts.append(f"{name}: {format_value(value)}")
-    return " - ".join(parts)
-
-
-def format_value(value):
-    if isinstance(value, dict):
-        return " | ".join(f"{k}: {format_value(v)}" for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return ", ".join(format_value(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+    return " - ".join(f"{name}: {format_metric_value(value)}" for name, value in values_by_name.items())
 
 
 class LineRenderer:
@@ -100,7 +89,14 @@ class TqdmRenderer(LineRenderer):
         pass
 
 
+# A front end may set this to a zero-argument callable returning a renderer (the R package sets
+# a cli renderer, see pyluz.interop.progress); None means tqdm in terminals, lines in logs.
+renderer_factory = None
+
+
 def default_renderer():
+    if renderer_factory is not None:
+        return renderer_factory()
     return TqdmRenderer() if _interactive_stderr() else LineRenderer()
 
 
@@ -122,28 +118,37 @@ def default_verbose():
 
 
 class Progress(Callback):
-    """Prints luz-style progress when `ctx.verbose`; refreshes at most every `interval` seconds."""
+    """Prints luz-style progress when `ctx.verbose` (on rank 0 only under DDP).
+
+    Refreshes at most every `interval` seconds; mid-epoch values under DDP are rank 0's own.
+    """
 
     def __init__(self, renderer=None, interval=0.1):
         self.renderer = renderer
         self.interval = interval
         self.count = 0
         self.next_refresh = 0.0
+        self.show = None  # decided when the run starts
 
-    def on_fit_begin(self):
-        if self.renderer is None and self.ctx.verbose:
+    def _start(self):
+        # Once per run: `ctx.verbose`, and only on rank 0 under DDP (pyluz.distributed).
+        self.show = bool(self.ctx.verbose) and is_main_process()
+        if self.renderer is None and self.show:
             self.renderer = default_renderer()
 
+    def on_fit_begin(self):
+        self._start()
+
     def on_predict_begin(self):
-        self.on_fit_begin()
+        self._start()
         self._bar_begin("predict")
 
     def on_epoch_begin(self):
-        if self.ctx.verbose:
+        if self.show:
             self.renderer.epoch_begin(self.ctx.epoch, self.ctx.max_epochs)
 
     def _bar_begin(self, phase):
-        if self.ctx.verbose:
+        if self.show:
             from ..data import num_batches
 
             self.count = 0
@@ -165,23 +170,26 @@ class Progress(Callback):
         return format_metrics(values)
 
     def _bar_end(self):
-        if self.ctx.verbose:
+        if self.show:
+            self.renderer.bar_update(self.count, self._current_metrics())  # the final state, once per phase
             self.renderer.bar_end()
 
     def on_train_begin(self):
         self._bar_begin("train")
 
     def on_valid_begin(self):
+        if self.show is None:  # evaluate() starts with the validation loop
+            self._start()
         self._bar_begin("valid")
 
     def on_train_batch_end(self):
-        if self.ctx.verbose:
+        if self.show:
             self._tick()
 
     on_valid_batch_end = on_train_batch_end
 
     def on_predict_batch_end(self):
-        if self.ctx.verbose:
+        if self.show:
             self.count += 1
             now = time.perf_counter()
             if now >= self.next_refresh:
@@ -198,16 +206,16 @@ class Progress(Callback):
         self._bar_end()
 
     def on_epoch_end(self):
-        if not self.ctx.verbose:
+        if not self.show:
             return
         for phase in ("train", "valid"):
             metrics = self.ctx.metrics.get(phase) or []
-            values = self.ctx.get_metrics(phase, self.ctx.epoch) if len(self.ctx.records["metrics"][phase]) >= self.ctx.epoch else {}
-            if metrics and values:
+            values = self.ctx.get_metrics(phase, self.ctx.epoch)
+            if metrics and values:  # records keys follow the metrics' order; show their abbrevs
                 text = format_metrics({m.name: v for m, v in zip(metrics, values.values())})
                 self.renderer.epoch_metrics(phase, text)
         self.renderer.epoch_end()
 
     def on_early_stopping(self):
-        if self.ctx.verbose:
+        if self.show:
             self.renderer.message(f"Early stopping at epoch {self.ctx.epoch} of {self.ctx.max_epochs}")

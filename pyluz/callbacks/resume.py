@@ -1,0 +1,171 @@
+"""`AutoResume` and `ResumeFromCheckpoint` (luz_callback_auto_resume / luz_callback_resume_from_checkpoint)."""
+
+import os
+import sys
+import warnings
+
+from ..control import SkipEpoch
+from ..distributed import is_main_process
+from .base import Callback
+
+
+def _message(ctx, text):
+    """Through the progress renderer when there is one, else on stderr (only when verbose)."""
+    if not ctx.verbose:
+        return
+    for cb in ctx.callbacks:
+        renderer = getattr(cb, "renderer", None)
+        if renderer is not None and callable(getattr(renderer, "message", None)):
+            renderer.message(text)
+            return
+    print(text, file=sys.stderr)
+
+
+class AutoResume(Callback):
+    """Makes a fit crash-safe: re-running the same code after a crash continues where it stopped.
+
+    At the end of every epoch the full training state (model, optimizers, callbacks, including LR
+    schedulers and early stopping, records and the RNG states of Python, numpy and torch) is written
+    to `path` atomically. When a fit starts and `path` exists, everything is restored and the
+    finished epochs are skipped, so the final weights equal those of an uninterrupted run (CPU,
+    deterministic ops, same seeds and data). When the fit ends (all epochs done or early stopping)
+    the file is deleted, so the next run starts fresh; after Ctrl-C it is kept, so the next run
+    resumes. Weight `inf`; list it after EarlyStopping so its checkpoint includes the early
+    stopping state of the same epoch.
+
+    Example::
+
+        torch.manual_seed(1)
+        fitted = model.fit(data, epochs=50, callbacks=[pyluz.callbacks.AutoResume("run1/state.pt")])
+        # killed at epoch 17? run the same script again: it continues from the end of epoch 16.
+    """
+
+    weight = float("inf")
+
+    def __init__(self, path="./state.pt"):
+        from ..serialization import _check_path
+
+        path = _check_path(path)
+        if path.endswith(("/", os.sep)) or os.path.isdir(path):
+            raise ValueError(f"`path` must be a file path such as './state.pt', got the directory {path!r}.")
+        self.path = path
+        self.resume_epoch = 0
+        self.interrupted = False
+
+    def on_fit_begin(self):
+        from ..serialization import apply_checkpoint, read_checkpoint, remove_temp_files
+
+        ctx = self.ctx
+        self.resume_epoch = 0
+        self.interrupted = False
+        self._check_order()
+        if is_main_process():
+            remove_temp_files(self.path)  # left by a process killed while writing
+        if not os.path.exists(self.path):
+            return
+        state = read_checkpoint(self.path)
+        try:
+            apply_checkpoint(ctx, state, self.path, restore_model_state=True, restore_records=True,
+                             restore_optimizer_state=True, restore_callbacks_state=True, restore_rng_state=True)
+        except Exception as e:
+            raise RuntimeError(f"AutoResume could not restore {self.path!r} into this fit ({e}). Is it from another "
+                               "model or setup? Delete the file to start fresh.") from e
+        self.resume_epoch = int(state.get("epoch", 0))
+        _message(ctx, f"Resuming training from {self.path} (epoch {self.resume_epoch} of {ctx.max_epochs} done).")
+
+    def _check_order(self):
+        callbacks = self.ctx.callbacks
+        later = callbacks[next(i for i, cb in enumerate(callbacks) if cb is self) + 1:]
+        stateful = [cb.name for cb in later if callable(getattr(cb, "on_epoch_end", None))
+                    and callable(getattr(cb, "load_state_dict", None))]
+        if stateful:
+            warnings.warn(f"AutoResume runs before {', '.join(stateful)} at on_epoch_end, so its checkpoints miss "
+                          "their state of the same epoch; put AutoResume last in `callbacks`.", stacklevel=2)
+
+    def on_epoch_begin(self):
+        if self.ctx.epoch <= self.resume_epoch:
+            raise SkipEpoch()
+
+    def on_epoch_end(self):
+        from ..serialization import write_checkpoint
+
+        if is_main_process():
+            write_checkpoint(self.ctx, self.path)
+
+    def on_interrupt(self):
+        self.interrupted = True
+
+    def on_fit_end(self):
+        if not self.interrupted and is_main_process():
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+        self.resume_epoch = 0
+
+    def __repr__(self):
+        return f"AutoResume(path={self.path!r})"
+
+
+def _check_bool(value, argument):
+    if not isinstance(value, bool):
+        raise TypeError(f"`{argument}` must be True or False, got {value!r}.")
+    return value
+
+
+def latest_checkpoint(path):
+    """`path` itself when it is a file; for a directory, its last file in sorted order; None when nothing is there."""
+    if os.path.isdir(path):
+        files = sorted(f for f in os.listdir(path)
+                       if not f.startswith(".") and os.path.isfile(os.path.join(path, f)))
+        return os.path.join(path, files[-1]) if files else None
+    return path if os.path.isfile(path) else None
+
+
+class ResumeFromCheckpoint(Callback):
+    """Starts a fit from a checkpoint written by ModelCheckpoint / AutoResume / `write_checkpoint`.
+
+    `path` is a checkpoint file or a directory of them (the last file in sorted order is used, e.g.
+    the latest `epoch-XX-...pt` of ModelCheckpoint). It is resolved when the fit begins, so the
+    directory may be filled by an earlier fit in the same session (luz resolved it at construction,
+    issue #149). Flags select what is restored: model weights (default), records, optimizer
+    states, callback states. Epochs count from 1 again. Warns when no checkpoint is found.
+
+    Example::
+
+        ckpt = pyluz.callbacks.ModelCheckpoint("checkpoints/")
+        model.fit(data, epochs=5, callbacks=[ckpt])
+        resume = pyluz.callbacks.ResumeFromCheckpoint("checkpoints/", restore_optimizer_state=True)
+        fitted = model.fit(data, epochs=5, callbacks=[resume])   # continues from the epoch-5 weights
+    """
+
+    def __init__(self, path, restore_model_state=True, restore_records=False, restore_optimizer_state=False,
+                 restore_callbacks_state=False):
+        from ..serialization import _check_path
+
+        self.path = _check_path(path)
+        self.restore_model_state = _check_bool(restore_model_state, "restore_model_state")
+        self.restore_records = _check_bool(restore_records, "restore_records")
+        self.restore_optimizer_state = _check_bool(restore_optimizer_state, "restore_optimizer_state")
+        self.restore_callbacks_state = _check_bool(restore_callbacks_state, "restore_callbacks_state")
+        self.loaded_path = None
+
+    def on_fit_begin(self):
+        from ..serialization import load_checkpoint
+
+        self.loaded_path = None
+        path = latest_checkpoint(self.path)
+        if path is None:
+            what = "has no checkpoint files" if os.path.isdir(self.path) else "does not exist"
+            warnings.warn(f"ResumeFromCheckpoint: the checkpoint path {self.path!r} {what}; training starts from "
+                          "scratch.", stacklevel=2)
+            return
+        load_checkpoint(self.ctx, path, restore_model_state=self.restore_model_state,
+                        restore_records=self.restore_records, restore_optimizer_state=self.restore_optimizer_state,
+                        restore_callbacks_state=self.restore_callbacks_state)
+        self.loaded_path = path
+
+    def __repr__(self):
+        return (f"ResumeFromCheckpoint(path={self.path!r}, restore_model_state={self.restore_model_state}, "
+                f"restore_records={self.restore_records}, restore_optimizer_state={self.restore_optimizer_state}, "
+                f"restore_callbacks_state={self.restore_callbacks_state})")

@@ -1,0 +1,94 @@
+"""Metrics written in R (``luz_metric()``) as engine metrics.
+
+The engine builds a fresh metric per epoch and phase with `Metric.fresh()` (luz calls
+``initialize`` there). `RMetric.fresh()` asks R for a **new R instance** through `factory`,
+which returns that instance's functions::
+
+    {"abbrev": "Acc", "update": f(preds, target), "compute": f(), "bind_ctx": f(ctx), "to": f(device)}
+
+The metric's state stays in R; every call goes through the main-thread guard.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..metrics.base import Metric
+from .guard import guard
+
+__all__ = ["RMetric"]
+
+_PARTS = ("update", "compute", "bind_ctx", "to")
+
+
+class RMetric(Metric):
+    """An engine metric backed by an R ``luz_metric`` instance.
+
+    `factory()` builds a new R instance and returns its parts (see the module docstring).
+    A template (no instance yet) only knows `label`; `fresh()` gives usable metrics.
+    """
+
+    def __init__(self, factory, label="r_metric", parts=None):
+        if not callable(factory):
+            raise TypeError(f"RMetric: `factory` must be an R function, got {type(factory).__name__}.")
+        self._factory = guard(factory, f"{label}.new")
+        self._label = str(label)
+        self._ctx = None
+        self._fns = {}
+        self.abbrev = None
+        if parts is not None:
+            self._attach(parts)
+
+    def _attach(self, parts):
+        if not isinstance(parts, dict):
+            raise TypeError(f"R metric {self._label!r}: the factory must return a named list, got {type(parts).__name__}.")
+        abbrev = parts.get("abbrev")
+        self.abbrev = self._label if abbrev is None else str(abbrev)
+        for part in _PARTS:
+            fn = parts.get(part)
+            self._fns[part] = guard(fn, f"{self.abbrev}.{part}") if fn is not None else None
+        if self._fns["update"] is None or self._fns["compute"] is None:
+            raise ValueError(f"R metric {self._label!r} must define `update()` and `compute()`.")
+
+    # -- engine protocol -----------------------------------------------------------------------
+    def fresh(self):
+        return RMetric(self._factory, self._label, parts=self._factory())
+
+    def _need_instance(self):
+        if not self._fns:
+            raise RuntimeError(f"R metric {self._label!r}: call fresh() first (this is a template).")
+
+    def update(self, preds, target):
+        self._need_instance()
+        self._fns["update"](preds, target)
+
+    def compute(self):
+        self._need_instance()
+        return self._fns["compute"]()
+
+    def to(self, device):
+        device = torch.device(device)
+        if self._fns.get("to") is not None and device.type != "cpu":
+            self._fns["to"](str(device))
+        return self
+
+    def reduce_state(self, all_reduce):
+        raise NotImplementedError(f"R metric {self.name!r}: metrics written in R can't be reduced across processes.")
+
+    @property
+    def name(self):
+        return self._label if self.abbrev is None else str(self.abbrev)
+
+    @property
+    def ctx(self):
+        return self._ctx
+
+    @ctx.setter
+    def ctx(self, value):
+        self._ctx = value
+        bind = self._fns.get("bind_ctx")
+        if bind is not None:
+            bind(value)
+
+    def __repr__(self):
+        return f"<RMetric {self.name}>"

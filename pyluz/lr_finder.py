@@ -1,0 +1,210 @@
+"""`lr_finder()`: train with an increasing learning rate and record the loss (luz's `lr_finder`)."""
+
+import copy
+import math
+import numbers
+
+import numpy as np
+import torch
+
+from .callbacks.base import Callback
+from .control import StopTraining
+
+
+def lr_schedule(steps, start_lr, end_lr, log_spaced=True):
+    """The learning rates of the `steps` steps: `start_lr * (end_lr / start_lr) ** (i / steps)` for
+    `i = 0, ..., steps - 1` (log-spaced), or `start_lr + (end_lr - start_lr) * i / steps` (linear)."""
+    if log_spaced:
+        return [start_lr * (end_lr / start_lr) ** (i / steps) for i in range(steps)]
+    return [start_lr + (end_lr - start_lr) * i / steps for i in range(steps)]
+
+
+def smooth_loss(loss, beta=0.9):
+    """luz's smoothing: `avg = beta * avg + (1 - beta) * loss_i`, `smoothed_i = avg / (1 - beta ** i)`."""
+    avg, out = 0.0, []
+    for i, value in enumerate(loss, start=1):
+        avg = beta * avg + (1 - beta) * value
+        out.append(avg / (1 - beta ** i))
+    return out
+
+
+class LRFinderResult:
+    """What `lr_finder()` returns: the learning rate and loss of each step.
+
+    `lr` is the learning rate of the first parameter group of the first optimizer and `loss` the
+    batch loss of that optimizer; with several optimizers `losses` maps each optimizer name to its
+    losses. `to_frame()` gives a pandas DataFrame, `plot()` a matplotlib figure (log-x, raw loss
+    dotted, smoothed loss as a line) and `suggested_lr` the learning rate where the smoothed loss
+    falls fastest.
+
+    Example::
+
+        res = pyluz.lr_finder(model, (x, y), steps=100)
+        res.to_frame().head()
+        res.suggested_lr
+        res.plot().savefig("lr.png")
+    """
+
+    def __init__(self, lr, loss, losses=None):
+        self.lr = list(lr)
+        self.loss = list(loss)
+        self.losses = dict(losses) if losses else {}
+
+    def __len__(self):
+        return len(self.lr)
+
+    def to_frame(self):
+        """DataFrame with columns `lr`, `loss` (plus `loss_<opt>` per optimizer when there are several)."""
+        import pandas as pd
+
+        data = {"lr": self.lr, "loss": self.loss}
+        if len(self.losses) > 1:
+            data.update({f"loss_{name}": values for name, values in self.losses.items()})
+        return pd.DataFrame(data)
+
+    def smoothed(self, beta=0.9):
+        """The smoothed loss (luz's plot smoothing)."""
+        return smooth_loss(self.loss, beta)
+
+    def suggestion(self, beta=0.9):
+        """The learning rate with the steepest descent of the smoothed loss (against log10(lr)).
+
+        Points from the first non-finite loss on are ignored; NaN when fewer than 3 points remain.
+        """
+        n = next((i for i, v in enumerate(self.loss) if not math.isfinite(v)), len(self.loss))
+        if n < 3:
+            return math.nan
+        lr = np.asarray(self.lr[:n], dtype=float)
+        smoothed = np.asarray(smooth_loss(self.loss[:n], beta))
+        slope = np.gradient(smoothed, np.log10(lr))
+        return float(lr[int(np.argmin(slope))])
+
+    @property
+    def suggested_lr(self):
+        return self.suggestion()
+
+    def plot(self):
+        """Matplotlib figure of loss against learning rate (log scale), with the suggestion marked."""
+        from .plotting import plot_lr_finder
+
+        suggestion = self.suggestion()
+        return plot_lr_finder(self.lr, self.loss, self.smoothed(),
+                              None if math.isnan(suggestion) else suggestion)
+
+    def __repr__(self):
+        s = self.suggestion()
+        return (f"<LRFinderResult: {len(self)} steps, lr {self.lr[0]:.3g} .. {self.lr[-1]:.3g}"
+                + ("" if math.isnan(s) else f", suggested lr {s:.3g}") + ">") if self.lr else "<LRFinderResult: empty>"
+
+
+class LRFinderCallback(Callback):
+    """Sets the learning rate of every optimizer before each batch and records lr and loss after it."""
+
+    def __init__(self, lrs, start_lr, verbose=False):
+        self.lrs = lrs
+        self.start_lr = start_lr
+        self.verbose = verbose
+        self.lr, self.losses = [], {}
+        self.bar = None
+
+    def on_fit_begin(self):
+        ctx = self.ctx
+        self.i = 0
+        self.first = next(iter(ctx.optimizers))
+        self.lr, self.losses = [], {name: [] for name in ctx.optimizers}
+        # Groups built with another lr (e.g. per-layer rates) keep their ratio to start_lr.
+        self.base = [[g["lr"] for g in opt.param_groups] for opt in ctx.optimizers.values()]
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=len(self.lrs), desc="lr_finder", leave=False)
+
+    def on_train_begin(self):
+        from .data import num_batches
+
+        if num_batches(self.ctx.data) == 0:  # nothing to train on: stop now (lr_finder raises)
+            raise StopTraining()
+
+    def on_train_end(self):
+        if self.i == 0:  # a loader of unknown length that gave no batch
+            raise StopTraining()
+
+    def on_train_batch_begin(self):
+        lr = self.lrs[self.i]
+        for opt, bases in zip(self.ctx.optimizers.values(), self.base):
+            for group, base in zip(opt.param_groups, bases):
+                group["lr"] = lr if base == self.start_lr else base * (lr / self.start_lr)
+
+    def on_train_batch_end(self):
+        ctx = self.ctx
+        self.lr.append(ctx.optimizers[self.first].param_groups[0]["lr"])
+        loss = ctx.loss if isinstance(ctx.loss, dict) else {self.first: ctx.loss}
+        for name, value in loss.items():
+            self.losses.setdefault(name, []).append(float(value))
+        self.i += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.i >= len(self.lrs):
+            raise StopTraining()
+
+    def on_fit_end(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _positive(name, value):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not (0 < value < math.inf):
+        raise ValueError(f"lr_finder: `{name}` must be a positive finite number, got {value!r}.")
+    return float(value)
+
+
+def lr_finder(luz_module, data, steps=100, start_lr=1e-7, end_lr=1e-1, log_spaced=True, dataloader_options=None,
+              verbose=None):
+    """Train for `steps` batches with a learning rate growing from `start_lr` towards `end_lr` (luz's `lr_finder`).
+
+    The learning rate of batch `i` (0-based) is `start_lr * (end_lr / start_lr) ** (i / steps)`
+    (`log_spaced=True`) or `start_lr + (end_lr - start_lr) * i / steps`; it is set on every
+    parameter group of every optimizer, whatever their names. `lr` in the module's
+    `opt_hparams` is overridden with `start_lr` (other optimizer arguments are kept).
+    `dataloader_options` are passed to `fit`. A fresh model is trained; the module given is not
+    changed. Returns an `LRFinderResult` (`lr`, `loss`, `to_frame()`, `plot()`, `suggested_lr`).
+
+    Example::
+
+        res = pyluz.lr_finder(pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam),
+                              (x, y), steps=100, dataloader_options={"batch_size": 64})
+        res.plot()
+    """
+    from .module import LuzModule
+
+    if not isinstance(luz_module, LuzModule):
+        raise TypeError(f"lr_finder: `luz_module` must be the result of setup(), got {type(luz_module).__name__}.")
+    if not (isinstance(steps, numbers.Integral) and not isinstance(steps, bool) or
+            isinstance(steps, float) and steps.is_integer()) or steps < 1:
+        raise ValueError(f"lr_finder: `steps` must be an integer >= 1, got {steps!r}.")
+    steps = int(steps)
+    start_lr = _positive("start_lr", start_lr)
+    end_lr = _positive("end_lr", end_lr)
+    if not end_lr > start_lr:
+        raise ValueError(f"lr_finder: `end_lr` must be greater than `start_lr` ({start_lr!r}), got {end_lr!r}.")
+    if not isinstance(log_spaced, bool):
+        raise TypeError(f"lr_finder: `log_spaced` must be True or False, got {log_spaced!r}.")
+    if verbose is None:
+        from .callbacks.progress import default_verbose
+
+        verbose = default_verbose()
+    elif not isinstance(verbose, bool):
+        raise TypeError(f"lr_finder: `verbose` must be True, False or None, got {verbose!r}.")
+
+    recorder = LRFinderCallback(lr_schedule(steps, start_lr, end_lr, log_spaced), start_lr, verbose)
+    module = luz_module.set_opt_hparams(**{**luz_module.opt_hparams, "lr": start_lr})
+    if isinstance(module.module, torch.nn.Module):  # an already built model: train a copy, not the user's
+        module = module._replace(module=copy.deepcopy(module.module))
+    # Each epoch has at least one batch, so `steps` epochs always reach `steps` batches.
+    module.fit(data, epochs=steps, callbacks=[recorder], verbose=False, dataloader_options=dataloader_options)
+    if not recorder.lr:
+        raise ValueError("lr_finder: the data gave no training batch (is it smaller than the batch size with "
+                         "drop_last=True?).")
+    first = next(iter(recorder.losses))
+    return LRFinderResult(recorder.lr, recorder.losses[first], recorder.losses)

@@ -1,0 +1,764 @@
+"""Saving and loading fitted models, weights and checkpoints (SPEC §3.9, §7).
+
+Nothing here unpickles arbitrary objects: model files are safetensors (a JSON header plus raw
+tensor bytes) and checkpoints are read with `torch.load(weights_only=True)`, which only rebuilds
+tensors, numbers, strings and plain containers. A crafted file cannot run code; it fails with a
+clear error instead.
+
+File formats
+------------
+**Fitted model** (`Fitted.save(path)` / `save_fitted`, read by `pyluz.load`): one safetensors file.
+The tensors are the model's `state_dict()` (on CPU, contiguous; tensors sharing memory, e.g. tied
+weights, are stored once each). The safetensors header metadata (a string -> string map) holds
+`"format": "pt"` and `"pyluz"`: a JSON document::
+
+    {"format": "pyluz-fitted", "format_version": 1,
+     "module": "package.module:QualName" | null,   # how to rebuild the nn.Module
+     "module_kind": "class" | "factory" | "instance",
+     "hparams": {...}, "opt_hparams": {...}, "opt_names": ["opt"],
+     "records": {"metrics": {"train": [{"loss": 0.5}], "valid": [...]}, "profile": {...}, ...},
+     "pyluz_version": "0.1.0", "torch_version": "2.13.0"}
+
+JSON values are plain JSON, with three tagged objects for what JSON lacks: `{"$float": "nan"|"inf"|
+"-inf"}` (non-finite numbers), `{"$tuple": [...]}` (tuples, e.g. `kernel_size=(3, 3)`) and
+`{"$repr": "..."}` (an hparam that could not be stored; loading then needs `module=` an instance).
+Any language with a safetensors reader and a JSON parser reads and writes the same file, so models
+move between the R front end and Python.
+
+**Weights only** (`save_model_weights`): the same safetensors layout with `"pyluz"` =
+`{"format": "pyluz-weights", "format_version": 1}`. `load_model_weights` also accepts a fitted
+model file, a checkpoint (its model part) or a `torch.save`d state dict (read weights-only).
+
+**Checkpoint** (`write_checkpoint`, ModelCheckpoint, AutoResume): a `torch.save` file holding only
+tensors, numbers, strings, None and dicts/lists/tuples::
+
+    {"format": "pyluz-checkpoint", "format_version": 1, "epoch": 3,
+     "model": state_dict, "optimizers": {name: optimizer.state_dict()},
+     "callbacks": [{"name": "EarlyStopping", "state": {...} | None}, ...],   # every callback, in order
+     "records": {...},
+     "rng": {"python": {"version", "state" (int64 tensor), "gauss_next"},
+             "numpy": {"kind", "keys" (int64 tensor), "pos", "has_gauss", "cached_gaussian"},
+             "torch": ByteTensor, "cuda": [ByteTensor, ...] (when CUDA was in use),
+             "generators": {"train"|"valid": ByteTensor} (torch.Generators the loaders use)}}
+
+It is written to a temporary file in the same directory, flushed to disk and renamed over the
+target with `os.replace`, so a crash at any moment leaves either the old or the new checkpoint.
+"""
+
+import collections.abc
+import importlib
+import json
+import math
+import numbers
+import os
+import pickle
+import random
+import uuid
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+from .distributed import is_main_process, unwrap
+
+FITTED_FORMAT = "pyluz-fitted"
+WEIGHTS_FORMAT = "pyluz-weights"
+CHECKPOINT_FORMAT = "pyluz-checkpoint"
+FORMAT_VERSION = 1
+
+
+class UnsafeFileError(ValueError):
+    """A file that pyluz refuses to read because it holds more than tensors and plain data."""
+
+
+# -- small helpers ------------------------------------------------------------------------------
+
+def _check_path(path, argument="path"):
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`{argument}` must be a file path (str or os.PathLike), got {type(path).__name__}.")
+    path = os.path.expanduser(os.fspath(path))
+    if not path:
+        raise ValueError(f"`{argument}` must be a non-empty file path.")
+    return path
+
+
+def _check_existing(path, argument="path"):
+    path = _check_path(path, argument)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"`{argument}`: no file at {path!r}.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"`{argument}` must be a file, got the directory {path!r}.")
+    return path
+
+
+
+def _model_of(obj, argument="obj"):
+    from .results import Fitted
+
+    if isinstance(obj, Fitted):
+        return unwrap(obj.model)
+    if isinstance(obj, nn.Module):
+        return unwrap(obj)
+    raise TypeError(f"`{argument}` must be a pyluz.Fitted or a torch.nn.Module, got {type(obj).__name__}.")
+
+
+def atomic_write(path, write):
+    """Call `write(fileobj)` on a temp file next to `path`, fsync it, then `os.replace` it onto `path`.
+
+    A crash at any moment leaves `path` either as it was or fully written; the temp file is removed
+    when `write` fails.
+    """
+    path = _check_path(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(directory)
+    return path
+
+
+def remove_temp_files(path):
+    """Delete temp files that `atomic_write(path, ...)` left behind when a process died mid-write."""
+    path = _check_path(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = f".{os.path.basename(path)}."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+
+
+def _fsync_dir(directory):
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- JSON metadata ------------------------------------------------------------------------------
+
+def to_json(value, where, strict=False):
+    """A JSON-ready copy of `value` (see the module docstring for the tags).
+
+    Unsupported values raise TypeError when `strict`, else become `{"$repr": repr(value)}` with a
+    warning.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (np.generic,)) and np.ndim(value) == 0:
+        value = value.item()
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dim() == 0:
+        value = value.item()
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if math.isfinite(value):
+            return value
+        return {"$float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return {"$tuple": [to_json(v, f"{where}[{i}]", strict) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [to_json(v, f"{where}[{i}]", strict) for i, v in enumerate(value)]
+    if isinstance(value, collections.abc.Mapping) and all(isinstance(k, (str, int)) for k in value):
+        return {str(k): to_json(v, f"{where}[{k!r}]", strict) for k, v in value.items()}
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return to_json(value.tolist(), where, strict)
+    if strict:
+        raise TypeError(f"{where} holds a {type(value).__name__}, which can't be stored as JSON.")
+    warnings.warn(f"{where} holds a {type(value).__name__}, which can't be stored as JSON; saving its repr "
+                  "instead.", stacklevel=4)
+    return {"$repr": repr(value)}
+
+
+def from_json(value):
+    """Undo `to_json`'s tags (`$repr` values stay tagged dicts, see `_has_repr`)."""
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (key, inner), = value.items()
+            if key == "$float" and inner in ("nan", "inf", "-inf"):
+                return float(inner)
+            if key == "$tuple" and isinstance(inner, list):
+                return tuple(from_json(v) for v in inner)
+        return {k: from_json(v) for k, v in value.items()}
+    return value
+
+
+def _has_repr(value):
+    if isinstance(value, dict):
+        return (len(value) == 1 and "$repr" in value) or any(_has_repr(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_repr(v) for v in value)
+    return False
+
+
+# -- weights as safetensors ---------------------------------------------------------------------
+
+def _state_tensors(model):
+    """The model's state dict on CPU, contiguous, with no two tensors sharing memory."""
+    tensors = {}
+    seen = set()
+    for key, t in model.state_dict().items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"The model's state_dict entry {key!r} is a {type(t).__name__}; only tensors can be "
+                            "saved.")
+        t = t.detach().to("cpu").contiguous()
+        if t.numel():
+            ptr = t.untyped_storage().data_ptr()
+            if ptr in seen:  # tied weights / views of one buffer: safetensors wants separate storage
+                t = t.clone()
+            else:
+                seen.add(ptr)
+        tensors[key] = t
+    return tensors
+
+
+def _write_safetensors(path, tensors, meta):
+    from safetensors.torch import save
+
+    metadata = {"format": "pt", "pyluz": json.dumps(meta, allow_nan=False)}
+    data = save(tensors, metadata=metadata)
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def _looks_like_safetensors(path):
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return head[8:9] == b"{" and 0 < n <= os.path.getsize(path) - 8
+
+
+def _read_safetensors(path, argument="path"):
+    """(tensors, pyluz metadata dict or None) of a safetensors file, on CPU."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # SafetensorError and friends: a damaged or foreign file
+        raise ValueError(f"`{argument}`: {path!r} is not a readable safetensors file ({e}).") from e
+    info = None
+    if "pyluz" in meta:
+        try:
+            info = json.loads(meta["pyluz"])
+        except json.JSONDecodeError as e:
+            raise ValueError(f"`{argument}`: the pyluz metadata of {path!r} is not valid JSON ({e}).") from e
+    return tensors, info
+
+
+def _torch_load(path, argument="path"):
+    """`torch.load(weights_only=True)` on CPU; anything that would need unpickling code is refused."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):  # zip (torch.save) or a pickle
+        raise ValueError(f"`{argument}`: {path!r} is neither a safetensors file nor a torch checkpoint.")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        boilerplate = ("Weights only load failed", "Check the documentation", "(1)", "(2)", "Please file an issue")
+        lines = [ln.strip().split("WeightsUnpickler error:")[-1].strip() for ln in str(e).splitlines()]
+        first = next((ln for ln in lines if ln and not ln.startswith(boilerplate)), "not weights-only data")
+        raise UnsafeFileError(
+            f"`{argument}`: refusing to load {path!r}: it is not a safetensors file or a torch file holding only "
+            "tensors, numbers, strings and containers. pyluz never unpickles arbitrary objects (a crafted file "
+            f"could run code). Details: {first}") from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ValueError(f"`{argument}`: {path!r} is neither a safetensors file nor a torch checkpoint ({e}).") from e
+
+
+def read_state_file(path, argument="path"):
+    """A model state dict from a weights file, a fitted model file, a checkpoint or a saved state dict."""
+    path = _check_existing(path, argument)
+    if _looks_like_safetensors(path):
+        tensors, _ = _read_safetensors(path, argument)
+        return tensors
+    obj = _torch_load(path, argument)
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, collections.abc.Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"`{argument}`: {path!r} holds no model state dict (a dict of tensors), got "
+                         f"{type(obj).__name__}.")
+    return dict(obj)
+
+
+def _load_state(model, state, path):
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise RuntimeError(f"The weights in {path!r} don't fit this model ({type(model).__name__}): {e}") from e
+
+
+# -- fitted models --------------------------------------------------------------------------------
+
+def _import_path(obj):
+    target = obj if isinstance(obj, type) or not isinstance(obj, nn.Module) else type(obj)
+    module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
+    if not module or not qualname:
+        return None
+    return f"{module}:{qualname}"
+
+
+def _module_kind(module):
+    if isinstance(module, nn.Module):
+        return "instance"
+    if isinstance(module, type):
+        return "class"
+    return "factory"
+
+
+def save_fitted(fitted, path):
+    """Save a fitted model to `path` (one safetensors file: weights + JSON metadata); read it with `pyluz.load`.
+
+    Example::
+
+        fitted.save("model.safetensors")          # same as pyluz.serialization.save_fitted(fitted, ...)
+        again = pyluz.load("model.safetensors")
+    """
+    from . import __version__
+    from .results import Fitted
+
+    if not isinstance(fitted, Fitted):
+        raise TypeError(f"`fitted` must be a pyluz.Fitted (what fit() returns), got {type(fitted).__name__}.")
+    path = _check_path(path)
+    module = fitted.luz_module.module if fitted.luz_module is not None else fitted.model
+    meta = {
+        "format": FITTED_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "module": _import_path(module),
+        "module_kind": _module_kind(module),
+        "hparams": to_json(dict(fitted.hparams), "`hparams`"),
+        "opt_hparams": to_json(dict(fitted.opt_hparams), "`opt_hparams`"),
+        "opt_names": [str(n) for n in fitted.opt_names],
+        "records": to_json(fitted.records, "`records`"),
+        "pyluz_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+    }
+    _write_safetensors(path, _state_tensors(unwrap(fitted.model)), meta)
+    return path
+
+
+def read_metadata(path):
+    """The JSON metadata of a file written by `save_fitted` / `save_model_weights` (tags undone)."""
+    path = _check_existing(path)
+    if not _looks_like_safetensors(path):
+        raise ValueError(f"`path`: {path!r} is not a pyluz model file (a safetensors file).")
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"`path`: {path!r} is not a readable safetensors file ({e}).") from e
+    return from_json(json.loads(meta["pyluz"])) if "pyluz" in meta else {}
+
+
+def _resolve_import_path(spec, path):
+    modname, _, qualname = spec.partition(":")
+    if not modname or not qualname or "<locals>" in qualname or "<lambda>" in qualname:
+        raise LookupError(f"{spec!r} is not importable (defined inside a function)")
+    obj = importlib.import_module(modname)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _build_module(info, module, path):
+    hparams = from_json(info.get("hparams") or {})
+    spec = info.get("module")
+    kind = info.get("module_kind", "class")
+    how = f"pass it explicitly: pyluz.load({path!r}, module=<the class or a built instance>)"
+    if module is not None:
+        if isinstance(module, nn.Module):
+            return module, module
+        if not callable(module):
+            raise TypeError(f"`module` must be an nn.Module class, a factory returning one, or an nn.Module instance, "
+                            f"got {type(module).__name__}.")
+        factory = module
+    else:
+        if spec is None:
+            raise ValueError(f"{path!r} does not say which module class it holds; {how}.")
+        try:
+            factory = _resolve_import_path(spec, path)
+        except Exception as e:
+            raise ImportError(f"Could not import the module {spec!r} saved in {path!r} "
+                              f"({type(e).__name__}: {e}); {how}.") from e
+        if not (isinstance(factory, type) and issubclass(factory, nn.Module)):
+            # Calling an arbitrary function named by a file (with arguments from the file) could run
+            # anything; only nn.Module classes are built automatically.
+            raise ValueError(f"{path!r} was saved from the factory {spec!r}, which pyluz does not call on its own "
+                             f"(only nn.Module classes are); {how}.")
+        if kind == "instance" and hparams:
+            raise ValueError(f"{path!r} was saved from a module instance; {how}.")
+    if _has_repr(hparams):
+        bad = [k for k, v in hparams.items() if _has_repr(v)]
+        raise ValueError(f"The hparams {bad} of {path!r} could not be saved, so the module can't be rebuilt from "
+                         f"them; pass `module=` an already built instance.")
+    try:
+        model = factory(**hparams)
+    except Exception as e:
+        name = getattr(factory, "__name__", type(factory).__name__)
+        raise RuntimeError(f"Building the module {name}(**hparams) with the saved hparams {sorted(hparams)} failed "
+                           f"({type(e).__name__}: {e}); {how}.") from e
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
+    return model, factory
+
+
+def load(path, module=None, loss=None, optimizer=None, metrics=None):
+    """Load a model saved with `Fitted.save()` / `save_fitted()`; returns a `pyluz.Fitted`.
+
+    The module is rebuilt from its saved import path (`package.module:Class`) with the saved
+    hparams, then the weights are loaded (on CPU; move it with `fitted.model.to(device)`). Pass
+    `module=` the class (or a factory) when it can't be imported (defined in a script or a
+    notebook), or an already built instance to load the weights into. `loss`, `optimizer` and
+    `metrics` (as in `setup()`) are not stored in the file; pass them to use `evaluate()`. Loading
+    never unpickles objects: a crafted file can't run code.
+
+    Example::
+
+        fitted.save("model.safetensors")
+        fitted = pyluz.load("model.safetensors")                 # Net importable from its module
+        fitted = pyluz.load("model.safetensors", module=Net)     # Net defined in this script
+        fitted.predict(x)
+    """
+    from .module import LuzModule
+    from .results import Fitted
+
+    path = _check_existing(path)
+    if not _looks_like_safetensors(path):
+        raise UnsafeFileError(f"`path`: {path!r} is not a pyluz model file (a safetensors file written by "
+                              "Fitted.save()). pyluz does not read pickled models, which could run code; checkpoints "
+                              "load with pyluz.load_checkpoint().")
+    tensors, info = _read_safetensors(path)
+    if not info or info.get("format") != FITTED_FORMAT:
+        raise ValueError(f"`path`: {path!r} is not a fitted model file written by pyluz (weights-only files load with "
+                         "pyluz.load_model_weights(model, path)).")
+    if int(info.get("format_version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"`path`: {path!r} uses format version {info['format_version']}, newer than this pyluz "
+                         f"understands ({FORMAT_VERSION}); update pyluz.")
+    model, source = _build_module(info, module, path)
+    _load_state(model, tensors, path)
+    luz_module = LuzModule(source, loss=loss, optimizer=optimizer, metrics=metrics,
+                           hparams=from_json(info.get("hparams") or {}),
+                           opt_hparams=from_json(info.get("opt_hparams") or {}))
+    return Fitted(model=model, records=from_json(info.get("records") or {"metrics": {"train": [], "valid": []}}),
+                  luz_module=luz_module, opt_names=info.get("opt_names") or ["opt"])
+
+
+def save_model_weights(obj, path):
+    """Save only the model's weights (its state dict) of a Fitted or an nn.Module, as safetensors.
+
+    Example::
+
+        pyluz.save_model_weights(fitted, "weights.safetensors")
+        pyluz.load_model_weights(other_fitted, "weights.safetensors")   # in place
+    """
+    model = _model_of(obj)
+    path = _check_path(path)
+    _write_safetensors(path, _state_tensors(model), {"format": WEIGHTS_FORMAT, "format_version": FORMAT_VERSION})
+    return path
+
+
+def load_model_weights(obj, path):
+    """Load weights into the model of a Fitted (or an nn.Module) in place; returns None.
+
+    `path` may be a weights file, a fitted model file, a checkpoint (its model part) or a
+    `torch.save`d state dict; only tensors are read, never pickled objects.
+
+    Example::
+
+        pyluz.load_model_weights(fitted, "weights.safetensors")
+    """
+    model = _model_of(obj)
+    state = read_state_file(path)
+    _load_state(model, state, path)
+
+
+# -- RNG states ----------------------------------------------------------------------------------
+
+def _loader_generators(ctx):
+    """{"train"/"valid": torch.Generator} used by the fit's loaders (when they have their own)."""
+    found = {}
+    if ctx is None:
+        return found
+    seen = set()
+    for name in ("train", "valid"):
+        loader = getattr(ctx, f"{name}_data", None)
+        while loader is not None and hasattr(loader, "loader") and not hasattr(loader, "generator"):
+            loader = loader.loader  # DeviceLoader
+        for candidate in (getattr(loader, "generator", None),
+                          getattr(getattr(loader, "sampler", None), "generator", None),
+                          getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None)):
+            if isinstance(candidate, torch.Generator) and id(candidate) not in seen:
+                seen.add(id(candidate))
+                found[name] = candidate
+                break
+    return found
+
+
+def get_rng_states(ctx=None):
+    """The states of Python's `random`, numpy's global RNG, torch (CPU, CUDA when in use) and the loaders' generators."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    states = {
+        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss},
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = list(torch.cuda.get_rng_state_all())
+    generators = _loader_generators(ctx)
+    if generators:
+        states["generators"] = {k: g.get_state() for k, g in generators.items()}
+    return states
+
+
+def set_rng_states(states, ctx=None):
+    """Restore what `get_rng_states` returned (missing parts are left alone)."""
+    py = states.get("python")
+    if py is not None:
+        random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
+    npy = states.get("numpy")
+    if npy is not None:
+        np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                             npy["cached_gaussian"]))
+    if states.get("torch") is not None:
+        torch.set_rng_state(states["torch"])
+    cuda = states.get("cuda")
+    if cuda and torch.cuda.is_available():
+        n = min(len(cuda), torch.cuda.device_count())
+        for i in range(n):
+            torch.cuda.set_rng_state(cuda[i], i)
+    saved = states.get("generators") or {}
+    for name, generator in _loader_generators(ctx).items():
+        if name in saved:
+            generator.set_state(saved[name])
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+def plain(value, where):
+    """A copy of `value` that `torch.load(weights_only=True)` can read: tensors, numbers, strings, None,
+    dicts, lists and tuples. numpy values become Python numbers / tensors; anything else is an error.
+    """
+    if isinstance(value, np.generic):  # before the Python types: np.float64 is a float subclass
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str, bytes, torch.Tensor, torch.dtype, torch.device,
+                                           torch.Size)):
+        return value.detach() if isinstance(value, torch.Tensor) else value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.array(value))
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, collections.abc.Mapping):
+        return {k: plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    raise TypeError(f"{where} holds a {type(value).__name__}; checkpoints store only tensors, numbers, strings, None "
+                    "and dicts/lists/tuples of them (so loading them can never run code).")
+
+
+def checkpoint_state(ctx):
+    """Everything needed to continue a fit from the end of `ctx.epoch` (see the module docstring)."""
+    callbacks = []
+    for i, cb in enumerate(ctx.callbacks):
+        state_fn = getattr(cb, "state_dict", None)
+        state = state_fn() if callable(state_fn) else None
+        callbacks.append({"name": cb.name, "state": plain(state, f"The state_dict() of callback #{i} ({cb.name})")})
+    model_state = unwrap(ctx.model).state_dict()  # keeps its `_metadata` (module versions)
+    for key, value in model_state.items():
+        if not isinstance(value, torch.Tensor):  # extra state (`get_extra_state`)
+            model_state[key] = plain(value, f"The model's state_dict entry {key!r}")
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "epoch": int(ctx.epoch),
+        "model": model_state,
+        "optimizers": {name: plain(opt.state_dict(), f"The state of optimizer {name!r}")
+                       for name, opt in ctx.optimizers.items()},
+        "callbacks": callbacks,
+        "records": plain(ctx.records, "`ctx.records`"),
+        "rng": get_rng_states(ctx),
+    }
+
+
+def write_checkpoint(ctx, path):
+    """Write the full training state of `ctx` to `path`, atomically (temp file + `os.replace`).
+
+    Example::
+
+        class SaveEvery5(pyluz.Callback):
+            def on_epoch_end(self):
+                if self.ctx.epoch % 5 == 0:
+                    pyluz.serialization.write_checkpoint(self.ctx, f"ckpt/epoch-{self.ctx.epoch}.pt")
+    """
+    state = checkpoint_state(ctx)
+    return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def read_checkpoint(path, argument="path"):
+    """The checkpoint dict in `path` (tensors on CPU), read weights-only."""
+    path = _check_existing(path, argument)
+    if _looks_like_safetensors(path):
+        raise ValueError(f"`{argument}`: {path!r} is a model file (safetensors), not a checkpoint; use "
+                         "pyluz.load() or pyluz.load_model_weights().")
+    state = _torch_load(path, argument)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise ValueError(f"`{argument}`: {path!r} is not a pyluz checkpoint (a dict with 'model', 'optimizers', "
+                         "'callbacks', 'records', ...).")
+    return state
+
+
+def _restore_optimizers(optimizers, saved, path):
+    saved = saved or {}
+    if set(saved) == set(optimizers):
+        pairs = [(optimizers[name], saved[name]) for name in optimizers]
+    elif len(saved) == len(optimizers) == 1:
+        pairs = [(next(iter(optimizers.values())), next(iter(saved.values())))]
+    else:
+        raise ValueError(f"The checkpoint {path!r} holds optimizers {list(saved)} but the model has "
+                         f"{list(optimizers)}; they must match to restore the optimizer state.")
+    for opt, state in pairs:
+        opt.load_state_dict(state)
+
+
+def _restore_callbacks(callbacks, saved):
+    """Give each saved state to the callback with the same name and rank among same-named ones."""
+    targets, count = {}, collections.Counter()
+    for cb in callbacks:
+        targets[(cb.name, count[cb.name])] = cb
+        count[cb.name] += 1
+    count = collections.Counter()
+    for entry in saved or []:
+        name, state = entry.get("name"), entry.get("state")
+        key = (name, count[name])
+        count[name] += 1
+        if state is None:
+            continue
+        cb = targets.get(key)
+        if cb is None:
+            warnings.warn(f"The checkpoint holds a state for callback {name} (#{key[1] + 1} of that name), which this "
+                          "fit doesn't have; it is ignored.", stacklevel=4)
+            continue
+        load_fn = getattr(cb, "load_state_dict", None)
+        if not callable(load_fn):
+            raise ValueError(f"The checkpoint holds a state for callback {name}, but it defines no "
+                             "`load_state_dict(state)` method; define one or pass restore_callbacks_state=False.")
+        load_fn(state)
+
+
+def _check_flag(value, argument):
+    if not isinstance(value, bool):
+        raise TypeError(f"`{argument}` must be True or False, got {value!r}.")
+    return value
+
+
+def apply_checkpoint(obj, state, path, restore_model_state=True, restore_records=False,
+                     restore_optimizer_state=False, restore_callbacks_state=False, restore_rng_state=False):
+    """Restore the parts of a checkpoint dict selected by the flags into a Context, Fitted or nn.Module."""
+    from .context import Context
+    from .results import Fitted
+
+    if isinstance(obj, Context):
+        ctx = obj
+        if restore_model_state:
+            _load_state(unwrap(ctx.model), state["model"], path)
+        if restore_optimizer_state:
+            _restore_optimizers(ctx.optimizers, state.get("optimizers"), path)
+        if restore_records:
+            if ctx.records.get("metrics", {}).get("train"):
+                warnings.warn("Restoring records from a checkpoint replaces the records of this fit.", stacklevel=3)
+            ctx.set_records(state.get("records") or {"metrics": {"train": [], "valid": []}})
+        if restore_callbacks_state:
+            _restore_callbacks(ctx.callbacks, state.get("callbacks"))
+        if restore_rng_state and state.get("rng"):
+            set_rng_states(state["rng"], ctx)
+        return
+    model = _model_of(obj, "obj")
+    for flag, value in (("restore_optimizer_state", restore_optimizer_state),
+                        ("restore_callbacks_state", restore_callbacks_state),
+                        ("restore_rng_state", restore_rng_state)):
+        if value:
+            raise ValueError(f"`{flag}=True` needs a training context (`ctx`, e.g. from a callback); a "
+                             f"{type(obj).__name__} only has a model and records.")
+    if restore_model_state:
+        _load_state(model, state["model"], path)
+    if restore_records:
+        if not isinstance(obj, Fitted):
+            raise ValueError("`restore_records=True` needs a pyluz.Fitted or a Context, got an nn.Module.")
+        obj.records = state.get("records") or {"metrics": {"train": [], "valid": []}}
+
+
+def load_checkpoint(obj, path, restore_model_state=True, restore_records=False, restore_optimizer_state=False,
+                    restore_callbacks_state=False, restore_rng_state=False):
+    """Load a checkpoint (ModelCheckpoint / AutoResume / `write_checkpoint` file) into `obj`, in place.
+
+    `obj` is a `pyluz.Fitted` or an nn.Module (model weights; `restore_records` too for a Fitted), or
+    a `pyluz.Context` (inside a callback), where the flags select what to restore: model weights,
+    records, optimizer states (matched by name) and callback states (matched by name and order; a
+    callback with a saved state must define `load_state_dict`). `restore_rng_state` also restores
+    the random number generators. Files are read weights-only: a crafted file can't run code.
+
+    Example::
+
+        cb = pyluz.callbacks.ModelCheckpoint("checkpoints/")
+        fitted = model.fit(data, epochs=10, callbacks=[cb])
+        pyluz.load_checkpoint(fitted, "checkpoints/epoch-03-valid_loss-0.123.pt")
+    """
+    from .context import Context
+    from .results import Fitted
+
+    if not isinstance(obj, (Context, Fitted, nn.Module)):
+        raise TypeError(f"`obj` must be a pyluz.Fitted, a pyluz.Context or an nn.Module, got {type(obj).__name__}.")
+    flags = dict(restore_model_state=restore_model_state, restore_records=restore_records,
+                 restore_optimizer_state=restore_optimizer_state, restore_callbacks_state=restore_callbacks_state,
+                 restore_rng_state=restore_rng_state)
+    for name, value in flags.items():
+        _check_flag(value, name)
+    state = read_checkpoint(path)
+    apply_checkpoint(obj, state, path, **flags)
+    return None
+
+
+__all__ = [
+    "UnsafeFileError", "save_fitted", "load", "read_metadata", "save_model_weights", "load_model_weights",
+    "write_checkpoint", "read_checkpoint", "load_checkpoint", "apply_checkpoint", "checkpoint_state",
+    "get_rng_states", "set_rng_states", "atomic_write",
+]

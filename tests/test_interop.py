@@ -1,0 +1,168 @@
+"""The adapters the R front end uses (pyluz.interop): R-callable callbacks and metrics, the
+progress renderer hook and error tags. Plain Python functions stand in for R closures here; the
+R side is tested by rpkg/tests/testthat/test-luz-*.R."""
+
+import threading
+
+import pytest
+import torch
+from torch import nn
+
+import pyluz
+from pyluz.callbacks import progress as progress_mod
+from pyluz.interop import errors
+from pyluz.interop.callbacks import RCallback
+from pyluz.interop.guard import RThreadError
+from pyluz.interop.metrics import RMetric
+from pyluz.interop.progress import RRenderer, use_r_renderer
+
+
+def _data(n=64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    return x, y
+
+
+def _model():
+    return pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD) \
+        .set_hparams(in_features=4, out_features=2).set_opt_hparams(lr=0.1)
+
+
+def test_rcallback_exposes_only_defined_breakpoints_and_sees_ctx():
+    calls, bound = [], []
+    cb = RCallback("print_callback", {"on_epoch_end": lambda: calls.append(("epoch_end", cb.ctx.epoch)),
+                                      "on_train_batch_end": lambda: calls.append(("batch", cb.ctx.iter))},
+                   bind_ctx=bound.append)
+    assert callable(getattr(cb, "on_epoch_end")) and getattr(cb, "on_epoch_begin", None) is None
+    assert getattr(cb, "load_state_dict", None) is None and cb.state_dict() is None
+    table = pyluz.callbacks.base.HookTable([cb])
+    assert [fn for _, fn in table.hooks("on_fit_begin")] == []
+    assert len(table.hooks("on_epoch_end")) == 1
+    x, y = _data()
+    fitted = _model().fit((x, y), epochs=2, callbacks=[cb], verbose=False,
+                          dataloader_options={"batch_size": 32})
+    assert calls == [("batch", 1), ("batch", 2), ("epoch_end", 1), ("batch", 1), ("batch", 2), ("epoch_end", 2)]
+    # bound at fit start, cleared at the end
+    assert isinstance(bound[0], pyluz.Context) and bound[-1] is None
+    assert len(fitted.records["metrics"]["train"]) == 2
+
+
+def test_rcallback_weight_state_and_errors():
+    state = {"n": 0}
+    cb = RCallback("counter", {"on_epoch_end": lambda: state.__setitem__("n", state["n"] + 1)}, weight=float("inf"),
+                   state_dict=lambda: {"n": state["n"]}, load_state_dict=lambda s: state.update(s))
+    assert cb.weight == float("inf") and cb.name == "counter"
+    assert cb.state_dict() == {"n": 0}
+    cb.load_state_dict({"n": 5})
+    assert state["n"] == 5
+    with pytest.raises(ValueError, match="not a breakpoint"):
+        RCallback("bad", {"epoch_end": lambda: None})
+    with pytest.raises(TypeError, match="weight"):
+        RCallback("bad", {}, weight="high")
+
+
+def test_rcallback_error_keeps_tag_and_context():
+    def boom():
+        raise RuntimeError("[[rcond:7]] boom from R")
+
+    cb = RCallback("print_callback", {"on_epoch_end": boom})
+    x, y = _data()
+    with pytest.raises(pyluz.CallbackError) as info:
+        errors.call(_model().fit, (x, y), epochs=3, callbacks=[cb], verbose=False)
+    assert "[[rcond:7]]" in str(info.value)
+    last = errors.last_error()
+    assert last["tag"] == 7 and last["kind"] == "callback" and last["name"] == "print_callback"
+    assert last["where"] == "on_epoch_end" and last["epoch"] == 1.0 and isinstance(last["epoch"], float)
+    assert last["message"].endswith("boom from R") and "[[rcond" not in last["message"]
+    assert errors.call(lambda: 3) == 3 and errors.last_error() is None
+
+
+def test_errors_describe_plain_python_error():
+    with pytest.raises(ValueError):
+        errors.call(_model().fit, _data(), epochs=0, verbose=False)
+    last = errors.last_error()
+    assert last["tag"] is None and last["type"] == "ValueError" and "epochs" in last["message"]
+    assert errors.strip_tags("[[rcond:12]] x [[rcond:3]] y") == "x y"
+
+
+def test_guard_refuses_other_threads():
+    cb = RCallback("threaded", {"on_epoch_end": lambda: None})
+    caught = []
+
+    def run():
+        try:
+            cb.on_epoch_end()
+        except Exception as e:  # noqa: BLE001
+            caught.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    assert isinstance(caught[0], RThreadError) and "main thread" in str(caught[0])
+
+
+class _RState:
+    """An 'R metric instance': state in a closure, like an R6 object."""
+
+    created = 0
+
+    @classmethod
+    def factory(cls):
+        cls.created += 1
+        st = {"correct": 0, "total": 0, "ctx": None}
+
+        def update(preds, target):
+            st["correct"] += int((preds.argmax(1) == target).sum())
+            st["total"] += target.numel()
+
+        return {"abbrev": "RAcc", "update": update, "compute": lambda: st["correct"] / st["total"],
+                "bind_ctx": lambda ctx: st.__setitem__("ctx", ctx), "to": lambda device: None}
+
+
+def test_rmetric_fresh_instance_per_epoch_and_phase_matches_builtin():
+    _RState.created = 0
+    template = RMetric(_RState.factory, label="my_acc")
+    assert template.name == "my_acc"
+    with pytest.raises(RuntimeError, match="template"):
+        template.compute()
+    x, y = _data(96)
+    torch.manual_seed(0)
+    fitted = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD,
+                         metrics=[template, pyluz.metrics.Accuracy()]) \
+        .set_hparams(in_features=4, out_features=2).set_opt_hparams(lr=0.1) \
+        .fit((x, y), epochs=3, valid_data=(x[:32], y[:32]), verbose=False)
+    assert _RState.created == 6  # 3 epochs x (train, valid)
+    for phase in ("train", "valid"):
+        for rec in fitted.records["metrics"][phase]:
+            assert rec["racc"] == pytest.approx(rec["acc"], abs=1e-12)
+
+
+def test_rmetric_checks_parts():
+    with pytest.raises(ValueError, match="update"):
+        RMetric(lambda: {"abbrev": "x", "compute": lambda: 1.0}).fresh()
+    with pytest.raises(TypeError, match="named list"):
+        RMetric(lambda: [1, 2]).fresh()
+
+
+def test_r_renderer_hook(capsys):
+    events = []
+
+    def factory():
+        return {"epoch_begin": lambda e, m: events.append(("epoch", e, m)),
+                "bar_begin": lambda phase, total: events.append(("bar", phase, total)),
+                "epoch_metrics": lambda phase, text: events.append((phase, text))}
+
+    use_r_renderer(factory)
+    try:
+        assert isinstance(progress_mod.default_renderer(), RRenderer)
+        x, y = _data()
+        _model().fit((x, y), epochs=1, valid_data=(x, y), verbose=True, dataloader_options={"batch_size": 32})
+    finally:
+        use_r_renderer(None)
+    assert progress_mod.renderer_factory is None
+    assert events[0] == ("epoch", 1, 1) and ("bar", "train", 2) in events and ("bar", "valid", 2) in events
+    assert [e[0] for e in events if e[0] in ("train", "valid")] == ["train", "valid"]
+    assert events[-1][1].startswith("Loss: ")
+    with pytest.raises(ValueError, match="Unknown renderer"):
+        RRenderer({"draw": lambda: None})

@@ -1,0 +1,72 @@
+"""Progress output: luz's layout in terminals (tqdm), one line per epoch in logs, renderer hooks."""
+
+import io
+import re
+
+import torch
+from torch import nn
+
+import pyluz
+from pyluz.callbacks import progress
+from conftest import Net
+
+
+def fit(xy, **kw):
+    return pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD,
+                       metrics=[pyluz.metrics.Accuracy()]).set_opt_hparams(lr=0.1).fit(xy, **kw)
+
+
+def test_log_mode_prints_one_line_per_epoch(xy, capsys):
+    f = fit(xy, epochs=2, valid_data=xy, verbose=True)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2
+    m = f.records["metrics"]
+    assert lines[1] == (f"Epoch 2/2 - Train metrics: Loss: {m['train'][1]['loss']:.4f} - Acc: {m['train'][1]['acc']:.4f}"
+                        f" - Valid metrics: Loss: {m['valid'][1]['loss']:.4f} - Acc: {m['valid'][1]['acc']:.4f}")
+
+
+def test_verbose_false_prints_nothing(xy, capsys):
+    fit(xy, epochs=1, verbose=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_terminal_mode_uses_luz_layout(xy, monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(progress, "renderer_factory", lambda: progress.TqdmRenderer(file=out))
+    fit(xy, epochs=2, valid_data=xy, verbose=True)
+    text = out.getvalue()
+    assert "Epoch 1/2\n" in text and "Epoch 2/2\n" in text
+    assert re.search(r"Train metrics: Loss: \d\.\d{4} - Acc: \d\.\d{4}\n", text)
+    assert re.search(r"Valid metrics: Loss: \d\.\d{4} - Acc: \d\.\d{4}\n", text)
+    assert re.search(r"3/3 \[", text)  # a bar with the batch count
+
+
+class Spy:
+    """A renderer that records calls (what a front end such as R implements)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):  # test double only
+        return lambda *a: self.calls.append((name, *a))
+
+
+def test_renderer_protocol_and_refresh_interval(xy):
+    spy = Spy()
+    cb = progress.Progress(renderer=spy, interval=3600)  # refreshes at the first batch, then not within the hour
+    model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)
+    model.fit(xy, epochs=1, verbose=True, callbacks=[cb])
+    names = [c[0] for c in spy.calls]
+    assert spy.calls[:2] == [("epoch_begin", 1, 1), ("bar_begin", "train", 3)]
+    updates = [c for c in spy.calls if c[0] == "bar_update"]
+    assert [u[1] for u in updates] == [1, 3]  # time-based refresh plus the final state, not per step
+    assert names[-3:] == ["bar_end", "epoch_metrics", "epoch_end"]
+
+
+def test_early_stopping_message(xy, capsys):
+    class Stop(pyluz.Callback):
+        def on_epoch_end(self):
+            raise pyluz.StopTraining()
+
+    fit(xy, epochs=5, verbose=True, callbacks=[Stop()])
+    assert "Early stopping at epoch 1 of 5" in capsys.readouterr().err
