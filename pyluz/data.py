@@ -131,6 +131,9 @@ def in_memory_tensors(data, argument):
     """The tensors of an in-memory input (tuple/list/dict of arrays, one array, TensorDataset), or None."""
     if isinstance(data, TensorDataset):
         tensors = list(data.tensors)
+        names = getattr(data, "names", None)  # a TensorDataset whose items are dicts (e.g. named in R)
+        if names:
+            tensors = dict(zip(names, tensors))
     elif _is_array_like(data):
         tensors = [to_tensor(data, argument)]
     elif isinstance(data, (tuple, list)) and data and all(_is_array_like(x) for x in data):

@@ -619,3 +619,18 @@ def test_public_names():
     for name in M.__all__:
         obj = getattr(M, name)
         assert obj.__doc__, name
+
+
+def test_loss_average_folds_pending_losses_in_groups(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(LossAverage, "FOLD_EVERY", 3)
+    m = LossAverage()
+    m.ctx = SimpleNamespace(loss={})
+    values = [0.5, 1.25, 2.0, 4.0, 0.25, 3.0, 1.0]
+    for i, v in enumerate(values, start=1):
+        m.ctx.loss = {"opt": torch.tensor(v)}
+        m.update(None, None)
+        assert len(m.pending["opt"]) == i % 3  # folded every 3 batches
+    assert m.compute() == pytest.approx(sum(values) / len(values))
+    assert m.compute() == pytest.approx(sum(values) / len(values))  # compute() does not change the value

@@ -47,14 +47,22 @@ class MetricsCallback(Callback):
         self.keys[phase] = metric_keys(metrics)
 
     def _update(self, phase):
+        pred = self.ctx.pred
+        if isinstance(pred, torch.Tensor):
+            # A detached prediction builds no graph, without toggling grad mode every batch.
+            self._update_all(phase, pred.detach())
+        else:
+            with torch.no_grad():
+                self._update_all(phase, pred)
+
+    def _update_all(self, phase, pred):
         ctx = self.ctx
-        with torch.no_grad():
-            pred, target = ctx.pred, ctx.target
-            for m in ctx.metrics[phase]:
-                try:
-                    m.update(pred, target)
-                except Exception as e:
-                    raise CallbackError("metric", m.name, "update", ctx.epoch, ctx.iter, e) from e
+        target = ctx.target
+        for m in ctx.metrics[phase]:
+            try:
+                m.update(pred, target)
+            except Exception as e:
+                raise CallbackError("metric", m.name, "update", ctx.epoch, ctx.iter, e) from e
 
     def _end(self, phase):
         ctx = self.ctx

@@ -8,6 +8,9 @@
 * ``rtorch`` -- ``RModule`` / ``RDataset`` / ``RIterableDataset``: Python
   classes whose methods are R closures (``nn_module()`` / ``dataset()``).
 
+The luz part of the R package adds its own adapters here (R callbacks,
+metrics, progress renderer, error tags).
+
 Nothing here imports R; R objects only arrive as callables through reticulate.
 """
 

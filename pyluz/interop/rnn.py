@@ -75,11 +75,12 @@ def coerce_init(args, kwargs):
 # class targets
 # ---------------------------------------------------------------------------
 
-def shift_class_target(target, input=None, ignore_index=-100):
-    """1-based class targets (R) -> 0-based Long targets (PyTorch).
+def shift_class_target(target, input=None):
+    """1-based class targets (R) -> 0-based Long targets (PyTorch): one subtraction, no device read.
 
-    Float targets with the shape of ``input`` are class probabilities and pass
-    through unchanged; float targets with one dim less are class indices.
+    Float targets with the shape of ``input`` are class probabilities and pass through unchanged;
+    float targets with one dim less are class indices. A negative ``ignore_index`` shifts with the
+    targets (``_py_ignore``), so ignored entries stay ignored.
     """
     if not isinstance(target, torch.Tensor):
         target = torch.as_tensor(target)
@@ -89,23 +90,28 @@ def shift_class_target(target, input=None, ignore_index=-100):
         target = target.long()
     elif target.dtype != torch.long:
         target = target.long()
-    if target.device.type == "cpu" and target.numel() and bool((target == 0).any()):
-        raise ValueError(
-            "Class targets are 1-based in R (1..C), but a target is 0. "
-            "Add 1 to 0-based labels.")
-    shifted = target - 1
-    if ignore_index is not None and ignore_index < 0:
-        shifted = torch.where(target == ignore_index, target, shifted)
-    return shifted
+    return target - 1
 
 
 def _py_ignore(ignore_index):
     ignore_index = to_int(ignore_index)
     if ignore_index is None:
-        return -100
+        ignore_index = -100
     if ignore_index == 0:
         raise ValueError("ignore_index is a 1-based class index; 0 is not valid")
-    return ignore_index - 1 if ignore_index > 0 else ignore_index
+    return ignore_index - 1  # targets are shifted by -1, so is the index that ignores them
+
+
+def class_loss(loss, input, target, **kwargs):
+    """Call a PyTorch class-index loss with R's 1-based targets; out-of-range targets get R's message.
+
+    The range is checked by PyTorch itself (no per-batch device read here).
+    """
+    try:
+        return loss(input, shift_class_target(target, input), **kwargs)
+    except IndexError as e:  # "Target -1 is out of bounds." for a 0 target (or C + 1)
+        raise ValueError(f"Class targets are 1-based in R (1..C); got a target out of range ({e}). "
+                         "Add 1 to 0-based labels.") from e
 
 
 class RCrossEntropyLoss(nn.CrossEntropyLoss):
@@ -114,10 +120,9 @@ class RCrossEntropyLoss(nn.CrossEntropyLoss):
     def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         super().__init__(weight=weight, ignore_index=_py_ignore(ignore_index),
                          reduction=reduction, label_smoothing=float(label_smoothing))
-        self.r_ignore_index = to_int(ignore_index)
 
     def forward(self, input, target):
-        return super().forward(input, shift_class_target(target, input, self.r_ignore_index))
+        return class_loss(super().forward, input, target)
 
 
 class RNLLLoss(nn.NLLLoss):
@@ -125,10 +130,9 @@ class RNLLLoss(nn.NLLLoss):
 
     def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
         super().__init__(weight=weight, ignore_index=_py_ignore(ignore_index), reduction=reduction)
-        self.r_ignore_index = to_int(ignore_index)
 
     def forward(self, input, target):
-        return super().forward(input, shift_class_target(target, input, self.r_ignore_index))
+        return class_loss(super().forward, input, target)
 
 
 def _float_target(input, target):
@@ -206,18 +210,20 @@ def module_list(modules):
 # ---------------------------------------------------------------------------
 
 def _ce(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    return F.cross_entropy(input, shift_class_target(target, input, to_int(ignore_index)), weight=weight,
-                           ignore_index=_py_ignore(ignore_index), reduction=reduction,
-                           label_smoothing=float(label_smoothing))
+    return class_loss(F.cross_entropy, input, target, weight=weight, ignore_index=_py_ignore(ignore_index),
+                      reduction=reduction, label_smoothing=float(label_smoothing))
 
 
 def _nll(input, target, weight=None, ignore_index=-100, reduction="mean"):
-    return F.nll_loss(input, shift_class_target(target, input, to_int(ignore_index)), weight=weight,
-                      ignore_index=_py_ignore(ignore_index), reduction=reduction)
+    return class_loss(F.nll_loss, input, target, weight=weight, ignore_index=_py_ignore(ignore_index),
+                      reduction=reduction)
 
 
 def _one_hot(tensor, num_classes=-1):
-    return F.one_hot(shift_class_target(tensor), to_int(num_classes))
+    shifted = shift_class_target(tensor)
+    if shifted.numel() and bool((shifted < 0).any()):
+        raise ValueError("Class values are 1-based in R (1..C), but one is 0 or negative.")
+    return F.one_hot(shifted, to_int(num_classes))
 
 
 def _bce(input, target, weight=None, reduction="mean"):
@@ -253,6 +259,29 @@ def nnf(name, input, **kwargs):
     """``torch.nn.functional.<name>(input, **kwargs)`` with R conventions."""
     fn = _NNF.get(name) or getattr(F, name)
     return fn(input, **_convert_kwargs(kwargs, ints=INT_ARGS | {"num_classes"}))
+
+
+class Functional:
+    """A functional op with R conventions as a plain Python callable (used for
+    R loss functions such as ``nnf_cross_entropy`` passed to the engine)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.__name__ = "nnf_" + name
+
+    _POSITIONAL = {"triplet_margin_loss": ("positive", "negative")}
+
+    def __call__(self, input, *args, **kwargs):
+        if args:
+            names = self._POSITIONAL.get(self.name, ("target",))
+            if len(args) > len(names):
+                raise TypeError(f"nnf_{self.name}(): pass options by name")
+            kwargs = dict(kwargs)
+            kwargs.update(zip(names, args))
+        return nnf(self.name, input, **kwargs)
+
+    def __repr__(self):
+        return f"<R functional nnf_{self.name}>"
 
 
 # ---------------------------------------------------------------------------
@@ -341,3 +370,18 @@ def optim(name, r_name=None):
 
 def scheduler(name, r_name=None):
     return SchedulerFactory(getattr(torch.optim.lr_scheduler, name), r_name)
+
+
+def update_param_groups(optimizer, groups):
+    """``opt$param_groups[[i]]$lr <- v`` from R: update the groups in place
+    (R hands back a converted copy; parameters themselves are not replaced)."""
+    if len(groups) != len(optimizer.param_groups):
+        raise ValueError("param_groups can't be added or removed this way; use opt$add_param_group()")
+    for group, new in zip(optimizer.param_groups, groups):
+        for k, v in dict(new).items():
+            if k == "params":
+                continue
+            if isinstance(group.get(k), tuple) and isinstance(v, list):
+                v = tuple(v)
+            group[k] = v
+    return None

@@ -69,7 +69,8 @@ def from_r(data, dtype=None, device=None, requires_grad=False):
         np_target = None
         if target is not None and target.is_floating_point and target in (torch.float32, torch.float64):
             np_target = np.float32 if target == torch.float32 else np.float64
-        arr = np.array(data, dtype=np_target, order="C", copy=True)
+        with np.errstate(invalid="ignore"):  # R's NA is a signalling NaN
+            arr = np.array(data, dtype=np_target, order="C", copy=True)
         t = torch.from_numpy(arr)
         if target is not None and t.dtype != target:
             t = t.to(target)
@@ -344,10 +345,6 @@ SPECS = {
     "histc": Spec(i="bins:0"),
     "renorm": Spec("dim:1"),
 }
-
-
-def _spec(name):
-    return SPECS.get(name)
 
 
 def op(name, first, *args, **kwargs):

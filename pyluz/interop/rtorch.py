@@ -25,9 +25,9 @@ lazily, one Python class per R generator with :func:`make_class`:
 ``dataset(...)`` likewise gives ``class <name>(RDataset)`` (a
 ``torch.utils.data.Dataset``): ``ds[i]`` calls R's ``.getitem(i + 1)``
 (1-based), ``len(ds)`` calls ``.length()``; if ``.getbatch`` is defined,
-``ds.__getitems__(indices)`` returns an :class:`RBatch` that
-:func:`r_collate` passes through unchanged (so DataLoaders over such datasets
-need ``collate_fn=r_collate``; ``dataloader()`` sets it).  Items are converted
+``ds.__getitems__(indices)`` returns ``[RBatch(batch)]``, which torch's
+default collate (and :func:`r_collate`) unwraps: any DataLoader over such a
+dataset gets R's batch unchanged.  Items are converted
 to tensors with R-torch rules (:func:`r_item`).
 """
 
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
-from torch.utils.data._utils.collate import default_collate
+from torch.utils.data._utils.collate import default_collate, default_collate_fn_map
 
 from .guard import guard
 from .rnn import coerce_init
@@ -137,7 +137,8 @@ class RDataset(RObject, Dataset):
         if isinstance(i, slice):
             i = list(range(*i.indices(len(self))))
         if isinstance(i, (list, tuple, torch.Tensor, np.ndarray)):
-            return self.__getitems__(i)
+            items = self.__getitems__(i)
+            return items[0].value if items and isinstance(items[0], RBatch) else items
         fn = self.__dict__.get("_r_getitem")
         if fn is None:
             raise NotImplementedError(f"{type(self).__name__} defines no .getitem method")
@@ -156,7 +157,7 @@ class RDataset(RObject, Dataset):
         idx = [int(i) + 1 for i in indices]
         fn = self.__dict__.get("_r_getbatch")
         if fn is not None:
-            return RBatch(r_item(fn(idx)))
+            return [RBatch(r_item(fn(idx)))]
         get = self.__dict__.get("_r_getitem")
         return [r_item(get(i)) for i in idx]
 
@@ -272,12 +273,27 @@ def call_super(base, name, self, args, kwargs):
 # ---------------------------------------------------------------------------
 
 class RBatch:
-    """A batch already assembled by R's ``.getbatch`` (skips collation)."""
+    """A batch already assembled by R's ``.getbatch``.
+
+    ``__getitems__`` returns ``[RBatch(batch)]``; torch's ``default_collate``
+    (through ``default_collate_fn_map``, registered below) and
+    :func:`r_collate` unwrap it, so any DataLoader over such a dataset gets
+    R's batch unchanged.
+    """
 
     __slots__ = ("value",)
 
     def __init__(self, value):
         self.value = value
+
+
+def _collate_rbatch(batch, *, collate_fn_map=None):
+    if len(batch) != 1:
+        raise RuntimeError("a .getbatch() result can't be combined with other items")
+    return batch[0].value
+
+
+default_collate_fn_map[RBatch] = _collate_rbatch
 
 
 def _is_number(v):
@@ -309,6 +325,8 @@ def r_collate(batch):
     """Default collate that passes :class:`RBatch` (from ``.getbatch``) through."""
     if isinstance(batch, RBatch):
         return batch.value
+    if isinstance(batch, list) and len(batch) == 1 and isinstance(batch[0], RBatch):
+        return batch[0].value
     return default_collate(batch)
 
 
@@ -389,3 +407,14 @@ def subset(dataset, indices):
 def named(module, what):
     """``model$parameters`` & co: dict of ``named_<what>()``."""
     return dict(getattr(module, "named_" + what)())
+
+
+def module_device(module):
+    """Device of a module's first parameter (or buffer); cpu when it has none."""
+    for t in itertools.chain(module.parameters(), module.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def n_parameters(module):
+    return float(sum(p.numel() for p in module.parameters()))

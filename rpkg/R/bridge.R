@@ -1,0 +1,156 @@
+# The bridge between R and the engine:
+# * R functions handed to Python (callbacks, metrics, losses, factories) are wrapped so that an R
+#   error inside them is stored in a registry and reaches Python as "[[rcond:<id>]] <message>"
+#   (reticulate 1.28 would keep only the message), and so that they run on the main thread only;
+# * R entry points call the engine through `engine_call()`, which re-signals the stored R
+#   condition (original class, message and call) with the engine's context attached, or turns a
+#   Python error into an R error of class `pyluz_error`;
+# * R values are converted the way the engine expects (data, hyperparameters, options).
+
+# The registry of R conditions is shared with the R-torch layer (torch-utils.R: `r_error_tag()`
+# stores a condition and re-raises "[[rcond:<id>]] <message>", `r_error_lookup()` takes it back),
+# so errors from R modules and datasets come back the same way as errors from callbacks.
+
+take_condition <- function(id) {
+  r_error_lookup(simpleError(sprintf("[[rcond:%s]]", format(id))))
+}
+
+# `f` wrapped for Python: errors are tagged; `returns = FALSE` makes it return NULL (so that no R
+# object that Python can't represent, such as an R6 object, has to be converted).
+r_callable <- function(f, returns = TRUE) {
+  force(f)
+  if (returns) {
+    function(...) withCallingHandlers(f(...), error = r_error_tag)
+  } else {
+    function(...) {
+      withCallingHandlers(f(...), error = r_error_tag)
+      NULL
+    }
+  }
+}
+
+# A Python callable running the R function `f`: tagged errors and the main-thread guard.
+py_function <- function(f, what = "an R function", returns = TRUE) {
+  engine_module("interop.guard")$guard(r_callable(f, returns), what)
+}
+
+# Call engine function `fn`; errors come back as R conditions (see the file header).
+engine_call <- function(fn, ..., call = rlang::caller_env()) {
+  args <- list(...)  # R errors while converting arguments are not engine errors
+  errors <- engine_module("interop.errors")
+  errors$clear()  # an argument reticulate can't convert fails before errors.call() runs
+  tryCatch(
+    do.call(errors$call, c(list(fn), args)),
+    error = function(e) rethrow_engine_error(e, errors$last_error(), call)
+  )
+}
+
+engine_context_text <- function(info) {
+  if (is.null(info)) return(NULL)
+  lines <- character()
+  if (!is.null(info$kind)) {
+    lines <- sprintf("In %s `%s` at %s (epoch %s, iter %s).", info$kind, info$name, info$where,
+                     format(info$epoch), format(info$iter))
+  }
+  notes <- unlist(info$notes)
+  if (length(notes)) lines <- c(lines, sub("^pyluz: ", "", notes))
+  if (!length(lines)) return(NULL)
+  paste(lines, collapse = "\n")
+}
+
+rethrow_engine_error <- function(e, info, call) {
+  if (is.null(info)) stop(e)
+  context <- engine_context_text(info)
+  if (!is.null(info$tag)) {
+    orig <- take_condition(info$tag)
+    if (!is.null(orig)) {
+      if (!is.null(context)) orig$message <- paste0(orig$message, "\n", context)
+      orig$py_message <- NULL
+      orig$pyluz_context <- info[c("kind", "name", "where", "epoch", "iter")]
+      stop(orig)
+    }
+  }
+  message <- info$message
+  if (is.null(info$kind) && !is.null(context)) message <- paste0(message, "\n", context)
+  cond <- structure(
+    class = c(paste0("pyluz_", info$type), "pyluz_error", "error", "condition"),
+    list(message = message, call = if (is.environment(call)) rlang::frame_call(call) else call,
+         py_type = info$type, pyluz_context = info[c("kind", "name", "where", "epoch", "iter")])
+  )
+  stop(cond)
+}
+
+# ---- values ---------------------------------------------------------------------------------
+
+is_py <- function(x) inherits(x, "python.builtin.object")
+
+is_whole <- function(x) {
+  is.double(x) && is.null(dim(x)) && length(x) > 0 && all(is.finite(x)) &&
+    all(x == round(x)) && all(abs(x) <= .Machine$integer.max)
+}
+
+# Hyperparameters for modules: whole doubles become integers (so `num_class = 10` is a Python int,
+# as a Python-defined module expects); anything else is passed as is.
+as_py_hparams <- function(args) {
+  lapply(args, function(x) if (is_whole(x)) as.integer(x) else x)
+}
+
+int_options <- c("batch_size", "num_workers", "prefetch_factor")
+
+as_py_dataloader_options <- function(options, argument = "dataloader_options") {
+  if (is.null(options)) return(NULL)
+  if (!is.list(options) || (length(options) && is.null(names(options))) || any(!nzchar(names(options)))) {
+    rlang::abort(sprintf("`%s` must be a named list of dataloader arguments, e.g. list(batch_size = 32).",
+                         argument), class = "value_error")
+  }
+  for (nm in names(options)) {
+    x <- options[[nm]]
+    if (nm %in% int_options && is_whole(x)) options[[nm]] <- as.integer(x)
+    else if (is.function(x)) options[[nm]] <- py_function(x, nm)
+  }
+  options
+}
+
+# Data for fit/predict/evaluate: Python objects (dataloaders, datasets, tensors) pass; R arrays
+# go to the engine's in-memory fast path (double -> float32, integer -> int64); a list is a
+# batch layout (x, y, ...) by position, as in luz.
+as_engine_data <- function(x, argument = "data") {
+  if (is.null(x) || is_py(x)) return(x)
+  if (is.data.frame(x)) {
+    rlang::abort(c(sprintf("Unsupported object with class '%s' for `%s`.", class(x)[1], argument),
+                   i = "Pass a list of matrices instead, e.g. list(as.matrix(df[features]), df$y)."),
+                 class = "value_error")
+  }
+  if (is.list(x)) {
+    out <- lapply(seq_along(x), function(i) as_engine_array(x[[i]], sprintf("%s[[%d]]", argument, i)))
+    return(out)
+  }
+  as_engine_array(x, argument)
+}
+
+as_engine_array <- function(x, argument) {
+  if (is_py(x)) return(x)
+  if ((is.numeric(x) || is.logical(x)) && !is.object(x)) {
+    if (is.null(dim(x))) x <- array(x)
+    return(x)
+  }
+  rlang::abort(sprintf("Unsupported object with class '%s' for `%s`: expected a dataloader, a dataset, a tensor, an array/matrix or a list of them.",
+                       paste(class(x), collapse = "/"), argument), class = "value_error")
+}
+
+# A value computed in R that the engine records: tensors with one element become numbers.
+as_plain_value <- function(x) {
+  if (is_py(x) && reticulate::py_has_attr(x, "item") && reticulate::py_has_attr(x, "numel")) {
+    n <- reticulate::py_call(reticulate::py_get_attr(x, "numel"))
+    if (identical(as.numeric(n), 1)) return(reticulate::py_call(reticulate::py_get_attr(x, "item")))
+  }
+  if (is.list(x)) return(lapply(x, as_plain_value))
+  x
+}
+
+`%||%` <- function(x, y) if (is.null(x)) y else x
+
+# isinstance() (reticulate 1.28 has no py_isinstance()).
+py_is_instance <- function(x, cls) {
+  is_py(x) && isTRUE(reticulate::import_builtins()$isinstance(x, cls))
+}

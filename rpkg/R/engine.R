@@ -1,0 +1,137 @@
+# The Python engine: imported lazily (on first use), kept in a package environment.
+# Nothing here runs at package load, so `library(pyluz)` never starts Python.
+
+.engine <- new.env(parent = emptyenv())
+
+#' The pyluz Python engine
+#'
+#' `pyluz_engine()` returns the Python module `pyluz` (imported on first use through
+#' reticulate) after checking that it can be used from R. `pyluz_engine_available()` says
+#' whether that works, without failing.
+#'
+#' reticulate finds Python through `RETICULATE_PYTHON` (or `reticulate::use_virtualenv()` called
+#' before anything starts Python). The engine and its dependencies (torch, `numpy<2` with
+#' reticulate < 1.38) must be installed there; in the pyluz repository `make setup` creates
+#' such a virtual environment in `.venv`.
+#'
+#' @return The `pyluz` Python module; `pyluz_engine_available()` returns `TRUE`/`FALSE`.
+#' @examples
+#' if (pyluz_engine_available()) {
+#'   pyluz_engine()$`__version__`
+#' }
+#' @export
+pyluz_engine <- function() {
+  eng <- .engine$pyluz
+  if (is.null(eng)) eng <- load_engine()
+  eng
+}
+
+#' @rdname pyluz_engine
+#' @export
+pyluz_engine_available <- function() {
+  !is.null(.engine$pyluz) || isTRUE(tryCatch({
+    load_engine()
+    TRUE
+  }, error = function(e) FALSE))
+}
+
+# Submodules of the engine used by the R package (cached).
+engine_module <- function(name) {
+  mod <- .engine$modules[[name]]
+  if (is.null(mod)) {
+    pyluz_engine()
+    mod <- import_pyluz(paste0("pyluz.", name))
+    .engine$modules[[name]] <- mod
+  }
+  mod
+}
+
+engine_setup_message <- function(problem) {
+  python <- Sys.getenv("RETICULATE_PYTHON", unset = "")
+  where <- if (nzchar(python)) {
+    sprintf("RETICULATE_PYTHON is set to '%s'.", python)
+  } else {
+    "RETICULATE_PYTHON is not set, so reticulate picked a Python on its own."
+  }
+  paste0(
+    "The pyluz Python engine can't be used: ", problem, "\n",
+    where, "\n",
+    "To set it up:\n",
+    "  * in the pyluz repository run `make setup` (creates .venv with torch, numpy<2 and pyluz), then\n",
+    "  * start R with RETICULATE_PYTHON=<repo>/.venv/bin/python, or call\n",
+    "    reticulate::use_virtualenv(\"<repo>/.venv\", required = TRUE) before using pyluz.\n",
+    "  * Elsewhere: `pip install <repo> \"numpy<2\"` into the Python that reticulate uses."
+  )
+}
+
+load_engine <- function() {
+  started <- tryCatch(reticulate::py_available(initialize = TRUE), error = function(e) e)
+  if (!isTRUE(started)) {
+    problem <- if (inherits(started, "error")) conditionMessage(started) else "no Python was found"
+    stop(engine_error(engine_setup_message(paste("Python could not be started:", problem))))
+  }
+  python <- tryCatch(reticulate::py_config()$python, error = function(e) "unknown")
+  if (!reticulate::py_numpy_available()) {
+    stop(engine_error(engine_setup_message(sprintf(
+      "reticulate %s can't use the numpy of %s (it needs numpy < 2 there: `pip install \"numpy<2\"`).",
+      utils::packageVersion("reticulate"), python
+    ))))
+  }
+  eng <- tryCatch(import_pyluz(), error = function(e) {
+    msg <- conditionMessage(e)
+    problem <- if (grepl("No module named 'pyluz'", msg, fixed = TRUE)) {
+      sprintf("the Python module `pyluz` is not installed in %s.", python)
+    } else {
+      paste("importing `pyluz` failed:", msg)
+    }
+    stop(engine_error(engine_setup_message(problem)))
+  })
+  .engine$modules <- list()
+  .engine$pyluz <- eng
+  configure_engine()
+  eng
+}
+
+# Import `pyluz` without letting a `pyluz/` folder in the working directory shadow the engine
+# (embedded Python puts the working directory on sys.path; the installed R package, e.g. in
+# `pyluz.Rcheck/`, is such a folder and would be imported as an empty namespace package).
+import_pyluz <- function(module = "pyluz") {
+  reticulate::py_run_string(paste(
+    "def _pyluz_r_import(name):",
+    "    import importlib, os, sys",
+    "    if 'pyluz' not in sys.modules:",
+    "        here = {'', '.', os.getcwd()}",
+    "        saved = list(sys.path)",
+    "        sys.path[:] = [p for p in sys.path if p not in here]",
+    "        try:",
+    "            importlib.import_module('pyluz')",
+    "        except ImportError:",
+    "            pass",
+    "        finally:",
+    "            sys.path[:] = saved",
+    "    mod = sys.modules.get('pyluz')",
+    "    if mod is not None and getattr(mod, '__file__', None) is None:",
+    "        del sys.modules['pyluz']",
+    "        raise ImportError('`pyluz` resolved to a folder without the engine: ' + str(list(mod.__path__)))",
+    "    return importlib.import_module(name)",
+    sep = "\n"), convert = FALSE)
+  f <- reticulate::py_get_attr(reticulate::import_main(convert = FALSE), "_pyluz_r_import")
+  reticulate::py_call(f, module)
+  reticulate::import(module)
+}
+
+engine_error <- function(message) {
+  structure(class = c("pyluz_engine_error", "error", "condition"),
+            list(message = message, call = NULL))
+}
+
+# What R needs from Python once per session: no tqdm monitor thread (it would call R from a
+# background thread when output is remapped) and the cli progress renderer.
+configure_engine <- function() {
+  if (reticulate::py_module_available("tqdm")) {
+    tqdm <- reticulate::import("tqdm")
+    tqdm$tqdm$monitor_interval <- 0L
+  }
+  engine_module("interop.progress")$use_r_renderer(r_callable(new_cli_renderer))
+  invisible(TRUE)
+}

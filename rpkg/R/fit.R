@@ -1,0 +1,169 @@
+#' Fit a model
+#'
+#' Trains a module prepared with [setup()], as luz's `fit()`. The loop runs in the Python
+#' engine; R callbacks, metrics and modules are called from it.
+#'
+#' @param object A `luz_module_generator` (from [setup()]).
+#' @param data Training data: a `dataloader()`, a `dataset()`/`tensor_dataset()`, a list of
+#'   arrays/matrices/tensors sharing the first dimension (`list(x, y)`), or an array. In-memory
+#'   data (arrays, tensors, `tensor_dataset()`) is batched by the engine without per-item calls;
+#'   R doubles become float32 tensors and R integers int64 tensors.
+#' @param epochs Number of epochs, or `c(min_epochs, max_epochs)`.
+#' @param callbacks A list of callbacks (e.g. `list(luz_callback_early_stopping())`), or one.
+#' @param valid_data Validation data (same kinds as `data`), or a fraction in `[0, 1)` of
+#'   `data` to hold out at random (not with a dataloader).
+#' @param accelerator An [accelerator()]; by default the fastest device available.
+#' @param verbose Whether to print progress; `NULL` means `interactive()`.
+#' @param ... Must be empty.
+#' @param dataloader_options Dataloader arguments (e.g. `list(batch_size = 64)`) for data that
+#'   is not a dataloader. Defaults: batch size 32; training data shuffled, last incomplete batch
+#'   dropped.
+#' @return A `luz_module_fitted` object: `$model`, `$records`, `$ctx`; use it with
+#'   [predict()][predict.luz_module_fitted], [evaluate()], [get_metrics()], `print()`, `plot()`.
+#' @examples
+#' \dontrun{
+#' fitted <- net %>%
+#'   setup(loss = nn_cross_entropy_loss(), optimizer = optim_adam) %>%
+#'   set_hparams(num_class = 10) %>%
+#'   fit(train_dl, epochs = 10, valid_data = test_dl)
+#' }
+#' @export
+fit <- function(object, ...) UseMethod("fit")
+
+#' @rdname fit
+#' @export
+fit.luz_module_generator <- function(object, data, epochs = 10, callbacks = NULL, valid_data = NULL,
+                                     accelerator = NULL, verbose = NULL, ..., dataloader_options = NULL) {
+  rlang::check_dots_empty()
+  py <- engine_call(
+    pyluz_engine()$fit,
+    object$py,
+    as_engine_data(data, "data"),
+    epochs = as_epochs(epochs),
+    callbacks = as_engine_callbacks(callbacks),
+    valid_data = as_engine_valid(valid_data),
+    accelerator = as_engine_accelerator(accelerator),
+    verbose = as_verbose(verbose),
+    dataloader_options = as_py_dataloader_options(dataloader_options)
+  )
+  new_fitted(py)
+}
+
+#' @export
+fit.default <- function(object, ...) {
+  rlang::abort(sprintf("`fit()` expects the result of `setup()`, got an object of class <%s>.",
+                       paste(class(object), collapse = "/")), class = "value_error")
+}
+
+as_verbose <- function(verbose) {
+  if (is.null(verbose)) return(interactive())
+  if (!(is.logical(verbose) && length(verbose) == 1 && !is.na(verbose))) {
+    rlang::abort("`verbose` must be TRUE, FALSE or NULL.", class = "value_error")
+  }
+  verbose
+}
+
+as_epochs <- function(epochs) {
+  if (is.numeric(epochs) && length(epochs) %in% 1:2 && is_whole(as.double(epochs))) {
+    epochs <- as.integer(epochs)
+    return(if (length(epochs) == 1) epochs else as.list(epochs))
+  }
+  rlang::abort(sprintf("`epochs` must be a whole number or c(min_epochs, max_epochs), got %s.",
+                       paste(format(epochs), collapse = ", ")), class = "value_error")
+}
+
+as_engine_valid <- function(valid_data) {
+  if (is.numeric(valid_data) && length(valid_data) == 1 && is.null(dim(valid_data))) {
+    return(as.double(valid_data))
+  }
+  as_engine_data(valid_data, "valid_data")
+}
+
+as_engine_accelerator <- function(accelerator) {
+  if (is.null(accelerator) || is_py(accelerator)) return(accelerator)
+  rlang::abort("`accelerator` must be created with `accelerator()`.", class = "value_error")
+}
+
+new_fitted <- function(py) {
+  structure(
+    list(
+      model = py$model,
+      records = py$records,
+      ctx = list(hparams = py$hparams, opt_hparams = py$opt_hparams),
+      py = py
+    ),
+    class = "luz_module_fitted"
+  )
+}
+
+#' Predictions of a fitted model
+#'
+#' Runs the model (or its `predict()` method) over `newdata` without gradients.
+#'
+#' @param object A `luz_module_fitted` object.
+#' @param newdata Data, as in [fit()]; only the first element of each batch is used.
+#' @param ... `stack` (default `TRUE`): concatenate the batch outputs along the first
+#'   dimension; with `FALSE` a list of per-batch outputs is returned. Other named arguments are
+#'   passed to the module's `predict()` method.
+#' @param callbacks Callbacks to use (the `on_predict_*` breakpoints).
+#' @inheritParams fit.luz_module_generator
+#' @return A tensor (or a list of per-batch outputs).
+#' @importFrom stats predict
+#' @examples
+#' \dontrun{
+#' preds <- predict(fitted, test_dl)
+#' }
+#' @export
+predict.luz_module_fitted <- function(object, newdata, ..., callbacks = list(), accelerator = NULL,
+                                      verbose = NULL, dataloader_options = NULL) {
+  dots <- rlang::list2(...)
+  stack <- dots$stack %||% TRUE
+  dots$stack <- NULL
+  if (length(dots) && (is.null(names(dots)) || any(!nzchar(names(dots))))) {
+    rlang::abort("Extra arguments of `predict()` go to the module's `predict()` method and must be named.",
+                 class = "value_error")
+  }
+  engine_call_kwargs(object$py$predict, list(as_engine_data(newdata, "newdata")), c(list(
+    stack = isTRUE(stack),
+    callbacks = as_engine_callbacks(callbacks),
+    accelerator = as_engine_accelerator(accelerator),
+    verbose = as_verbose(verbose),
+    dataloader_options = as_py_dataloader_options(dataloader_options)
+  ), dots))
+}
+
+#' Evaluate a fitted model
+#'
+#' Computes the loss and the metrics of a fitted model on new data (one validation pass).
+#'
+#' @param object A `luz_module_fitted` object.
+#' @param data Data, as in [fit()].
+#' @param ... Currently unused.
+#' @param metrics Metrics to compute instead of those given to [setup()] (the loss is always
+#'   included).
+#' @param callbacks Callbacks to use.
+#' @inheritParams fit.luz_module_generator
+#' @return A `luz_module_evaluation`; see [get_metrics()].
+#' @examples
+#' \dontrun{
+#' evaluation <- fitted %>% evaluate(data = valid_dl)
+#' get_metrics(evaluation)
+#' }
+#' @export
+evaluate <- function(object, data, ..., metrics = NULL, callbacks = list(), accelerator = NULL,
+                     verbose = NULL, dataloader_options = NULL) {
+  if (!inherits(object, "luz_module_fitted")) {
+    rlang::abort(sprintf("`evaluate()` expects a fitted model (the result of `fit()`), got <%s>.",
+                         paste(class(object), collapse = "/")), class = "value_error")
+  }
+  py <- engine_call(
+    object$py$evaluate,
+    as_engine_data(data, "data"),
+    metrics = as_engine_metrics(metrics),
+    callbacks = as_engine_callbacks(callbacks),
+    accelerator = as_engine_accelerator(accelerator),
+    verbose = as_verbose(verbose),
+    dataloader_options = as_py_dataloader_options(dataloader_options)
+  )
+  structure(list(records = py$records, py = py), class = "luz_module_evaluation")
+}

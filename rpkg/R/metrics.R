@@ -1,0 +1,366 @@
+LuzMetric <- R6::R6Class(
+  "LuzMetric",
+  lock_objects = FALSE,
+  public = list(
+    initialize = function() {},
+    format = function(x) format_metric_value(x),
+    to = function(device) {
+      for (nm in ls(self, all.names = FALSE)) {
+        value <- self[[nm]]
+        if (!is.function(value) && is_py(value) && reticulate::py_has_attr(value, "to") &&
+            reticulate::py_has_attr(value, "device")) {
+          self[[nm]] <- reticulate::py_call(reticulate::py_get_attr(value, "to"), device = device)
+        }
+      }
+      invisible(self)
+    }
+  )
+)
+
+format_metric_value <- function(x) {
+  if (is.list(x) && length(x) > 1) {
+    nms <- names(x) %||% as.character(seq_along(x))
+    return(paste0(nms, ": ", vapply(x, format_metric_value, character(1)), collapse = " | "))
+  }
+  if (is.list(x)) x <- x[[1]]
+  if (is.numeric(x) && length(x) == 1) return(format(round(x, 4), nsmall = 4))
+  paste(format(x), collapse = ", ")
+}
+
+#' Create a new metric
+#'
+#' Defines a metric with luz's API: `initialize()` sets the state (it runs at the start of
+#' every epoch, for training and validation separately), `update(preds, target)` accumulates
+#' it every batch, and `compute()` returns the value as a plain R number (or a named list of
+#' numbers). `abbrev` is the name shown in the progress output and, lowercased, in the
+#' records; without it the class name is used. `super$` works with `inherit`, also with the
+#' built-in metrics.
+#'
+#' @param name Class name of the metric.
+#' @param ... Named public members: `abbrev`, `initialize`, `update`, `compute`, others.
+#' @param private,active Private and active members, as in [R6::R6Class()].
+#' @param parent_env Enclosing environment of the methods.
+#' @param inherit Another `luz_metric()` definition (e.g. [luz_metric_mse]) to inherit from.
+#' @return A function with the arguments of `initialize`; calling it gives a
+#'   `luz_metric_generator` to pass to [setup()] (`metrics = list(...)`).
+#' @examples
+#' luz_metric_accuracy2 <- luz_metric(
+#'   abbrev = "Acc",
+#'   initialize = function() {
+#'     self$correct <- 0
+#'     self$total <- 0
+#'   },
+#'   update = function(preds, target) {
+#'     pred <- torch_argmax(preds, dim = 2)
+#'     self$correct <- self$correct + (pred == target)$
+#'       to(dtype = torch_float())$
+#'       sum()$
+#'       item()
+#'     self$total <- self$total + pred$numel()
+#'   },
+#'   compute = function() {
+#'     self$correct / self$total
+#'   }
+#' )
+#' metric <- luz_metric_accuracy2()
+#' @family luz_metrics
+#' @export
+luz_metric <- function(name = NULL, ..., private = NULL, active = NULL, parent_env = parent.frame(),
+                       inherit = NULL) {
+  public <- rlang::list2(...)
+  cls <- make_r6_class(name, public, private, active, parent_env,
+                       inherit_class(inherit, LuzMetric, "luz_metric"))
+  gen <- constructor_with_formals(cls, new_metric_generator)
+  attr(gen, "r6_class") <- cls
+  class(gen) <- c("luz_metric_fn", "function")
+  gen
+}
+
+new_metric_generator <- function(r6_class, ...) {
+  args <- list(...)
+  name <- r6_class$classname
+  structure(
+    list(new = function() do.call(r6_class$new, args), r6_class = r6_class, args = args),
+    class = c(if (!is.null(name)) paste0(name, "_generator"), "luz_metric_generator")
+  )
+}
+
+#' @export
+print.luz_metric_fn <- function(x, ...) {
+  cat("<luz_metric> ", attr(x, "r6_class")$classname %||% "(unnamed)", "\n", sep = "")
+  cat("  Call it to create the metric: ", deparse_call_formals(x), "\n", sep = "")
+  invisible(x)
+}
+
+#' @export
+print.luz_metric_generator <- function(x, ...) {
+  cat("<luz_metric_generator> ", x$r6_class$classname %||% "(unnamed)", "\n", sep = "")
+  invisible(x)
+}
+
+#' Metric sets
+#'
+#' Metrics for training and validation: `metrics` are used in both phases, `train_metrics`
+#' only in training, `valid_metrics` only in validation. The loss is always tracked.
+#'
+#' @param metrics,train_metrics,valid_metrics A metric (e.g. `luz_metric_accuracy()`) or a
+#'   list of them.
+#' @return A `luz_metric_set` to pass to [setup()] as `metrics`.
+#' @examples
+#' luz_metric_set(
+#'   metrics = list(luz_metric_accuracy()),
+#'   valid_metrics = list(luz_metric_multiclass_auroc(from_logits = TRUE))
+#' )
+#' @family luz_metrics
+#' @export
+luz_metric_set <- function(metrics = NULL, train_metrics = NULL, valid_metrics = NULL) {
+  as_list <- function(x) if (is.null(x)) list() else if (is_single_metric(x)) list(x) else x
+  out <- list(metrics = as_list(metrics), train_metrics = as_list(train_metrics),
+              valid_metrics = as_list(valid_metrics))
+  for (nm in names(out)) lapply(out[[nm]], check_metric, argument = nm)
+  structure(out, class = "luz_metric_set")
+}
+
+#' @export
+print.luz_metric_set <- function(x, ...) {
+  label <- function(ms) paste(vapply(ms, metric_label, character(1)), collapse = ", ")
+  cat("<luz_metric_set>\n")
+  cat("  metrics:       ", label(x$metrics), "\n", sep = "")
+  cat("  train_metrics: ", label(x$train_metrics), "\n", sep = "")
+  cat("  valid_metrics: ", label(x$valid_metrics), "\n", sep = "")
+  invisible(x)
+}
+
+metric_label <- function(m) {
+  if (inherits(m, "luz_metric_generator")) return(m$r6_class$classname %||% "metric")
+  if (inherits(m, "luz_metric_fn")) return(attr(m, "r6_class")$classname %||% "metric")
+  if (is_py(m)) return(as.character(reticulate::py_str(m)))
+  "?"
+}
+
+is_single_metric <- function(x) {
+  inherits(x, c("luz_metric_generator", "luz_metric_fn")) || is_py(x)
+}
+
+check_metric <- function(m, argument = "metrics") {
+  if (!(is_single_metric(m))) {
+    rlang::abort(sprintf("Expected an object with class <luz_metric_generator> in `%s`, got <%s>.",
+                         argument, paste(class(m), collapse = "/")), class = "value_error")
+  }
+  invisible(m)
+}
+
+# ---- conversion to engine metrics ------------------------------------------------------------
+
+as_engine_metrics <- function(metrics, argument = "metrics") {
+  if (is.null(metrics)) return(NULL)
+  if (inherits(metrics, "luz_metric_set")) {
+    conv <- function(ms, nm) lapply(ms, as_engine_metric, argument = nm)
+    return(engine_module("metrics")$MetricSet(
+      metrics = conv(metrics$metrics, "metrics"),
+      train_metrics = conv(metrics$train_metrics, "train_metrics"),
+      valid_metrics = conv(metrics$valid_metrics, "valid_metrics")
+    ))
+  }
+  if (is_single_metric(metrics)) metrics <- list(metrics)
+  if (!is.list(metrics)) {
+    rlang::abort(sprintf("`%s` must be a list of metrics or a luz_metric_set(), got <%s>.", argument,
+                         paste(class(metrics), collapse = "/")), class = "value_error")
+  }
+  lapply(metrics, as_engine_metric, argument = argument)
+}
+
+as_engine_metric <- function(m, argument = "metrics") {
+  if (is_py(m)) return(m)
+  # luz's docs pass the uncalled constructor (`metrics = list(luz_metric_accuracy)`): call it.
+  if (inherits(m, "luz_metric_fn")) m <- m()
+  check_metric(m, argument)
+  builtin <- builtin_py_metric(m)
+  if (!is.null(builtin)) return(builtin)
+  label <- m$r6_class$classname %||% "metric"
+  factory <- r_callable(function() r_metric_parts(m$new(), label))
+  engine_module("interop.metrics")$RMetric(factory, label = label)
+}
+
+# The functions of one R metric instance, for the engine (see pyluz/interop/metrics.py).
+r_metric_parts <- function(obj, label) {
+  abbrev <- obj$abbrev %||% label
+  list(
+    abbrev = as.character(abbrev)[1],
+    update = r_callable(function(preds, target) obj$update(preds, target), returns = FALSE),
+    compute = r_callable(function() as_plain_value(obj$compute())),
+    bind_ctx = r_callable(function(ctx) bind_context(obj, ctx), returns = FALSE),
+    to = r_callable(function(device) obj$to(device = device), returns = FALSE)
+  )
+}
+
+# ---- built-in metrics: the engine's classes ---------------------------------------------------
+# Each built-in is also an R6 class that delegates to the Python metric, so that user metrics can
+# inherit from it (`super$update()`); used as is, the Python metric itself goes to the engine.
+
+.builtin_metrics <- new.env(parent = emptyenv())
+
+builtin_metric <- function(name, abbrev, py_class, initialize, to_py_args = function(args) args) {
+  init <- initialize
+  body(init) <- bquote({
+    self$.py <- .(as.name("make_builtin_py"))(.(name), as.list(environment()))
+  })
+  gen <- luz_metric(
+    name = name,
+    abbrev = abbrev,
+    initialize = init,
+    update = function(preds, target) {
+      self$.py$update(preds, target)
+      invisible(NULL)
+    },
+    compute = function() self$.py$compute(),
+    parent_env = environment(builtin_metric)
+  )
+  defaults <- lapply(formals(initialize), eval)
+  .builtin_metrics[[name]] <- list(r6_class = attr(gen, "r6_class"), py_class = py_class,
+                                   to_py_args = to_py_args, defaults = defaults)
+  gen
+}
+
+make_builtin_py <- function(name, args) {
+  spec <- .builtin_metrics[[name]]
+  for (nm in names(spec$defaults)) if (!nm %in% names(args)) args[nm] <- list(spec$defaults[[nm]])
+  args <- spec$to_py_args(args)
+  args <- args[!vapply(args, is.null, logical(1))]
+  do.call(engine_module("metrics")[[spec$py_class]], args)
+}
+
+builtin_py_metric <- function(m) {
+  name <- m$r6_class$classname
+  spec <- if (!is.null(name)) .builtin_metrics[[name]]
+  if (is.null(spec) || !identical(spec$r6_class, m$r6_class)) return(NULL)
+  make_builtin_py(name, m$args)
+}
+
+thresholds_args <- function(args) {
+  if (is_whole(args$num_thresholds)) args$num_thresholds <- as.integer(args$num_thresholds)
+  if (!is.null(args$thresholds)) args$thresholds <- as.list(as.numeric(args$thresholds))
+  args
+}
+
+#' Accuracy
+#'
+#' Share of samples whose highest score (`torch_argmax(preds, dim = 2)`) is the target class.
+#' Targets are class indices `1..C`, as in R torch. Abbreviation "Acc".
+#'
+#' @return A metric generator to use in [setup()].
+#' @examples
+#' metric <- luz_metric_accuracy()
+#' @family luz_metrics
+#' @export
+luz_metric_accuracy <- builtin_metric(
+  "luz_metric_accuracy", "Acc", "Accuracy",
+  initialize = function() NULL,
+  to_py_args = function(args) list(index_base = 1L)
+)
+
+#' Binary accuracy
+#'
+#' Share of `(preds > threshold) == target`, for predictions that are probabilities and 0/1
+#' targets. Abbreviation "Acc".
+#'
+#' @param threshold Value above which a prediction counts as the positive class.
+#' @return A metric generator to use in [setup()].
+#' @examples
+#' metric <- luz_metric_binary_accuracy(threshold = 0.5)
+#' @family luz_metrics
+#' @export
+luz_metric_binary_accuracy <- builtin_metric(
+  "luz_metric_binary_accuracy", "Acc", "BinaryAccuracy",
+  initialize = function(threshold = 0.5) NULL
+)
+
+#' Binary accuracy with logits
+#'
+#' [luz_metric_binary_accuracy()] after `torch_sigmoid()`: for models that output logits.
+#' Abbreviation "Acc".
+#'
+#' @inheritParams luz_metric_binary_accuracy
+#' @return A metric generator to use in [setup()].
+#' @examples
+#' metric <- luz_metric_binary_accuracy_with_logits()
+#' @family luz_metrics
+#' @export
+luz_metric_binary_accuracy_with_logits <- builtin_metric(
+  "luz_metric_binary_accuracy_with_logits", "Acc", "BinaryAccuracyWithLogits",
+  initialize = function(threshold = 0.5) NULL
+)
+
+#' Mean absolute error
+#'
+#' Abbreviation "MAE".
+#' @return A metric generator to use in [setup()].
+#' @examples
+#' metric <- luz_metric_mae()
+#' @family luz_metrics
+#' @export
+luz_metric_mae <- builtin_metric("luz_metric_mae", "MAE", "MAE", initialize = function() NULL)
+
+#' Mean squared error
+#'
+#' Abbreviation "MSE".
+#' @return A metric generator to use in [setup()].
+#' @examples
+#' metric <- luz_metric_mse()
+#' @family luz_metrics
+#' @export
+luz_metric_mse <- builtin_metric("luz_metric_mse", "MSE", "MSE", initialize = function() NULL)
+
+#' Root mean squared error
+#'
+#' Abbreviation "RMSE".
+#' @return A metric generator to use in [setup()].
+#' @examples
+#' metric <- luz_metric_rmse()
+#' @family luz_metrics
+#' @export
+luz_metric_rmse <- builtin_metric("luz_metric_rmse", "RMSE", "RMSE", initialize = function() NULL)
+
+#' Binary AUROC
+#'
+#' Area under the ROC curve for binary problems, computed on a fixed grid of thresholds (as
+#' luz). Abbreviation "AUC".
+#'
+#' @param num_thresholds Number of thresholds of the grid (used when `thresholds` is `NULL`).
+#' @param thresholds Explicit thresholds in (0, 1), or `NULL`.
+#' @param from_logits If `TRUE`, `torch_sigmoid()` is applied to the predictions first.
+#' @return A metric generator to use in [setup()].
+#' @examples
+#' metric <- luz_metric_binary_auroc(from_logits = TRUE)
+#' @family luz_metrics
+#' @export
+luz_metric_binary_auroc <- builtin_metric(
+  "luz_metric_binary_auroc", "AUC", "BinaryAUROC",
+  initialize = function(num_thresholds = 200, thresholds = NULL, from_logits = FALSE) NULL,
+  to_py_args = thresholds_args
+)
+
+#' Multiclass AUROC
+#'
+#' One-vs-rest area under the ROC curve. Targets are class indices `1..C`. Abbreviation "AUC".
+#'
+#' @inheritParams luz_metric_binary_auroc
+#' @param from_logits If `TRUE`, the predictions go through a softmax over the class dimension.
+#' @param average `"micro"` (all classes stacked), `"macro"` (mean of per-class AUCs),
+#'   `"weighted"` (weighted by class frequency) or `"none"` (one value per class).
+#' @return A metric generator to use in [setup()].
+#' @examples
+#' metric <- luz_metric_multiclass_auroc(average = "macro")
+#' @family luz_metrics
+#' @export
+luz_metric_multiclass_auroc <- builtin_metric(
+  "luz_metric_multiclass_auroc", "AUC", "MulticlassAUROC",
+  initialize = function(num_thresholds = 200, thresholds = NULL, from_logits = FALSE,
+                        average = c("micro", "macro", "weighted", "none")) NULL,
+  to_py_args = function(args) {
+    args <- thresholds_args(args)
+    args$average <- match.arg(args$average, c("micro", "macro", "weighted", "none"))
+    args$index_base <- 1L
+    args
+  }
+)

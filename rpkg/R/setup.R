@@ -1,0 +1,146 @@
+#' Set up a module for training
+#'
+#' Gives a module its loss, optimizer and metrics, as luz's `setup()`. The result is a
+#' `luz_module_generator`: give it hyperparameters with [set_hparams()] /
+#' [set_opt_hparams()] and train it with [fit()].
+#'
+#' @param module An `nn_module()` definition (not instantiated), or a Python `nn.Module`
+#'   subclass, e.g. `reticulate::import("team.models")$Net`. It is built inside `fit()` with
+#'   the hyperparameters of [set_hparams()].
+#' @param loss A loss module such as `nn_cross_entropy_loss()`, or a function
+#'   `function(input, target)` returning a scalar tensor. If `NULL`, the module must define a
+#'   `loss()` or a `step()` method.
+#' @param optimizer An optimizer constructor such as `optim_adam`. If `NULL`, the module must
+#'   define `set_optimizers()`.
+#' @param metrics A list of metrics (e.g. `list(luz_metric_accuracy())`) or a
+#'   [luz_metric_set()]. The loss is always tracked.
+#' @param backward A function `function(loss)` replacing `loss$backward()`.
+#' @return A `luz_module_generator`.
+#' @examples
+#' \dontrun{
+#' model <- net %>%
+#'   setup(loss = nn_cross_entropy_loss(), optimizer = optim_adam,
+#'         metrics = list(luz_metric_accuracy()))
+#' }
+#' @export
+setup <- function(module, loss = NULL, optimizer = NULL, metrics = NULL, backward = NULL) {
+  py <- engine_call(
+    pyluz_engine()$setup,
+    as_engine_module(module),
+    loss = as_engine_loss(loss),
+    optimizer = as_engine_optimizer(optimizer),
+    metrics = as_engine_metrics(metrics),
+    backward = if (!is.null(backward)) as_engine_function(backward, "backward", returns = FALSE)
+  )
+  new_luz_module(py, module)
+}
+
+new_luz_module <- function(py, module) {
+  structure(list(py = py, module = module), class = "luz_module_generator")
+}
+
+#' @export
+print.luz_module_generator <- function(x, ...) {
+  cli::cat_line("<luz_module_generator>")
+  invisible(x)
+}
+
+#' Set hyperparameters
+#'
+#' `set_hparams()` stores the arguments the module is built with (passed to its
+#' `initialize()`); `set_opt_hparams()` those of the optimizer (e.g. `lr`). Each call replaces
+#' the previous values, as in luz.
+#'
+#' Whole numbers are sent to Python as integers, so `num_class = 10` works with modules
+#' written in Python too.
+#'
+#' @param module A `luz_module_generator` (the result of [setup()]).
+#' @param ... Named hyperparameters.
+#' @return A new `luz_module_generator`.
+#' @examples
+#' \dontrun{
+#' model <- net %>% setup(loss = nn_mse_loss(), optimizer = optim_adam) %>%
+#'   set_hparams(num_class = 10) %>%
+#'   set_opt_hparams(lr = 0.003)
+#' }
+#' @export
+set_hparams <- function(module, ...) {
+  check_luz_module(module, "set_hparams")
+  args <- named_dots("set_hparams", ...)
+  py <- engine_call_kwargs(pyluz_engine()$set_hparams, list(module$py), as_py_hparams(args))
+  new_luz_module(py, module$module)
+}
+
+#' @rdname set_hparams
+#' @export
+set_opt_hparams <- function(module, ...) {
+  check_luz_module(module, "set_opt_hparams")
+  args <- named_dots("set_opt_hparams", ...)
+  py <- engine_call_kwargs(pyluz_engine()$set_opt_hparams, list(module$py), args)
+  new_luz_module(py, module$module)
+}
+
+named_dots <- function(fn, ...) {
+  args <- rlang::list2(...)
+  if (length(args) && (is.null(names(args)) || any(!nzchar(names(args))))) {
+    rlang::abort(sprintf("Every argument of `%s()` must be named, e.g. `%s(lr = 0.01)`.", fn, fn),
+                 class = "value_error")
+  }
+  args
+}
+
+engine_call_kwargs <- function(fn, args, kwargs, call = rlang::caller_env()) {
+  do.call(engine_call, c(list(fn), args, kwargs, list(call = call)))
+}
+
+check_luz_module <- function(x, fn) {
+  if (!inherits(x, "luz_module_generator")) {
+    rlang::abort(sprintf("`%s()` expects the result of `setup()`, got an object of class <%s>.",
+                         fn, paste(class(x), collapse = "/")), class = "value_error")
+  }
+  invisible(x)
+}
+
+# ---- what setup() hands to the engine ---------------------------------------------------------
+
+as_engine_function <- function(f, what, returns = TRUE) {
+  if (is_py(f)) return(f)
+  if (!is.function(f)) {
+    rlang::abort(sprintf("`%s` must be a function, got <%s>.", what, paste(class(f), collapse = "/")),
+                 class = "value_error")
+  }
+  py_function(f, what, returns = returns)
+}
+
+as_engine_module <- function(module) {
+  if (is_py(module)) return(module)
+  py <- compat_py_object(module)
+  if (!is.null(py)) return(py)
+  if (is.function(module)) return(py_function(module, "module"))
+  rlang::abort(sprintf("`module` must be an nn_module() definition or a Python nn.Module class, got <%s>.",
+                       paste(class(module), collapse = "/")), class = "value_error")
+}
+
+as_engine_loss <- function(loss) {
+  if (is.null(loss) || is_py(loss)) return(loss)
+  py <- compat_py_object(loss)
+  if (!is.null(py)) return(py)
+  as_engine_function(loss, "loss")
+}
+
+as_engine_optimizer <- function(optimizer) {
+  if (is.null(optimizer) || is_py(optimizer)) return(optimizer)
+  py <- compat_py_object(optimizer)
+  if (!is.null(py)) return(py)
+  as_engine_function(optimizer, "optimizer")
+}
+
+# The Python object behind an object of the R-torch compatibility layer (`nn_module()`
+# definitions, `optim_*`, `lr_*`): those classes have an `r_to_py()` method.
+compat_py_object <- function(x) {
+  if (!is.object(x)) return(NULL)
+  for (cls in setdiff(class(x), "function")) {
+    if (!is.null(utils::getS3method("r_to_py", cls, optional = TRUE))) return(reticulate::r_to_py(x))
+  }
+  NULL
+}

@@ -1,0 +1,517 @@
+# R-backed Python classes: the object system behind nn_module(), dataset()
+# and iterable_dataset().
+#
+# A generator holds a definition (`def`): public members, private members,
+# active bindings, the parent definition (R `inherit`) or a Python base class.
+# Its Python class is created lazily (first instantiation) by
+# `pyluz.interop.rtorch.make_class()`.
+#
+# Each instance has an R-side state environment `st`:
+#   st$pub     public fields, methods (re-enclosed) and active bindings
+#   st$priv    private fields and methods
+#   st$weak    Python weakref to the instance
+#   st$strong  cached strong reference (cleared after each top-level call)
+#   st$py_names  names registered on the Python side from R (modules, params)
+# Methods are the user's closures with a new enclosing environment per class
+# level holding `self` (active binding), `private`, `super` and `ctx`
+# (active binding), as R6 does.  The Python instance holds the methods (as
+# guarded closures), the closures hold `st`, and `st` holds the Python object
+# only weakly -- so there is no R <-> Python reference cycle.  A strong
+# reference to the instance is cached in `st$strong` while R code runs and
+# dropped by a task callback at the end of each top-level call.
+
+.rclass_registry <- new.env(parent = emptyenv())
+.rclass_cache <- new.env(parent = emptyenv())   # states holding a strong ref
+
+# Hooks for the luz part of the package:
+#   ctx: function(self) -> the value of the free variable `ctx` inside module
+#        methods when nothing was bound with rtorch_bind_ctx(); default: the
+#        Python attribute `ctx` of the module (what the engine sets), or NULL.
+.rtorch_hooks <- new.env(parent = emptyenv())
+
+.install_cache_clearer <- function() {
+  .remove_cache_clearer()
+  addTaskCallback(function(...) {
+    .clear_strong_refs()
+    TRUE
+  }, name = "pyluz_rtorch_refs")
+  invisible()
+}
+
+.remove_cache_clearer <- function() {
+  if ("pyluz_rtorch_refs" %in% getTaskCallbackNames()) removeTaskCallback("pyluz_rtorch_refs")
+  invisible()
+}
+
+.clear_strong_refs <- function() {
+  keys <- ls(.rclass_cache, all.names = TRUE)
+  if (length(keys)) {
+    for (k in keys) {
+      st <- .rclass_cache[[k]]
+      st$strong <- NULL
+      st$cache <- new.env(parent = emptyenv())
+    }
+    rm(list = keys, envir = .rclass_cache)
+  }
+  invisible()
+}
+
+.registry_put <- function(key, st) {
+  k <- as.character(key)
+  assign(k, rlang::new_weakref(st), envir = .rclass_registry)
+  # occasional sweep of dead entries
+  if (as.numeric(key) %% 200 == 0) {
+    for (nm in ls(.rclass_registry, all.names = TRUE)) {
+      if (is.null(rlang::wref_key(.rclass_registry[[nm]]))) rm(list = nm, envir = .rclass_registry)
+    }
+  }
+}
+
+.registry_get <- function(key) {
+  w <- .rclass_registry[[as.character(key)]]
+  if (is.null(w)) NULL else rlang::wref_key(w)
+}
+
+# The Python object (strong ref) of an instance state.
+.self_of <- function(st) {
+  s <- st$strong
+  if (is.null(s)) {
+    s <- .pycall_list(st$weak, list())
+    if (is.null(s)) stop("this R-defined object has been garbage collected on the Python side", call. = FALSE)
+    .stash_state(s, st)
+    st$strong <- s
+    assign(st$key_chr, st, envir = .rclass_cache)
+  }
+  s
+}
+
+.stash_state <- function(x, st) {
+  e <- if (is.function(x)) environment(x) else x
+  if (is.environment(e)) try(assign(".__rstate__", st, envir = e), silent = TRUE)
+  invisible()
+}
+
+# R-side state of an R-backed Python object (or NULL).
+.rstate <- function(x) {
+  e <- if (is.function(x)) environment(x) else x
+  st <- if (is.environment(e)) get0(".__rstate__", envir = e, inherits = FALSE) else NULL
+  if (is.null(st)) {
+    key <- reticulate::py_get_attr(x, "_r_key", silent = TRUE)
+    if (is.null(key)) return(NULL)
+    st <- .registry_get(reticulate::py_to_r(key))
+    if (!is.null(st)) .stash_state(x, st)
+  }
+  st
+}
+
+# ---------------------------------------------------------------------------
+# generators
+# ---------------------------------------------------------------------------
+
+.split_members <- function(members) {
+  if (length(members) && (is.null(names(members)) || any(!nzchar(names(members))))) {
+    stop("all members passed in `...` must be named", call. = FALSE)
+  }
+  members
+}
+
+.new_generator <- function(kind, classname, inherit, public, private, active, parent_env, gen_class) {
+  public <- .split_members(public)
+  parent_def <- NULL
+  py_base <- NULL
+  if (!is.null(inherit)) {
+    if (inherits(inherit, c("nn_module_generator", "dataset_generator"))) {
+      parent_def <- attr(inherit, "def")
+    } else if (is.function(inherit) && !is.null(.layer_py_class(inherit))) {
+      py_base <- .layer_py_class(inherit)   # resolved to the Python class lazily
+    } else if (.is_py(inherit)) {
+      py_base <- inherit
+    } else {
+      stop("`inherit` must be a generator created by nn_module()/dataset() or a Python class",
+           call. = FALSE)
+    }
+  }
+  def <- new.env(parent = emptyenv())
+  def$kind <- kind
+  def$classname <- classname %or% if (kind == "module") "nn_module" else "dataset"
+  def$public <- public
+  def$private <- private %or% list()
+  def$active <- active %or% list()
+  def$parent_env <- parent_env
+  def$parent <- parent_def
+  def$py_base <- py_base
+  def$pycls <- NULL
+  gen <- function(...) NULL
+  # formals of initialize (up the chain) for argument matching and completion
+  init <- .find_member(def, "initialize")
+  if (is.function(init)) formals(gen) <- formals(init) else formals(gen) <- alist(... = )
+  body(gen) <- bquote(.rclass_new(.(def), .gen_args(environment(), sys.function())))
+  environment(gen) <- asNamespace("pyluz")
+  attr(gen, "def") <- def
+  class(gen) <- c(gen_class, "rtorch_generator")
+  gen
+}
+
+# Collect the arguments a generator was called with, keeping `...` and
+# dropping formals that were not supplied (their defaults live in initialize).
+.gen_args <- function(env, fn) {
+  fmls <- names(formals(fn))
+  out <- list()
+  for (n in fmls) {
+    if (n == "...") {
+      dots <- eval(quote(list(...)), env)
+      out <- c(out, dots)
+    } else if (!eval(call("missing", as.name(n)), env)) {
+      out[n] <- list(get(n, envir = env))
+    }
+  }
+  out
+}
+
+.find_member <- function(def, name, where = "public") {
+  while (!is.null(def)) {
+    m <- def[[where]][[name]]
+    if (!is.null(m)) return(m)
+    def <- def$parent
+  }
+  NULL
+}
+
+.method_names <- function(def) {
+  nms <- character()
+  d <- def
+  while (!is.null(d)) {
+    fn <- vapply(d$public, is.function, logical(1))
+    nms <- union(nms, names(d$public)[fn])
+    d <- d$parent
+  }
+  setdiff(nms, c("initialize", "clone"))
+}
+
+.levels <- function(def) {
+  out <- list()
+  while (!is.null(def)) {
+    out <- c(out, list(def))
+    def <- def$parent
+  }
+  out
+}
+
+.root_py_base <- function(def) {
+  while (!is.null(def$parent)) def <- def$parent
+  b <- def$py_base
+  if (is.character(b)) {
+    b <- .pycall(.py("rnn", "layer_class"), b)
+    def$py_base <- b
+  }
+  b
+}
+
+# Python class of a definition (created on first use).
+.rclass_pyclass <- function(def) {
+  if (!is.null(def$pycls) && !reticulate::py_is_null_xptr(def$pycls)) return(def$pycls)
+  parent <- if (!is.null(def$parent)) .rclass_pyclass(def$parent) else NULL
+  own <- names(def$public)[vapply(def$public, is.function, logical(1))]
+  own <- setdiff(own, c("initialize", "clone"))
+  r_init <- function(pyself, key, args, kwargs) {
+    .rclass_setup(def, pyself, key, c(args, kwargs), run_init = TRUE)
+    NULL
+  }
+  r_clone <- function(new, old, key) {
+    .rclass_clone(def, new, old, key)
+    NULL
+  }
+  py_base <- if (is.null(def$parent)) .root_py_base(def) else NULL
+  cls <- .pycall(.py("rtorch", "make_class"), def$kind, def$classname, as.list(own),
+                 .py_facing(r_init), .py_facing(r_clone), parent = parent, py_base = py_base)
+  def$pycls <- cls
+  cls
+}
+
+# Instantiate from R: arguments stay R values (not converted through Python).
+.rclass_new <- function(def, args) {
+  cls <- .rclass_pyclass(def)
+  r <- .pycall(.py("rtorch", "new_instance"), cls)
+  obj <- r[[1]]
+  st <- .rclass_setup(def, obj, r[[2]], args, run_init = TRUE)
+  obj
+}
+
+# Enclosing environment of one class level's methods.  Built in its own small
+# frame so the active bindings don't capture the Python object.
+.method_env <- function(parent_env, st, sup) {
+  enc <- new.env(parent = parent_env)
+  makeActiveBinding("self", function() .self_of(st), enc)
+  makeActiveBinding("ctx", function() .ctx_of(st), enc)
+  enc$private <- st$priv
+  enc$super <- sup
+  enc
+}
+
+# Build the R state of `pyself`, attach the methods, run initialize.
+.rclass_setup <- function(def, pyself, key, args, run_init = TRUE, copy_from = NULL) {
+  if (!is.list(args)) args <- as.list(args)
+  st <- new.env(parent = emptyenv())
+  st$key <- key
+  st$key_chr <- as.character(key)
+  st$def <- def
+  st$weak <- .pycall(.py("rtorch", "weak"), pyself)
+  st$strong <- pyself
+  st$ctx <- NULL
+  st$py_names <- new.env(parent = emptyenv())
+  st$cache <- new.env(parent = emptyenv())   # submodules/parameters (wrappers)
+  st$pub <- new.env(parent = emptyenv())
+  st$priv <- new.env(parent = emptyenv())
+  assign(st$key_chr, st, envir = .rclass_cache)
+  .stash_state(pyself, st)
+  .registry_put(key, st)
+
+  levels <- .levels(def)
+  super_acc <- list()   # methods visible to the next (more derived) level
+  py_base <- .root_py_base(def)
+  for (lv in rev(levels)) {
+    enc <- .method_env(lv$parent_env, st, .make_super(super_acc, st, py_base, def$kind))
+    bind <- function(f) {
+      if (is.function(f)) environment(f) <- enc
+      f
+    }
+    for (nm in names(lv$public)) {
+      v <- lv$public[[nm]]
+      if (is.function(v)) {
+        f <- bind(v)
+        assign(nm, f, envir = st$pub)
+        super_acc[[nm]] <- f
+      } else if (is.null(copy_from)) {
+        assign(nm, v, envir = st$pub)
+      }
+    }
+    for (nm in names(lv$private)) {
+      v <- lv$private[[nm]]
+      if (is.function(v)) {
+        f <- bind(v)
+        assign(nm, f, envir = st$priv)
+        super_acc[[nm]] <- f
+      } else if (is.null(copy_from)) {
+        assign(nm, v, envir = st$priv)
+      }
+    }
+    for (nm in names(lv$active)) {
+      f <- bind(lv$active[[nm]])
+      if (exists(nm, envir = st$pub, inherits = FALSE)) rm(list = nm, envir = st$pub)
+      makeActiveBinding(nm, f, st$pub)
+    }
+  }
+  if (!is.null(copy_from)) .copy_fields(copy_from, st)
+
+  # Python-facing methods
+  mnames <- .method_names(def)
+  if (length(mnames)) {
+    fns <- lapply(mnames, function(n) {
+      f <- get(n, envir = st$pub)
+      if (n == ".iter" && def$kind == "iterable_dataset") .py_facing_iter(f) else .py_facing(f)
+    })
+    .pycall(.py("rtorch", "attach"), pyself, as.list(mnames), fns)
+  }
+  if (run_init) {
+    init <- if (exists("initialize", envir = st$pub, inherits = FALSE)) get("initialize", envir = st$pub)
+    if (is.function(init)) {
+      do.call(init, args)
+    } else if (!is.null(py_base)) {
+      .super_call(st, py_base, "__init__", args)
+    } else if (length(args)) {
+      stop(def$classname, " has no initialize method but was called with arguments", call. = FALSE)
+    }
+  }
+  st
+}
+
+.copy_fields <- function(from, to) {
+  for (nm in ls(from$pub, all.names = TRUE)) {
+    if (bindingIsActive(nm, from$pub)) next
+    v <- get(nm, envir = from$pub)
+    if (!is.function(v) || !exists(nm, envir = to$pub, inherits = FALSE)) assign(nm, v, envir = to$pub)
+  }
+  for (nm in ls(from$priv, all.names = TRUE)) {
+    v <- get(nm, envir = from$priv)
+    if (!is.function(v) || !exists(nm, envir = to$priv, inherits = FALSE)) assign(nm, v, envir = to$priv)
+  }
+  for (nm in ls(from$py_names, all.names = TRUE)) assign(nm, TRUE, envir = to$py_names)
+  to$ctx <- from$ctx
+}
+
+.rclass_clone <- function(def, new, old, key) {
+  from <- .rstate(old)
+  if (is.null(from)) stop("cannot clone: the R state of the object was lost", call. = FALSE)
+  .rclass_setup(def, new, key, list(), run_init = FALSE, copy_from = from)
+  invisible()
+}
+
+# `super`: the parent level's methods bound to the same instance; names not
+# found there go to the Python base class (e.g. nn.Module / a Python parent).
+.make_super <- function(methods, st, py_base, kind) {
+  sup <- list2env(methods, parent = emptyenv())
+  if (!exists("initialize", envir = sup, inherits = FALSE)) {
+    sup$initialize <- function(...) {
+      if (!is.null(py_base)) .super_call(st, py_base, "__init__", list(...))
+      invisible(NULL)
+    }
+  }
+  attr(sup, "rtorch_state") <- st
+  attr(sup, "py_base") <- py_base
+  attr(sup, "kind") <- kind
+  class(sup) <- "rtorch_super"
+  sup
+}
+
+.default_base <- function(kind) {
+  switch(kind,
+         module = torch$nn$Module,
+         dataset = torch$utils$data$Dataset,
+         iterable_dataset = torch$utils$data$IterableDataset)
+}
+
+.super_call <- function(st, base, name, args) {
+  nms <- names(args) %or% rep("", length(args))
+  .pycall(.py("rtorch", "call_super"), base, name, .self_of(st), unname(args[!nzchar(nms)]), args[nzchar(nms)])
+}
+
+#' @export
+`$.rtorch_super` <- function(x, name) {
+  if (exists(name, envir = x, inherits = FALSE)) return(get(name, envir = x))
+  st <- attr(x, "rtorch_state")
+  base <- attr(x, "py_base")
+  if (is.null(base)) base <- .default_base(attr(x, "kind"))
+  force(name)
+  function(...) .super_call(st, base, name, list(...))
+}
+
+# The free variable `ctx` of module methods.
+.ctx_of <- function(st) {
+  if (!is.null(st$ctx)) return(st$ctx)
+  hook <- .rtorch_hooks$ctx
+  self <- .self_of(st)
+  if (is.function(hook)) return(hook(self))
+  v <- reticulate::py_get_attr(self, "ctx", silent = TRUE)
+  if (is.null(v)) NULL else reticulate::py_to_r(v)
+}
+
+#' Bind the `ctx` free variable of an R-defined module (internal, for luz)
+#'
+#' Inside methods of R-defined modules the free variable `ctx` evaluates to
+#' the object bound here (for the instance and its submodules' own state
+#' only); when nothing is bound it is the module's Python attribute `ctx`.
+#'
+#' @param module An instance of an `nn_module()` generator.
+#' @param ctx Any R object, or `NULL` to unbind.
+#' @return `module`, invisibly.
+#' @examples
+#' if (reticulate::py_module_available("torch")) {
+#'   Net <- nn_module(forward = function(x) x, where = function() ctx$phase)
+#'   m <- Net()
+#'   rtorch_bind_ctx(m, list(phase = "train"))
+#'   m$where()
+#' }
+#' @keywords internal
+#' @export
+rtorch_bind_ctx <- function(module, ctx) {
+  st <- .rstate(module)
+  if (is.null(st)) stop("`module` is not an R-defined module", call. = FALSE)
+  st$ctx <- ctx
+  invisible(module)
+}
+
+# ---------------------------------------------------------------------------
+# `$` / `$<-` on R-backed objects (Python class RObject)
+# ---------------------------------------------------------------------------
+
+#' @export
+`$.pyluz.interop.rtorch.RObject` <- function(x, name) {
+  st <- .rstate(x)
+  if (is.null(st)) return(NextMethod())
+  v <- get0(name, envir = st$cache, inherits = FALSE)
+  if (!is.null(v)) return(v)
+  if (exists(name, envir = st$pub, inherits = FALSE)) return(get(name, envir = st$pub))
+  v <- NextMethod()
+  if (exists(name, envir = st$py_names, inherits = FALSE)) .cache_child(st, name, v)
+  v
+}
+
+# Submodules and parameters registered from R are cached on the R side until
+# the end of the current top-level call (Python-side replacements are picked
+# up at the next one).
+.cache_child <- function(st, name, value) {
+  if (inherits(value, c("torch.nn.modules.module.Module", "torch.nn.parameter.Parameter"))) {
+    assign(name, value, envir = st$cache)
+    assign(st$key_chr, st, envir = .rclass_cache)
+  }
+  invisible()
+}
+
+#' @export
+`[[.pyluz.interop.rtorch.RObject` <- function(x, name) {
+  if (is.character(name)) return(`$.pyluz.interop.rtorch.RObject`(x, name))
+  NextMethod()
+}
+
+.py_registered <- function(value) {
+  inherits(value, c("torch.nn.modules.module.Module", "torch.nn.parameter.Parameter", "nn_buffer"))
+}
+
+#' @export
+`$<-.pyluz.interop.rtorch.RObject` <- function(x, name, value) {
+  st <- .rstate(x)
+  if (is.null(st)) {
+    .py_setattr(x, name, value)
+    return(x)
+  }
+  if (.py_registered(value)) {
+    if (exists(name, envir = st$pub, inherits = FALSE) && !bindingIsActive(name, st$pub)) {
+      rm(list = name, envir = st$pub)
+    }
+    .py_setattr(x, name, value)
+    assign(name, TRUE, envir = st$py_names)
+    if (exists(name, envir = st$cache, inherits = FALSE)) rm(list = name, envir = st$cache)
+    .cache_child(st, name, value)
+  } else if (exists(name, envir = st$pub, inherits = FALSE)) {
+    assign(name, value, envir = st$pub)
+  } else if (exists(name, envir = st$py_names, inherits = FALSE) ||
+             (!is.null(.root_py_base(st$def)) && reticulate::py_has_attr(x, name))) {
+    if (exists(name, envir = st$cache, inherits = FALSE)) rm(list = name, envir = st$cache)
+    .py_setattr(x, name, value)
+  } else {
+    assign(name, value, envir = st$pub)
+  }
+  x
+}
+
+#' @export
+`[[<-.pyluz.interop.rtorch.RObject` <- function(x, name, value) {
+  `$<-.pyluz.interop.rtorch.RObject`(x, name, value)
+}
+
+#' @export
+.DollarNames.pyluz.interop.rtorch.RObject <- function(x, pattern = "") {
+  st <- .rstate(x)
+  nms <- c(if (!is.null(st)) ls(st$pub), "parameters", "modules", "children", "train", "eval",
+           "to", "state_dict", "load_state_dict", "zero_grad")
+  nms <- unique(nms)
+  nms[grepl(pattern, nms)]
+}
+
+.py_setattr <- function(x, name, value) {
+  if (inherits(value, "nn_buffer")) {
+    .pycall(reticulate::py_get_attr(x, "register_buffer"), name, value$tensor,
+            persistent = isTRUE(value$persistent))
+  } else {
+    reticulate::py_set_attr(x, name, value)
+  }
+  invisible(x)
+}
+
+# Calling an R-backed (or any) module from R: R errors raised in its R
+# methods come back as the original R condition.
+.wrap_module_callable <- function(x) {
+  force(x)
+  f <- function(...) with_r_errors(x(...))
+  f
+}

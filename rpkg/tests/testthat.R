@@ -1,0 +1,4 @@
+library(testthat)
+library(pyluz)
+
+test_check("pyluz")

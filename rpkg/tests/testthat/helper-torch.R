@@ -1,0 +1,31 @@
+# Helpers for the R-torch compatibility layer tests (test-torch-*.R).
+
+skip_if_no_torch <- function() {
+  testthat::skip_if_not(
+    reticulate::py_module_available("torch"),
+    "Python torch is not available (set RETICULATE_PYTHON to the pyluz venv)"
+  )
+  testthat::skip_if_not(
+    reticulate::py_module_available("pyluz.interop.rops"),
+    "the pyluz Python package is not available in the Python reticulate uses"
+  )
+}
+
+# Compare a tensor with an R value.
+expect_tensor_equal <- function(t, expected, tolerance = 1e-6) {
+  testthat::expect_true(is_torch_tensor(t))
+  testthat::expect_equal(as_array(t), expected, tolerance = tolerance, ignore_attr = TRUE)
+}
+
+# Define Python functions for a test: returns an R list of the callables
+# defined by `code` (executed in a fresh namespace).
+py_functions <- function(code) {
+  ns <- reticulate::dict(convert = TRUE)
+  reticulate::import_builtins()$exec(code, ns)
+  bi <- reticulate::import_builtins()
+  names <- unlist(bi$list(bi$dict$keys(ns)))
+  names <- setdiff(names, "__builtins__")
+  out <- lapply(names, function(n) reticulate::py_to_r(reticulate::py_get_item(ns, n)))
+  names(out) <- names
+  out
+}

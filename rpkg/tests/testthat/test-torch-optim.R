@@ -1,0 +1,88 @@
+test_that("optimizers accept model$parameters and can be passed uncalled", {
+  skip_if_no_torch()
+  model <- nn_linear(2, 1)
+  for (opt_fn in list(optim_adam, optim_adamw, optim_sgd, optim_rmsprop, optim_adagrad)) {
+    opt <- opt_fn(model$parameters, lr = 0.01)
+    expect_equal(opt$param_groups[[1]]$lr, 0.01)
+  }
+  opt <- optim_adam(model$parameters)
+  expect_equal(opt$param_groups[[1]]$betas, list(0.9, 0.999))
+  # param groups
+  opt <- optim_sgd(list(list(params = model$parameters, lr = 0.5)), lr = 0.1)
+  expect_equal(opt$param_groups[[1]]$lr, 0.5)
+  # uncalled: becomes a pure-Python factory with the torch class
+  f <- rtorch_py_factory(optim_adam)
+  expect_equal(reticulate::py_str(f$cls), "<class 'torch.optim.adam.Adam'>")
+  py <- py_functions(paste(
+    "def build(factory, module):",
+    "    return factory(module.parameters(), lr=0.02, betas=[0.8, 0.9])",
+    sep = "\n"))
+  opt <- py$build(optim_adam, model)
+  expect_equal(opt$param_groups[[1]]$lr, 0.02)
+  expect_equal(opt$param_groups[[1]]$betas, list(0.8, 0.9))
+})
+
+test_that("an optimizer step changes the parameters", {
+  skip_if_no_torch()
+  model <- nn_linear(1, 1)
+  opt <- optim_sgd(model$parameters, lr = 0.1)
+  before <- as_array(model$weight)
+  loss <- (model(torch_ones(1, 1)) - 10)$pow(2)$sum()
+  opt$zero_grad()
+  loss$backward()
+  opt$step()
+  expect_false(isTRUE(all.equal(before, as_array(model$weight))))
+})
+
+test_that("learning rate schedulers", {
+  skip_if_no_torch()
+  model <- nn_linear(1, 1)
+  opt <- optim_sgd(model$parameters, lr = 1)
+  s <- lr_step(opt, step_size = 2, gamma = 0.5)
+  lrs <- numeric()
+  for (i in 1:4) {
+    opt$step()
+    s$step()
+    lrs <- c(lrs, opt$param_groups[[1]]$lr)
+  }
+  expect_equal(lrs, c(1, 0.5, 0.5, 0.25))
+  opt <- optim_sgd(model$parameters, lr = 1)
+  s <- lr_lambda(opt, lr_lambda = function(epoch) 1 / (epoch + 1))
+  opt$step()
+  s$step()
+  expect_equal(opt$param_groups[[1]]$lr, 0.5)
+  opt <- optim_sgd(model$parameters, lr = 1)
+  s <- lr_multiplicative(opt, lr_lambda = function(epoch) 0.9)
+  opt$step()
+  s$step()
+  expect_equal(opt$param_groups[[1]]$lr, 0.9)
+  opt <- optim_sgd(model$parameters, lr = 0.1, momentum = 0.9)
+  s <- lr_one_cycle(opt, max_lr = 1, total_steps = 10)
+  for (i in 1:3) {
+    opt$step()
+    s$step()
+  }
+  expect_gt(opt$param_groups[[1]]$lr, 0.04)
+  opt <- optim_sgd(model$parameters, lr = 1)
+  s <- lr_reduce_on_plateau(opt, patience = 0, factor = 0.5)
+  s$step(1)
+  s$step(2)
+  expect_equal(opt$param_groups[[1]]$lr, 0.5)
+  expect_s3_class(lr_step, "rtorch_lr_generator")
+  f <- rtorch_py_factory(lr_step)
+  expect_match(reticulate::py_str(f$cls), "StepLR")
+})
+
+test_that("param group settings can be changed from R", {
+  skip_if_no_torch()
+  m <- nn_linear(2, 1)
+  opt <- optim_adam(m$parameters, lr = 0.01)
+  groups <- reticulate::py_get_attr(opt, "param_groups")
+  opt$param_groups[[1]]$lr <- 0.5
+  expect_equal(opt$param_groups[[1]]$lr, 0.5)
+  # updated in place: same Python list, betas still a tuple
+  py <- py_functions("def same(a, b):\n    return a is b")
+  expect_true(py$same(reticulate::py_get_attr(opt, "param_groups"), groups))
+  expect_equal(reticulate::py_str(reticulate::py_get_item(reticulate::py_get_item(groups, 0L), "betas")),
+               "(0.9, 0.999)")
+})
