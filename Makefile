@@ -47,7 +47,12 @@ test-vignettes: setup
 test-ddp: setup
 	$(VENV)/bin/torchrun --standalone --nproc_per_node=2 tests/distributed/ddp_check.py
 
-bench: setup
+# The peers the benchmark compares with (they keep the pinned torch; see bench/README.md).
+.stamp-bench: .stamp-venv
+	$(VPY) -m pip install -q --disable-pip-version-check lightning poutyne
+	touch $@
+
+bench: setup .stamp-bench
 	$(VPY) bench/run.py
 
 clean:

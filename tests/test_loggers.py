@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import pyluz
+from conftest import TwoOpt
 from pyluz.callbacks import CSVLogger, TensorBoard
 from pyluz.metrics import MAE, MSE, MetricSet
 
@@ -21,20 +22,6 @@ def data(n=64, seed=0):
 def regression(metrics=None):
     return pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD, metrics=metrics).set_hparams(
         in_features=3, out_features=1).set_opt_hparams(lr=0.05)
-
-
-class TwoOpt(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Linear(3, 1)
-        self.b = nn.Linear(3, 1)
-
-    def forward(self, x):
-        return self.a(x) + self.b(x)
-
-    def set_optimizers(self, lr=0.1):
-        return {"gen": torch.optim.SGD(self.a.parameters(), lr=lr),
-                "disc": torch.optim.SGD(self.b.parameters(), lr=lr)}
 
 
 class LinesAtEpochEnd(pyluz.Callback):

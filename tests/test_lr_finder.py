@@ -8,21 +8,12 @@ import torch
 from torch import nn
 
 import pyluz
+from conftest import regression_data
 from pyluz.lr_finder import LRFinderResult, lr_finder, smooth_loss
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
-
-
-def data(n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, generator=g)
-    return x, x.sum(1, keepdim=True)
+pytestmark = pytest.mark.usefixtures("close_figures")
+data = regression_data
 
 
 class Lin(nn.Module):

@@ -6,6 +6,7 @@ from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau, StepLR
 
 import pyluz
+from conftest import TwoOpt
 from pyluz.callbacks import LRScheduler
 
 
@@ -106,20 +107,6 @@ def test_reduce_on_plateau_gets_the_epoch_loss(with_valid):
     assert [s["opt"] for s in rec.seen] == pytest.approx(expected, rel=1e-12)
     if with_valid:
         assert expected[-1] < 0.1  # the scripted plateau did reduce the lr
-
-
-class TwoOpt(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Linear(3, 1)
-        self.b = nn.Linear(3, 1)
-
-    def forward(self, x):
-        return self.a(x) + self.b(x)
-
-    def set_optimizers(self, lr=0.1):
-        return {"gen": torch.optim.SGD(self.a.parameters(), lr=lr),
-                "disc": torch.optim.SGD(self.b.parameters(), lr=lr)}
 
 
 def two_opt_module():

@@ -92,31 +92,36 @@ load_engine <- function() {
   eng
 }
 
-# Import `pyluz` without letting a `pyluz/` folder in the working directory shadow the engine
-# (embedded Python puts the working directory on sys.path; the installed R package, e.g. in
-# `pyluz.Rcheck/`, is such a folder and would be imported as an empty namespace package).
-import_pyluz <- function(module = "pyluz") {
+# Import the `pyluz` package itself (before any of its submodules) ignoring the working directory:
+# embedded Python puts it on sys.path, and a `pyluz/` folder there (e.g. the installed R package in
+# `pyluz.Rcheck/`, or a source copy) would be imported as an empty namespace package that hides the
+# engine. A missing engine is left for the import that follows to report.
+preimport_pyluz <- function() {
   reticulate::py_run_string(paste(
-    "def _pyluz_r_import(name):",
+    "def _pyluz_preimport():",
     "    import importlib, os, sys",
-    "    if 'pyluz' not in sys.modules:",
-    "        here = {'', '.', os.getcwd()}",
-    "        saved = list(sys.path)",
-    "        sys.path[:] = [p for p in sys.path if p not in here]",
-    "        try:",
-    "            importlib.import_module('pyluz')",
-    "        except ImportError:",
-    "            pass",
-    "        finally:",
-    "            sys.path[:] = saved",
     "    mod = sys.modules.get('pyluz')",
-    "    if mod is not None and getattr(mod, '__file__', None) is None:",
+    "    if mod is not None and getattr(mod, '__file__', None) is not None:",
+    "        return",
+    "    sys.modules.pop('pyluz', None)",
+    "    saved = list(sys.path)",
+    "    sys.path[:] = [p for p in sys.path if p not in ('', '.', os.getcwd())]",
+    "    try:",
+    "        mod = importlib.import_module('pyluz')",
+    "    except ImportError:",
+    "        return",
+    "    finally:",
+    "        sys.path[:] = saved",
+    "    if getattr(mod, '__file__', None) is None:",
     "        del sys.modules['pyluz']",
     "        raise ImportError('`pyluz` resolved to a folder without the engine: ' + str(list(mod.__path__)))",
-    "    return importlib.import_module(name)",
-    sep = "\n"), convert = FALSE)
-  f <- reticulate::py_get_attr(reticulate::import_main(convert = FALSE), "_pyluz_r_import")
-  reticulate::py_call(f, module)
+    "_pyluz_preimport()",
+    sep = "\n"), local = TRUE, convert = FALSE)
+  invisible()
+}
+
+import_pyluz <- function(module = "pyluz") {
+  preimport_pyluz()
   reticulate::import(module)
 }
 

@@ -31,35 +31,8 @@ rtorch <- NULL
 
 .lazy_import <- function(module) {
   hooks <- list(on_error = function(e) stop(.engine_missing_message(module, e), call. = FALSE))
-  if (startsWith(module, "pyluz.")) hooks$before_load <- .preimport_pyluz
+  if (startsWith(module, "pyluz.")) hooks$before_load <- preimport_pyluz
   reticulate::import(module, delay_load = hooks)
-}
-
-# Import the `pyluz` package itself before its submodules, ignoring the
-# working directory: embedded Python puts it on sys.path, and a folder named
-# `pyluz` there (e.g. the installed R package inside `pyluz.Rcheck/`) would
-# otherwise shadow the engine as an empty namespace package.
-.preimport_pyluz <- function() {
-  code <- paste(
-    "def _pyluz_preimport():",
-    "    import importlib, os, sys",
-    "    m = sys.modules.get('pyluz')",
-    "    if m is not None and getattr(m, '__file__', None) is not None:",
-    "        return",
-    "    sys.modules.pop('pyluz', None)",
-    "    saved = list(sys.path)",
-    "    here = ('', '.', os.getcwd())",
-    "    sys.path[:] = [p for p in sys.path if p not in here]",
-    "    try:",
-    "        importlib.import_module('pyluz')",
-    "    except ImportError:",
-    "        pass",
-    "    finally:",
-    "        sys.path[:] = saved",
-    "_pyluz_preimport()",
-    sep = "\n")
-  reticulate::py_run_string(code, local = TRUE, convert = FALSE)
-  invisible()
 }
 
 .onLoad <- function(libname, pkgname) {
