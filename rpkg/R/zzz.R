@@ -31,7 +31,10 @@ rtorch <- NULL
 
 .lazy_import <- function(module) {
   hooks <- list(on_error = function(e) stop(.engine_missing_message(module, e), call. = FALSE))
-  if (startsWith(module, "pyluz.")) hooks$before_load <- preimport_pyluz
+  hooks$before_load <- function() {
+    preimport_torch()
+    if (startsWith(module, "pyluz.")) preimport_pyluz()
+  }
   reticulate::import(module, delay_load = hooks)
 }
 
