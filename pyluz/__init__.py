@@ -18,7 +18,8 @@ from .lr_finder import LRFinderResult, lr_finder
 from .metrics import Metric, MetricSet
 from .module import LuzModule, fit, set_hparams, set_opt_hparams, setup
 from .results import Evaluation, Fitted
-from .serialization import UnsafeFileError, load, load_checkpoint, load_model_weights, save_model_weights
+from .checkpoints import load_checkpoint
+from .serialization import UnsafeFileError, load, load_model_weights, save_model_weights
 
 __version__ = "0.1.0"
 

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import pyluz
+from pyluz import checkpoints as C
 from pyluz import serialization as S
 from pyluz.callbacks import AutoResume, EarlyStopping, KeepBestModel
 
@@ -101,7 +102,7 @@ def test_checkpoint_restores_every_part(tmp_path):
     state = str(tmp_path / "state.pt")
     with pytest.raises(pyluz.CallbackError):
         rr.fit(state, [Crash(3, 1)])
-    ckpt = S.read_checkpoint(state)
+    ckpt = C.read_checkpoint(state)
     assert ckpt["epoch"] == 2
     assert len(ckpt["records"]["metrics"]["train"]) == 2
     names = [c["name"] for c in ckpt["callbacks"]]

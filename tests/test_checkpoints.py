@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import pyluz
-from pyluz import serialization as S
+from pyluz import checkpoints as C
 from pyluz.callbacks import EarlyStopping, KeepBestModel, ModelCheckpoint, ResumeFromCheckpoint
 
 
@@ -89,10 +89,10 @@ def test_save_best_only_saves_first_epoch_and_improvements(tmp_path):
                                             "epoch-04-valid_score-0.500.pt"]
     # The file of epoch 2 holds the weights of epoch 2.
     model = Net()
-    S.load_checkpoint(model, tmp_path / "epoch-02-valid_score-1.000.pt")
+    C.load_checkpoint(model, tmp_path / "epoch-02-valid_score-1.000.pt")
     assert same(model.state_dict(), log.epochs[2])
     assert not same(log.epochs[2], log.epochs[4])
-    S.load_checkpoint(fitted, tmp_path / "epoch-04-valid_score-0.500.pt")
+    C.load_checkpoint(fitted, tmp_path / "epoch-04-valid_score-0.500.pt")
     assert same(fitted.model.state_dict(), log.epochs[4])
 
 
@@ -188,7 +188,7 @@ def test_keep_best_model_state_round_trip():
     cb = KeepBestModel(monitor="valid_score")
     train([Scripted([3.0, 1.0]), cb], epochs=2)
     other = KeepBestModel(monitor="valid_score")
-    other.load_state_dict(S.plain(cb.state_dict(), "state"))
+    other.load_state_dict(C.plain(cb.state_dict(), "state"))
     assert other.best == 1.0 and other.best_epoch == 2 and same(other.weights, cb.weights)
 
 
@@ -212,7 +212,7 @@ def test_resume_from_a_directory_resolved_at_fit_begin(tmp_path):
     train([resume, log2, probe], epochs=1, seed=123)
     assert resume.loaded_path.endswith("epoch-03-valid_score-2.000.pt")
     assert same(log2.at_fit_begin, log1.epochs[3])
-    saved = S.read_checkpoint(resume.loaded_path)["optimizers"]["opt"]
+    saved = C.read_checkpoint(resume.loaded_path)["optimizers"]["opt"]
     assert torch.equal(probe.state["state"][0]["exp_avg"], saved["state"][0]["exp_avg"])
 
 

@@ -1,6 +1,5 @@
 """pyluz.rdata: .rds files in and out through rpy2 (never together with reticulate)."""
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import pyluz
+from pyluz import checkpoints as C
 from pyluz import serialization as S
 
 
@@ -254,7 +255,7 @@ class Snapshot(pyluz.Callback):
 
     def on_epoch_end(self):
         if self.ctx.epoch == self.ctx.max_epochs:
-            S.write_checkpoint(self.ctx, self.path)
+            C.write_checkpoint(self.ctx, self.path)
             self.opt_state = self.ctx.opt.state_dict()
             self.rng = torch.get_rng_state()
 
@@ -316,31 +317,31 @@ def test_load_checkpoint_into_fitted(tmp_path):
     path = str(tmp_path / "s.pt")
     first = train(callbacks=[Snapshot(path)])
     other = train(epochs=1)
-    S.load_checkpoint(other, path)
+    C.load_checkpoint(other, path)
     assert_same_weights(other.model, first.model)
     assert len(other.records["metrics"]["train"]) == 1
-    S.load_checkpoint(other, path, restore_records=True)
+    C.load_checkpoint(other, path, restore_records=True)
     assert other.records["metrics"] == first.records["metrics"]
     model = Net()
-    S.load_checkpoint(model, path)
+    C.load_checkpoint(model, path)
     assert_same_weights(model, first.model)
     with pytest.raises(ValueError, match="`restore_optimizer_state=True` needs a training context"):
-        S.load_checkpoint(other, path, restore_optimizer_state=True)
+        C.load_checkpoint(other, path, restore_optimizer_state=True)
     with pytest.raises(TypeError, match="`restore_records` must be True or False, got 1"):
-        S.load_checkpoint(other, path, restore_records=1)
+        C.load_checkpoint(other, path, restore_records=1)
     with pytest.raises(TypeError, match="`obj` must be a pyluz.Fitted, a pyluz.Context or an nn.Module"):
-        S.load_checkpoint("x", path)
+        C.load_checkpoint("x", path)
     first.save(tmp_path / "m.safetensors")
     with pytest.raises(ValueError, match="is a model file"):
-        S.load_checkpoint(other, tmp_path / "m.safetensors")
+        C.load_checkpoint(other, tmp_path / "m.safetensors")
 
 
 def test_rng_states_round_trip():
     import random
 
-    states = S.get_rng_states()
+    states = C.get_rng_states()
     a = (random.random(), np.random.rand(), torch.rand(3), random.gauss(0, 1), np.random.randn())
-    S.set_rng_states(states)
+    C.set_rng_states(states)
     b = (random.random(), np.random.rand(), torch.rand(3), random.gauss(0, 1), np.random.randn())
     assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2]) and a[3] == b[3] and a[4] == b[4]
 
@@ -384,7 +385,7 @@ def test_malicious_pickles_are_refused_and_never_run(payloads, fitted, tmp_path)
         with pytest.raises(S.UnsafeFileError, match="pyluz does not read pickled models|never unpickles"):
             S.load(path)
         with pytest.raises(S.UnsafeFileError, match="never unpickles arbitrary objects"):
-            S.load_checkpoint(fitted, path)
+            C.load_checkpoint(fitted, path)
         with pytest.raises(S.UnsafeFileError, match="never unpickles arbitrary objects"):
             S.load_model_weights(fitted, path)
         with pytest.raises(pyluz.CallbackError, match="never unpickles"):
@@ -417,7 +418,7 @@ def test_garbage_files(tmp_path, fitted):
     with pytest.raises(ValueError):
         S.load(junk)
     with pytest.raises(ValueError, match="neither a safetensors file nor a torch checkpoint"):
-        S.load_checkpoint(fitted, junk)
+        C.load_checkpoint(fitted, junk)
 
 
 # -- devices --------------------------------------------------------------------------------------
@@ -431,11 +432,11 @@ def test_cuda_saved_files_load_on_cpu(tmp_path):
     loaded = S.load(tmp_path / "m.safetensors")
     assert not next(loaded.model.parameters()).is_cuda
     assert_same_weights(loaded.model, fitted.model.cpu())
-    state = S.read_checkpoint(tmp_path / "s.pt")
+    state = C.read_checkpoint(tmp_path / "s.pt")
     assert state["model"]["body.0.weight"].device.type == "cpu"
     assert "cuda" in state["rng"]
     model = Net()
-    S.load_checkpoint(model, tmp_path / "s.pt")
+    C.load_checkpoint(model, tmp_path / "s.pt")
     assert_same_weights(model, fitted.model.cpu())
 
 
@@ -452,6 +453,6 @@ def test_checkpoint_written_on_a_gpu_loads_on_cpu(tmp_path, monkeypatch):
         with pytest.raises(RuntimeError, match="CUDA"):
             torch.load(path, weights_only=True)  # the file really claims CUDA storages
     model = Net()
-    S.load_checkpoint(model, path)
+    C.load_checkpoint(model, path)
     assert_same_weights(model, first.model)
-    assert S.read_checkpoint(path)["model"]["body.0.weight"].device.type == "cpu"
+    assert C.read_checkpoint(path)["model"]["body.0.weight"].device.type == "cpu"

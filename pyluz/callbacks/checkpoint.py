@@ -5,7 +5,9 @@ import string
 
 import torch
 
+from ..checkpoints import write_checkpoint
 from ..distributed import is_main_process, unwrap
+from ..serialization import check_path
 from .monitor import MonitorCallback
 
 DEFAULT_FILE_NAME = "epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt"
@@ -46,9 +48,8 @@ class ModelCheckpoint(MonitorCallback):
     """
 
     def __init__(self, path, monitor="valid_loss", save_best_only=False, mode="min", min_delta=0):
-        from ..serialization import _check_path
 
-        path = _check_path(path)
+        path = check_path(path)
         if path.endswith(("/", os.sep)) or (os.altsep and path.endswith(os.altsep)) or os.path.isdir(path):
             path = os.path.join(path, DEFAULT_FILE_NAME)
         if not isinstance(save_best_only, bool):
@@ -76,7 +77,6 @@ class ModelCheckpoint(MonitorCallback):
         return self.path.format(epoch=epoch, monitor=value, monitor_name=self.monitor)
 
     def on_epoch_end(self):
-        from ..serialization import write_checkpoint
 
         ctx = self.ctx
         needs_value = self.save_best_only or "monitor" in self.fields

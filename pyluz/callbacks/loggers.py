@@ -4,7 +4,6 @@ import csv
 import numbers
 import os
 
-import torch
 
 from ..distributed import is_main_process, unwrap
 from .base import Callback
@@ -23,7 +22,7 @@ def flat_metrics(values, sep="_"):
     return out
 
 
-def _check_path(owner, argument, path):
+def check_path(owner, argument, path):
     if not isinstance(path, (str, os.PathLike)) or str(path) == "":
         raise TypeError(f"{owner}: `{argument}` must be a non-empty path (str or os.PathLike), got {path!r}.")
     return os.path.expanduser(os.fspath(path))
@@ -44,7 +43,7 @@ class CSVLogger(Callback):
     """
 
     def __init__(self, path):
-        self.path = _check_path("CSVLogger", "path", path)
+        self.path = check_path("CSVLogger", "path", path)
         self.columns = None
         self.written = 0  # epochs already in the file
 
@@ -114,7 +113,7 @@ class TensorBoard(Callback):
     """
 
     def __init__(self, logdir="logs", histograms=False):
-        self.logdir = _check_path("TensorBoard", "logdir", logdir)
+        self.logdir = check_path("TensorBoard", "logdir", logdir)
         if isinstance(histograms, str):
             histograms = [histograms]
         if not (isinstance(histograms, bool) or

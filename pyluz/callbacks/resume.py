@@ -4,8 +4,10 @@ import os
 import sys
 import warnings
 
+from ..checkpoints import apply_checkpoint, load_checkpoint, read_checkpoint, write_checkpoint
 from ..control import SkipEpoch
 from ..distributed import is_main_process
+from ..serialization import check_path, remove_temp_files
 from .base import Callback
 
 
@@ -43,9 +45,8 @@ class AutoResume(Callback):
     weight = float("inf")
 
     def __init__(self, path="./state.pt"):
-        from ..serialization import _check_path
 
-        path = _check_path(path)
+        path = check_path(path)
         if path.endswith(("/", os.sep)) or os.path.isdir(path):
             raise ValueError(f"`path` must be a file path such as './state.pt', got the directory {path!r}.")
         self.path = path
@@ -53,7 +54,6 @@ class AutoResume(Callback):
         self.interrupted = False
 
     def on_fit_begin(self):
-        from ..serialization import apply_checkpoint, read_checkpoint, remove_temp_files
 
         ctx = self.ctx
         self.resume_epoch = 0
@@ -87,7 +87,6 @@ class AutoResume(Callback):
             raise SkipEpoch()
 
     def on_epoch_end(self):
-        from ..serialization import write_checkpoint
 
         if is_main_process():
             write_checkpoint(self.ctx, self.path)
@@ -141,9 +140,8 @@ class ResumeFromCheckpoint(Callback):
 
     def __init__(self, path, restore_model_state=True, restore_records=False, restore_optimizer_state=False,
                  restore_callbacks_state=False):
-        from ..serialization import _check_path
 
-        self.path = _check_path(path)
+        self.path = check_path(path)
         self.restore_model_state = _check_bool(restore_model_state, "restore_model_state")
         self.restore_records = _check_bool(restore_records, "restore_records")
         self.restore_optimizer_state = _check_bool(restore_optimizer_state, "restore_optimizer_state")
@@ -151,7 +149,6 @@ class ResumeFromCheckpoint(Callback):
         self.loaded_path = None
 
     def on_fit_begin(self):
-        from ..serialization import load_checkpoint
 
         self.loaded_path = None
         path = latest_checkpoint(self.path)

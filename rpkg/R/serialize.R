@@ -110,7 +110,7 @@ luz_load_checkpoint <- function(obj, path, ...) {
   } else if (!inherits(obj, "luz_module_fitted")) {
     check_fitted(obj, "luz_load_checkpoint")
   }
-  engine_call_kwargs(engine_module("serialization")$load_checkpoint, list(target, path.expand(path)), flags)
+  engine_call_kwargs(engine_module("checkpoints")$load_checkpoint, list(target, path.expand(path)), flags)
   invisible(NULL)
 }
 

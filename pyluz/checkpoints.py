@@ -1,0 +1,285 @@
+"""Training checkpoints: model, optimizers, callback states, records, epoch and RNG states.
+
+Written with `torch.save` through an atomic temp-file rename, read back with
+`torch.load(weights_only=True)`, so a checkpoint holds only tensors and plain data and a crafted
+file can't run code.
+
+Format (`write_checkpoint`, ModelCheckpoint, AutoResume): a `torch.save` file holding only
+tensors, numbers, strings, None and dicts/lists/tuples::
+
+    {"format": "pyluz-checkpoint", "format_version": 1, "epoch": 3,
+     "model": state_dict, "optimizers": {name: optimizer.state_dict()},
+     "callbacks": [{"name": "EarlyStopping", "state": {...} | None}, ...],   # every callback, in order
+     "records": {...},
+     "rng": {"python": {"version", "state" (int64 tensor), "gauss_next"},
+             "numpy": {"kind", "keys" (int64 tensor), "pos", "has_gauss", "cached_gaussian"},
+             "torch": ByteTensor, "cuda": [ByteTensor, ...] (when CUDA was in use),
+             "generators": {"train"|"valid": ByteTensor} (torch.Generators the loaders use)}}
+
+It is written to a temporary file in the same directory, flushed to disk and renamed over the
+target with `os.replace`, so a crash at any moment leaves either the old or the new checkpoint.
+"""
+
+import collections.abc
+import numbers
+import random
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from .distributed import unwrap
+from .serialization import (FORMAT_VERSION, _check_existing, _load_state, _looks_like_safetensors, _model_of,
+                            _torch_load, atomic_write)
+
+CHECKPOINT_FORMAT = "pyluz-checkpoint"
+
+
+def _loader_generators(ctx):
+    """{"train"/"valid": torch.Generator} used by the fit's loaders (when they have their own)."""
+    found = {}
+    if ctx is None:
+        return found
+    seen = set()
+    for name in ("train", "valid"):
+        loader = getattr(ctx, f"{name}_data", None)
+        while loader is not None and hasattr(loader, "loader") and not hasattr(loader, "generator"):
+            loader = loader.loader  # DeviceLoader
+        for candidate in (getattr(loader, "generator", None),
+                          getattr(getattr(loader, "sampler", None), "generator", None),
+                          getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None)):
+            if isinstance(candidate, torch.Generator) and id(candidate) not in seen:
+                seen.add(id(candidate))
+                found[name] = candidate
+                break
+    return found
+
+
+def get_rng_states(ctx=None):
+    """The states of Python's `random`, numpy's global RNG, torch (CPU, CUDA when in use) and the loaders' generators."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    states = {
+        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss},
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = list(torch.cuda.get_rng_state_all())
+    generators = _loader_generators(ctx)
+    if generators:
+        states["generators"] = {k: g.get_state() for k, g in generators.items()}
+    return states
+
+
+def set_rng_states(states, ctx=None):
+    """Restore what `get_rng_states` returned (missing parts are left alone)."""
+    py = states.get("python")
+    if py is not None:
+        random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
+    npy = states.get("numpy")
+    if npy is not None:
+        np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                             npy["cached_gaussian"]))
+    if states.get("torch") is not None:
+        torch.set_rng_state(states["torch"])
+    cuda = states.get("cuda")
+    if cuda and torch.cuda.is_available():
+        n = min(len(cuda), torch.cuda.device_count())
+        for i in range(n):
+            torch.cuda.set_rng_state(cuda[i], i)
+    saved = states.get("generators") or {}
+    for name, generator in _loader_generators(ctx).items():
+        if name in saved:
+            generator.set_state(saved[name])
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+def plain(value, where):
+    """A copy of `value` that `torch.load(weights_only=True)` can read: tensors, numbers, strings, None,
+    dicts, lists and tuples. numpy values become Python numbers / tensors; anything else is an error.
+    """
+    if isinstance(value, np.generic):  # before the Python types: np.float64 is a float subclass
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str, bytes, torch.Tensor, torch.dtype, torch.device,
+                                           torch.Size)):
+        return value.detach() if isinstance(value, torch.Tensor) else value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.array(value))
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, collections.abc.Mapping):
+        return {k: plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    raise TypeError(f"{where} holds a {type(value).__name__}; checkpoints store only tensors, numbers, strings, None "
+                    "and dicts/lists/tuples of them (so loading them can never run code).")
+
+
+def checkpoint_state(ctx):
+    """Everything needed to continue a fit from the end of `ctx.epoch` (see the module docstring)."""
+    callbacks = []
+    for i, cb in enumerate(ctx.callbacks):
+        state_fn = getattr(cb, "state_dict", None)
+        state = state_fn() if callable(state_fn) else None
+        callbacks.append({"name": cb.name, "state": plain(state, f"The state_dict() of callback #{i} ({cb.name})")})
+    model_state = unwrap(ctx.model).state_dict()  # keeps its `_metadata` (module versions)
+    for key, value in model_state.items():
+        if not isinstance(value, torch.Tensor):  # extra state (`get_extra_state`)
+            model_state[key] = plain(value, f"The model's state_dict entry {key!r}")
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "epoch": int(ctx.epoch),
+        "model": model_state,
+        "optimizers": {name: plain(opt.state_dict(), f"The state of optimizer {name!r}")
+                       for name, opt in ctx.optimizers.items()},
+        "callbacks": callbacks,
+        "records": plain(ctx.records, "`ctx.records`"),
+        "rng": get_rng_states(ctx),
+    }
+
+
+def write_checkpoint(ctx, path):
+    """Write the full training state of `ctx` to `path`, atomically (temp file + `os.replace`).
+
+    Example::
+
+        class SaveEvery5(pyluz.Callback):
+            def on_epoch_end(self):
+                if self.ctx.epoch % 5 == 0:
+                    pyluz.serialization.write_checkpoint(self.ctx, f"ckpt/epoch-{self.ctx.epoch}.pt")
+    """
+    state = checkpoint_state(ctx)
+    return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def read_checkpoint(path, argument="path"):
+    """The checkpoint dict in `path` (tensors on CPU), read weights-only."""
+    path = _check_existing(path, argument)
+    if _looks_like_safetensors(path):
+        raise ValueError(f"`{argument}`: {path!r} is a model file (safetensors), not a checkpoint; use "
+                         "pyluz.load() or pyluz.load_model_weights().")
+    state = _torch_load(path, argument)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise ValueError(f"`{argument}`: {path!r} is not a pyluz checkpoint (a dict with 'model', 'optimizers', "
+                         "'callbacks', 'records', ...).")
+    return state
+
+
+def _restore_optimizers(optimizers, saved, path):
+    saved = saved or {}
+    if set(saved) == set(optimizers):
+        pairs = [(optimizers[name], saved[name]) for name in optimizers]
+    elif len(saved) == len(optimizers) == 1:
+        pairs = [(next(iter(optimizers.values())), next(iter(saved.values())))]
+    else:
+        raise ValueError(f"The checkpoint {path!r} holds optimizers {list(saved)} but the model has "
+                         f"{list(optimizers)}; they must match to restore the optimizer state.")
+    for opt, state in pairs:
+        opt.load_state_dict(state)
+
+
+def _restore_callbacks(callbacks, saved):
+    """Give each saved state to the callback with the same name and rank among same-named ones."""
+    targets, count = {}, collections.Counter()
+    for cb in callbacks:
+        targets[(cb.name, count[cb.name])] = cb
+        count[cb.name] += 1
+    count = collections.Counter()
+    for entry in saved or []:
+        name, state = entry.get("name"), entry.get("state")
+        key = (name, count[name])
+        count[name] += 1
+        if state is None:
+            continue
+        cb = targets.get(key)
+        if cb is None:
+            warnings.warn(f"The checkpoint holds a state for callback {name} (#{key[1] + 1} of that name), which this "
+                          "fit doesn't have; it is ignored.", stacklevel=4)
+            continue
+        load_fn = getattr(cb, "load_state_dict", None)
+        if not callable(load_fn):
+            raise ValueError(f"The checkpoint holds a state for callback {name}, but it defines no "
+                             "`load_state_dict(state)` method; define one or pass restore_callbacks_state=False.")
+        load_fn(state)
+
+
+def _check_flag(value, argument):
+    if not isinstance(value, bool):
+        raise TypeError(f"`{argument}` must be True or False, got {value!r}.")
+    return value
+
+
+def apply_checkpoint(obj, state, path, restore_model_state=True, restore_records=False,
+                     restore_optimizer_state=False, restore_callbacks_state=False, restore_rng_state=False):
+    """Restore the parts of a checkpoint dict selected by the flags into a Context, Fitted or nn.Module."""
+    from .context import Context
+    from .results import Fitted
+
+    if isinstance(obj, Context):
+        ctx = obj
+        if restore_model_state:
+            _load_state(unwrap(ctx.model), state["model"], path)
+        if restore_optimizer_state:
+            _restore_optimizers(ctx.optimizers, state.get("optimizers"), path)
+        if restore_records:
+            if ctx.records.get("metrics", {}).get("train"):
+                warnings.warn("Restoring records from a checkpoint replaces the records of this fit.", stacklevel=3)
+            ctx.set_records(state.get("records") or {"metrics": {"train": [], "valid": []}})
+        if restore_callbacks_state:
+            _restore_callbacks(ctx.callbacks, state.get("callbacks"))
+        if restore_rng_state and state.get("rng"):
+            set_rng_states(state["rng"], ctx)
+        return
+    model = _model_of(obj, "obj")
+    for flag, value in (("restore_optimizer_state", restore_optimizer_state),
+                        ("restore_callbacks_state", restore_callbacks_state),
+                        ("restore_rng_state", restore_rng_state)):
+        if value:
+            raise ValueError(f"`{flag}=True` needs a training context (`ctx`, e.g. from a callback); a "
+                             f"{type(obj).__name__} only has a model and records.")
+    if restore_model_state:
+        _load_state(model, state["model"], path)
+    if restore_records:
+        if not isinstance(obj, Fitted):
+            raise ValueError("`restore_records=True` needs a pyluz.Fitted or a Context, got an nn.Module.")
+        obj.records = state.get("records") or {"metrics": {"train": [], "valid": []}}
+
+
+def load_checkpoint(obj, path, restore_model_state=True, restore_records=False, restore_optimizer_state=False,
+                    restore_callbacks_state=False, restore_rng_state=False):
+    """Load a checkpoint (ModelCheckpoint / AutoResume / `write_checkpoint` file) into `obj`, in place.
+
+    `obj` is a `pyluz.Fitted` or an nn.Module (model weights; `restore_records` too for a Fitted), or
+    a `pyluz.Context` (inside a callback), where the flags select what to restore: model weights,
+    records, optimizer states (matched by name) and callback states (matched by name and order; a
+    callback with a saved state must define `load_state_dict`). `restore_rng_state` also restores
+    the random number generators. Files are read weights-only: a crafted file can't run code.
+
+    Example::
+
+        cb = pyluz.callbacks.ModelCheckpoint("checkpoints/")
+        fitted = model.fit(data, epochs=10, callbacks=[cb])
+        pyluz.load_checkpoint(fitted, "checkpoints/epoch-03-valid_loss-0.123.pt")
+    """
+    from .context import Context
+    from .results import Fitted
+
+    if not isinstance(obj, (Context, Fitted, nn.Module)):
+        raise TypeError(f"`obj` must be a pyluz.Fitted, a pyluz.Context or an nn.Module, got {type(obj).__name__}.")
+    flags = dict(restore_model_state=restore_model_state, restore_records=restore_records,
+                 restore_optimizer_state=restore_optimizer_state, restore_callbacks_state=restore_callbacks_state,
+                 restore_rng_state=restore_rng_state)
+    for name, value in flags.items():
+        _check_flag(value, name)
+    state = read_checkpoint(path)
+    apply_checkpoint(obj, state, path, **flags)
+    return None
