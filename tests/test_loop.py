@@ -350,3 +350,20 @@ def test_repeated_fit_does_not_leak_contexts(xy):
         assert len(refs) == 6 and all(r() is None for r in refs)
     finally:
         gc.enable()
+
+
+def test_non_finite_loss_warns_once_per_fit(xy):
+    import warnings
+
+    class NanLoss(Net):
+        def loss(self, pred, target):
+            loss = nn.functional.cross_entropy(pred, target)
+            return loss * float("nan") if self.ctx.iter == 2 else loss
+
+    model = pyluz.setup(NanLoss, optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = model.fit(xy, epochs=3, verbose=False)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "not finite (epoch 1)" in messages[0] and "TerminateOnNaN" in messages[0]
+    assert len(fitted.records["metrics"]["train"]) == 3  # without TerminateOnNaN training goes on
