@@ -367,3 +367,28 @@ def test_non_finite_loss_warns_once_per_fit(xy):
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(messages) == 1 and "not finite (epoch 1)" in messages[0] and "TerminateOnNaN" in messages[0]
     assert len(fitted.records["metrics"]["train"]) == 3  # without TerminateOnNaN training goes on
+
+
+def test_metrics_are_fresh_per_epoch_and_phase(xy):
+    seen = {}
+
+    class Keep(pyluz.Callback):
+        def on_train_batch_end(self):
+            self._keep("train")
+
+        def on_valid_batch_end(self):
+            self._keep("valid")
+
+        def _keep(self, phase):
+            correct = (self.ctx.pred.argmax(1) == self.ctx.target).sum().item()
+            entry = seen.setdefault((phase, self.ctx.epoch), [0, 0])
+            entry[0] += correct
+            entry[1] += len(self.ctx.target)
+
+    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD,
+                         metrics=[pyluz.metrics.Accuracy()]).set_opt_hparams(lr=0.5) \
+        .fit(xy, epochs=3, valid_data=(xy[0][:40], xy[1][:40]), verbose=False, callbacks=[Keep()])
+    for (phase, epoch), (correct, total) in seen.items():
+        assert fitted.records["metrics"][phase][epoch - 1]["acc"] == pytest.approx(correct / total)
+    accs = [fitted.records["metrics"]["train"][e]["acc"] for e in range(3)]
+    assert len(set(accs)) > 1  # each epoch counts its own batches only
