@@ -96,7 +96,7 @@ def predict_loop(ctx, predict_fn, kwargs):
 
 def note_where(error, ctx, phase):
     """Say where a model/step error happened, keeping its type (callback errors already say it)."""
-    if not isinstance(error, (ControlFlow, CallbackError)):
+    if not isinstance(error, (ControlFlow, CallbackError)) and hasattr(error, "add_note"):  # notes: Python 3.11+
         error.add_note(f"pyluz: raised during {phase} at epoch {ctx.epoch}, iter {ctx.iter}.")
 
 
