@@ -65,7 +65,8 @@ class Accelerator:
         model, opt, dl = acc.prepare(model, opt, dl)
         for x, y in dl: ...   # batches arrive on acc.device
 
-    `strategy="ddp"` (or running under torchrun with WORLD_SIZE > 1) trains with
+    `device_placement=False` leaves the model, its optimizer state and the batches where they are
+    (the user places them). `strategy="ddp"` (or running under torchrun with WORLD_SIZE > 1) trains with
     DistributedDataParallel; see `pyluz.distributed`.
     """
 
@@ -74,7 +75,8 @@ class Accelerator:
             raise TypeError(f"`device_placement` must be True or False, got {device_placement!r}.")
         if not isinstance(cpu, bool):
             raise TypeError(f"`cpu` must be True or False, got {cpu!r}.")
-        if cuda_index is not None and (not isinstance(cuda_index, int) or cuda_index < 0):
+        if cuda_index is not None and (isinstance(cuda_index, bool) or not isinstance(cuda_index, int)
+                                       or cuda_index < 0):
             raise ValueError(f"`cuda_index` must be None or a non-negative int, got {cuda_index!r}.")
         if strategy not in (None, "ddp"):
             raise ValueError(f"`strategy` must be None or 'ddp', got {strategy!r}.")
@@ -97,7 +99,10 @@ class Accelerator:
         return model.to(self.device) if self.device_placement else model
 
     def prepare_optimizer(self, opt):
-        """Move an optimizer's state tensors (e.g. Adam moments) next to the parameters."""
+        """Move an optimizer's state tensors (e.g. Adam moments) to the device, where `prepare_model` puts
+        the parameters; with `device_placement=False` the state stays with the parameters the user placed."""
+        if not self.device_placement:
+            return opt
         for state in opt.state.values():
             for k, v in state.items():
                 if isinstance(v, torch.Tensor) and k != "step":
@@ -105,10 +110,11 @@ class Accelerator:
         return opt
 
     def prepare_loader(self, loader):
-        if loader is None:
-            return None
+        """Batches of `loader` arrive on the device (with `device_placement=False` they stay where they are)."""
+        if loader is None or not self.device_placement:
+            return loader
         if hasattr(loader, "to") and hasattr(loader, "tensors"):  # in-memory batches: move once
-            return loader.to(self.device) if self.device_placement else loader
+            return loader.to(self.device)
         if self.device.type == "cpu":
             return loader
         return DeviceLoader(loader, self.device)
@@ -116,9 +122,12 @@ class Accelerator:
     def prepare(self, model, optimizers=None, *loaders):
         """Place `model`, optimizer state and loaders on the device; returns them in the same order.
 
-        Under DDP it also joins the process group, wraps the model in DistributedDataParallel and
-        gives each loader this rank's shard (`prepare_model` / `prepare_loader` only place).
+        `optimizers` is an optimizer, a dict or list of them, or None; `loaders` are DataLoaders or
+        other iterables of batches. Under DDP it also joins the process group, wraps the model in
+        DistributedDataParallel and gives each loader this rank's shard (`prepare_model` /
+        `prepare_loader` only place).
         """
+        _check_prepare_args(model, optimizers, loaders)
         model = self.prepare_model(model) if model is not None else None
         if isinstance(optimizers, dict):
             optimizers = {k: self.prepare_optimizer(o) for k, o in optimizers.items()}
@@ -134,3 +143,21 @@ class Accelerator:
     def pin_memory(self):
         """DataLoaders built by pyluz pin memory when batches go to CUDA."""
         return self.device.type == "cuda"
+
+
+def _check_prepare_args(model, optimizers, loaders):
+    """luz's prepare() takes only modules, optimizers and dataloaders; say which argument is off."""
+    if model is not None and not isinstance(model, torch.nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module or None, got {type(model).__name__}.")
+    opts = optimizers.values() if isinstance(optimizers, dict) else \
+        optimizers if isinstance(optimizers, (list, tuple)) else [] if optimizers is None else [optimizers]
+    for opt in opts:
+        if not isinstance(opt, torch.optim.Optimizer):
+            hint = " (pass None as `optimizers` to prepare only a model and loaders)" \
+                if hasattr(opt, "__iter__") else ""
+            raise TypeError("`optimizers` must be a torch optimizer, a dict or list of them, or None, got "
+                            f"{type(opt).__name__}{hint}.")
+    for i, loader in enumerate(loaders):
+        if loader is not None and not hasattr(loader, "__iter__"):
+            raise TypeError(f"`loaders[{i}]` must be a DataLoader or another iterable of batches, "
+                            f"got {type(loader).__name__}.")

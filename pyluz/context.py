@@ -119,6 +119,11 @@ class Context:
         With `index` (1-based) a dict value is merged into that entry, anything else replaces it;
         without it the value is appended.
         """
+        if not isinstance(what, str) or not isinstance(set, str):
+            raise TypeError(f"ctx.log: `what` and `set` must be strings (e.g. 'lr', 'train'), "
+                            f"got {what!r} and {set!r}.")
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 1):
+            raise ValueError(f"ctx.log: `index` must be None or a 1-based int, got {index!r}.")
         entries = self._records.setdefault(what, {}).setdefault(set, [])
         if index is None:
             entries.append(value)

@@ -36,7 +36,7 @@ class TensorBatches:
 
     def __init__(self, tensors, batch_size=DEFAULT_BATCH_SIZE, shuffle=False, drop_last=False, generator=None):
         self.tensors = tensors  # a tuple/list or dict of tensors sharing the first dim
-        self.batch_size = int(batch_size)
+        self.batch_size = check_batch_size(batch_size, "batch_size")
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.generator = generator
@@ -92,6 +92,10 @@ class TensorBatches:
                     yield {k: t.index_select(0, idx) for k, t in tensors.items()}
                 else:
                     yield [t.index_select(0, idx) for t in tensors]
+        if order is not None and self.generator is not None:
+            # A finished RandomSampler draws one more permutation from its generator (for the
+            # `num_samples % n` tail); do the same so a shared generator stays in step.
+            torch.randperm(self.n, generator=self.generator)
 
     def subset(self, indices):
         """A TensorBatches over the rows `indices` (used for the valid split)."""
@@ -136,9 +140,11 @@ def in_memory_tensors(data, argument):
             tensors = dict(zip(names, tensors))
     elif _is_array_like(data):
         tensors = [to_tensor(data, argument)]
-    elif isinstance(data, (tuple, list)) and data and all(_is_array_like(x) for x in data):
+    elif isinstance(data, (tuple, list)) and any(_is_array_like(x) for x in data):
+        # An (x, y, ...) layout: every part must be array-like (a list of numbers is converted; a
+        # None or an object is an error, not a 2-sample dataset).
         tensors = [to_tensor(x, f"{argument}[{i}]") for i, x in enumerate(data)]
-    elif isinstance(data, dict) and data and all(_is_array_like(x) for x in data.values()):
+    elif isinstance(data, dict) and any(_is_array_like(x) for x in data.values()):
         tensors = {k: to_tensor(x, f"{argument}[{k!r}]") for k, x in data.items()}
     else:
         return None
@@ -149,13 +155,20 @@ def in_memory_tensors(data, argument):
     return tensors
 
 
+def check_batch_size(batch_size, argument):
+    """A positive int (not a bool, which Python counts as an int)."""
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"`{argument}` must be a positive integer, got {batch_size!r}.")
+    return int(batch_size)
+
+
 def _check_options(options, argument="dataloader_options"):
     if options is None:
         return {}
     if not isinstance(options, dict):
         raise TypeError(f"`{argument}` must be a dict of DataLoader arguments, got {type(options).__name__}.")
-    if "batch_size" in options and (not isinstance(options["batch_size"], (int, np.integer)) or options["batch_size"] < 1):
-        raise ValueError(f"`{argument}['batch_size']` must be a positive integer, got {options['batch_size']!r}.")
+    if "batch_size" in options:
+        check_batch_size(options["batch_size"], f"{argument}['batch_size']")
     return dict(options)
 
 
@@ -199,7 +212,11 @@ def as_batches(data, options=None, phase="train", argument="data", pin_memory=Fa
         opts.pop("shuffle", None)
         opts.setdefault("pin_memory", pin_memory)
         return DataLoader(data, **opts)
-    if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+    if isinstance(data, (tuple, list, dict)) and not data:
+        raise ValueError(f"`{argument}` is an empty {type(data).__name__}.")
+    # Other sequences (e.g. a list of (x, y) samples) are map-style datasets; strings and dicts are not.
+    if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")
+                                     and not isinstance(data, (str, bytes, dict))):
         opts.setdefault("pin_memory", pin_memory)
         return DataLoader(data, **opts)
     raise TypeError(
@@ -234,6 +251,9 @@ def split_valid(data, fraction, argument="valid_data"):
     if isinstance(data, (DataLoader, TensorBatches)):
         raise ValueError(f"`{argument}` can't be a fraction when `data` is a DataLoader; pass a Dataset or tensors.")
     tensors = in_memory_tensors(data, "data")
+    if tensors is None and (isinstance(data, IterableDataset) or not hasattr(data, "__len__")):
+        raise ValueError(f"`{argument}` can't be a fraction when `data` has no known length (e.g. an "
+                         "IterableDataset); pass the validation data itself.")
     n = (len(next(iter(tensors.values()))) if isinstance(tensors, dict) else len(tensors[0])) if tensors is not None \
         else len(data)
     n_valid = int(n * fraction)

@@ -10,8 +10,8 @@ from .control import CallbackError, ControlFlow, SkipEpoch, StopTraining
 
 def fit_loop(ctx):
     call = ctx.call_callbacks
-    call("on_fit_begin")
     try:
+        call("on_fit_begin")  # a StopTraining here ends the fit before its first epoch
         for epoch in range(1, ctx.max_epochs + 1):
             ctx.epoch = epoch
             try:
@@ -19,13 +19,21 @@ def fit_loop(ctx):
             except SkipEpoch:
                 continue
     except StopTraining:
-        call("on_early_stopping")
+        while_stopping(call, "on_early_stopping")
     except (Exception, KeyboardInterrupt) as error:
         handler = find_handler(ctx.handlers, error)
         if handler is None:
             raise
-        handler(error)
-    call("on_fit_end")
+        while_stopping(handler, error)
+    while_stopping(call, "on_fit_end")
+
+
+def while_stopping(fn, arg):
+    """Run `fn(arg)` while the fit ends anyway: a StopTraining raised there has nothing left to stop."""
+    try:
+        fn(arg)
+    except StopTraining:
+        pass
 
 
 def find_handler(handlers, error):
@@ -127,8 +135,8 @@ def train_step(ctx):
 
 def valid_step(ctx):
     call = ctx.call_callbacks
-    for name in ctx.optimizers:
-        ctx.opt_name = name
+    for name, opt in ctx.optimizers.items():
+        ctx.opt, ctx.opt_name = opt, name  # both name the same optimizer (luz left `opt` at the last one)
         ctx.pred = ctx.model(ctx.input)
         call("on_valid_batch_after_pred")
         ctx.loss[name] = ctx.loss_fn(ctx.pred, ctx.target)

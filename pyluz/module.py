@@ -111,6 +111,22 @@ def check_module_methods(module, loss, optimizer):
                          "`set_optimizers(**opt_hparams)` method on the module.")
 
 
+def check_training_args(loss=None, optimizer=None, metrics=None, backward=None):
+    """Validate setup()'s `loss`, `optimizer`, `metrics` and `backward` (also used by `pyluz.load`)."""
+    if loss is not None and not callable(loss):
+        raise TypeError(f"`loss` must be an nn.Module or a callable (pred, target) -> tensor, got {type(loss).__name__}.")
+    if isinstance(loss, type):
+        raise TypeError(f"`loss` is the class {loss.__name__}; pass an instance such as {loss.__name__}().")
+    if isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError("`optimizer` must be a factory such as torch.optim.Adam, not an optimizer instance; set its "
+                        "arguments with set_opt_hparams().")
+    if optimizer is not None and not callable(optimizer):
+        raise TypeError(f"`optimizer` must be a factory f(params, **opt_hparams) such as torch.optim.Adam, got {type(optimizer).__name__}.")
+    if backward is not None and not callable(backward):
+        raise TypeError(f"`backward` must be a callable (loss) -> None, got {type(backward).__name__}.")
+    as_metric_set(metrics)
+
+
 def setup(module, loss=None, optimizer=None, metrics=None, backward=None):
     """Prepare `module` for training: returns a `LuzModule`.
 
@@ -128,18 +144,7 @@ def setup(module, loss=None, optimizer=None, metrics=None, backward=None):
         raise TypeError(f"`module` must be an nn.Module subclass, a factory or a module instance, got class {module.__name__}.")
     if not (isinstance(module, nn.Module) or callable(module)):
         raise TypeError(f"`module` must be an nn.Module subclass, a factory or a module instance, got {type(module).__name__}.")
-    if loss is not None and not callable(loss):
-        raise TypeError(f"`loss` must be an nn.Module or a callable (pred, target) -> tensor, got {type(loss).__name__}.")
-    if isinstance(loss, type):
-        raise TypeError(f"`loss` is the class {loss.__name__}; pass an instance such as {loss.__name__}().")
-    if isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError("`optimizer` must be a factory such as torch.optim.Adam, not an optimizer instance; set its "
-                        "arguments with set_opt_hparams().")
-    if optimizer is not None and not callable(optimizer):
-        raise TypeError(f"`optimizer` must be a factory f(params, **opt_hparams) such as torch.optim.Adam, got {type(optimizer).__name__}.")
-    if backward is not None and not callable(backward):
-        raise TypeError(f"`backward` must be a callable (loss) -> None, got {type(backward).__name__}.")
-    as_metric_set(metrics)  # validates early
+    check_training_args(loss, optimizer, metrics, backward)
     if isinstance(module, nn.Module) or inspect.isclass(module):
         check_module_methods(module, loss, optimizer)
     return LuzModule(module, loss=loss, optimizer=optimizer, metrics=metrics, backward=backward)

@@ -52,11 +52,14 @@ class Fitted:
         fitted.evaluate((x_test, y_test))
     """
 
-    def __init__(self, model, records, luz_module, opt_names):
+    def __init__(self, model, records, luz_module, opt_names, example_input=None):
         self.model = model
         self.records = records
         self.luz_module = luz_module
         self.opt_names = list(opt_names)
+        # A small CPU copy of a model input (what fit() last fed the model, 2 rows); `save()` uses it
+        # to export models defined in R as programs that run without R (pyluz.export).
+        self.example_input = example_input
 
     @property
     def hparams(self):
@@ -75,6 +78,8 @@ class Fitted:
         """
         from .runner import run_predict
 
+        if not isinstance(stack, bool):
+            raise TypeError(f"`stack` must be True or False, got {stack!r}.")
         return run_predict(self, newdata, stack=stack, callbacks=callbacks, accelerator=accelerator,
                            verbose=verbose, dataloader_options=dataloader_options, **kwargs)
 

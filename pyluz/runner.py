@@ -10,8 +10,9 @@ from .callbacks.base import check_callbacks, order_callbacks
 from .callbacks.defaults import Interrupt, MetricsCallback, Profile, TrainValid
 from .callbacks.progress import Progress, default_verbose
 from .context import Context
-from .data import as_batches, split_valid
+from .data import as_batches, num_batches, split_valid
 from .distributed import unwrap
+from .export import example_rows
 from .loop import default_step, fit_loop, predict_loop, valid_loop
 from .metrics import as_metric_set
 from .results import Evaluation, Fitted
@@ -53,6 +54,15 @@ def _is_fraction(x):
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+def check_has_batches(loader):
+    """An epoch without a single training batch is a mistake worth saying (luz trains nothing)."""
+    if num_batches(loader) == 0:
+        size = getattr(loader, "batch_size", None)
+        raise ValueError(f"`data` gives no training batch: it has fewer rows than batch_size={size} and training "
+                         "drops the last incomplete batch. Pass dataloader_options={'batch_size': ...} with a smaller "
+                         "size, or {'drop_last': False}.")
+
+
 def model_step(model, ctx):
     """The module's own `step()`, or luz's default step bound to ctx."""
     step = getattr(model, "step", None)
@@ -81,6 +91,7 @@ def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accele
     optimizers = luz_module.build_optimizers(model)
     pin = accelerator.pin_memory
     train = as_batches(data, dataloader_options, "train", "data", pin)
+    check_has_batches(train)
     valid = as_batches(valid_data, dataloader_options, "valid", "valid_data", pin)
     model, optimizers, train, valid = accelerator.prepare(model, optimizers, train, valid)
 
@@ -99,9 +110,11 @@ def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accele
     finally:
         attach_context(model, None)
         records = ctx.records
+        example = example_rows(ctx.input)  # the last batch's input, 2 rows on CPU: lets save() export R models
         ctx.clean()
     # Under DDP `model` is the DistributedDataParallel wrapper; the fitted model is the user's module.
-    return Fitted(model=module, records=records, luz_module=luz_module, opt_names=list(optimizers))
+    return Fitted(model=module, records=records, luz_module=luz_module, opt_names=list(optimizers),
+                  example_input=example)
 
 
 def _eval_context(fitted, callbacks, defaults, accelerator, verbose):

@@ -3,7 +3,8 @@
 Nothing here unpickles arbitrary objects: model files are safetensors (a JSON header plus raw
 tensor bytes) and checkpoints are read with `torch.load(weights_only=True)`, which only rebuilds
 tensors, numbers, strings and plain containers. A crafted file cannot run code; it fails with a
-clear error instead.
+clear error instead. The one exception is explicit: `load(path, trust_program=True)` runs the program
+saved with a model defined in R (see below and `pyluz.export`), which torch can't load safely.
 
 File formats
 ------------
@@ -17,7 +18,15 @@ weights, are stored once each). The safetensors header metadata (a string -> str
      "module_kind": "class" | "factory" | "instance",
      "hparams": {...}, "opt_hparams": {...}, "opt_names": ["opt"],
      "records": {"metrics": {"train": [{"loss": 0.5}], "valid": [...]}, "profile": {...}, ...},
-     "pyluz_version": "0.1.0", "torch_version": "2.13.0"}
+     "pyluz_version": "0.1.0", "torch_version": "2.13.0",
+     # only for modules defined in R (nn_module()), which Python can't rebuild without R:
+     "defined_in": "R", "class_name": "Net",
+     "program": {"file": "<name>.pt2", "format": "torch.export" | "torch.jit", "batch": "dynamic" | 1,
+                 "sha256": "...", "torch_version": "2.13.0"} | null}
+
+The program (written by `pyluz.export.save_program` next to the model file) runs the model's forward
+pass without R; `load(path, trust_program=True)` checks its sha256 and returns a `Fitted` whose
+`.model` is a `pyluz.export.ProgramModule`.
 
 JSON values are plain JSON, with three tagged objects for what JSON lacks: `{"$float": "nan"|"inf"|
 "-inf"}` (non-finite numbers), `{"$tuple": [...]}` (tuples, e.g. `kernel_size=(3, 3)`) and
@@ -46,6 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 from .distributed import unwrap
+from .export import ExportError, ProgramModule, check_entry, is_r_backed, load_program, save_program
 
 FITTED_FORMAT = "pyluz-fitted"
 WEIGHTS_FORMAT = "pyluz-weights"
@@ -64,6 +74,15 @@ def check_path(path, argument="path"):
     path = os.path.expanduser(os.fspath(path))
     if not path:
         raise ValueError(f"`{argument}` must be a non-empty file path.")
+    return path
+
+
+def check_output_path(path, argument="path"):
+    """A path to write a file to: not an existing directory."""
+    path = check_path(path, argument)
+    if os.path.isdir(path):
+        raise ValueError(f"`{argument}` {path!r} is a directory; give a file name such as "
+                         f"{os.path.join(path, 'model.safetensors')!r}.")
     return path
 
 
@@ -336,8 +355,12 @@ def save_fitted(fitted, path):
 
     if not isinstance(fitted, Fitted):
         raise TypeError(f"`fitted` must be a pyluz.Fitted (what fit() returns), got {type(fitted).__name__}.")
-    path = check_path(path)
+    path = check_output_path(path)
     module = fitted.luz_module.module if fitted.luz_module is not None else fitted.model
+    model = unwrap(fitted.model)
+    if isinstance(model, ProgramModule):
+        raise TypeError("This model was loaded from a program (trust_program=True) and can't be saved again; copy the "
+                        "original model file and its program file instead.")
     meta = {
         "format": FITTED_FORMAT,
         "format_version": FORMAT_VERSION,
@@ -350,8 +373,23 @@ def save_fitted(fitted, path):
         "pyluz_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
     }
-    _write_safetensors(path, _state_tensors(unwrap(fitted.model)), meta)
+    if is_r_backed(model):
+        meta["defined_in"] = "R"
+        meta["class_name"] = type(model).__name__
+        meta["program"] = _export_program(fitted, model, path)
+    _write_safetensors(path, _state_tensors(model), meta)  # after the program: the metadata holds its sha256
     return path
+
+
+def _export_program(fitted, model, path):
+    """Write the program of an R-defined model next to `path` (pyluz.export); its metadata entry, or None."""
+    try:
+        return save_program(model, getattr(fitted, "example_input", None), path)
+    except ExportError as e:
+        warnings.warn(f"Saved {path!r} without a program: the forward pass of the R-defined model "
+                      f"{type(model).__name__} could not be exported ({e}). Python without R can load this file only "
+                      "with `module=`.", stacklevel=3)
+        return None
 
 
 def read_metadata(path):
@@ -392,6 +430,9 @@ def _build_module(info, module, path):
                             f"got {type(module).__name__}.")
         factory = module
     else:
+        if info.get("defined_in") == "R":
+            raise ValueError(f"{path!r} holds a model defined in R (nn_module {info.get('class_name')!r}), which "
+                             f"Python can't rebuild without R; {how}.")
         if spec is None:
             raise ValueError(f"{path!r} does not say which module class it holds; {how}.")
         try:
@@ -421,7 +462,7 @@ def _build_module(info, module, path):
     return model, factory
 
 
-def load(path, module=None, loss=None, optimizer=None, metrics=None):
+def load(path, module=None, loss=None, optimizer=None, metrics=None, trust_program=False):
     """Load a model saved with `Fitted.save()` / `save_fitted()`; returns a `pyluz.Fitted`.
 
     The module is rebuilt from its saved import path (`package.module:Class`) with the saved
@@ -431,16 +472,25 @@ def load(path, module=None, loss=None, optimizer=None, metrics=None):
     `metrics` (as in `setup()`) are not stored in the file; pass them to use `evaluate()`. Loading
     never unpickles objects: a crafted file can't run code.
 
+    A model defined in R (`nn_module()`) can't be rebuilt without R. Its file comes with a program
+    (`<path>.pt2`, see `pyluz.export`) that runs the forward pass: `trust_program=True` loads it
+    (after checking its sha256 against the model file), giving a `Fitted` whose `.model` is a
+    `pyluz.export.ProgramModule` (forward pass only, for `predict()`; `evaluate()` needs `loss=`).
+    torch can run code stored in a program file while loading it, so pass `trust_program=True`
+    only for files you trust. `module=` wins when given.
+
     Example::
 
         fitted.save("model.safetensors")
         fitted = pyluz.load("model.safetensors")                 # Net importable from its module
         fitted = pyluz.load("model.safetensors", module=Net)     # Net defined in this script
         fitted.predict(x)
+        fitted = pyluz.load("r_model.safetensors", trust_program=True)  # nn_module() saved from R
     """
-    from .module import LuzModule
+    from .module import LuzModule, check_training_args
     from .results import Fitted
 
+    check_training_args(loss, optimizer, metrics)
     path = _check_existing(path)
     if not _looks_like_safetensors(path):
         raise UnsafeFileError(f"`path`: {path!r} is not a pyluz model file (a safetensors file written by "
@@ -453,8 +503,24 @@ def load(path, module=None, loss=None, optimizer=None, metrics=None):
     if int(info.get("format_version", 0)) > FORMAT_VERSION:
         raise ValueError(f"`path`: {path!r} uses format version {info['format_version']}, newer than this pyluz "
                          f"understands ({FORMAT_VERSION}); update pyluz.")
-    model, source = _build_module(info, module, path)
-    _load_state(model, tensors, path)
+    if not isinstance(trust_program, bool):
+        raise TypeError(f"`trust_program` must be True or False, got {trust_program!r}.")
+    program = info.get("program") if module is None else None
+    if program is not None:
+        check_entry(program, path)
+    try:
+        model, source = _build_module(info, module, path)
+    except (ImportError, ValueError, RuntimeError) as e:
+        if not program:
+            raise
+        if not trust_program:
+            raise type(e)(f"{e}\nThe file comes with a program ({program.get('file')!r}, {program.get('format')}) that "
+                          "runs the forward pass without the module class: pyluz.load(path, trust_program=True). "
+                          "Loading a program can run code stored in it (torch.export.load unpickles parts of it), so "
+                          "do this only for files you trust.") from e
+        model = source = load_program(program, path, name=info.get("class_name"))
+    else:
+        _load_state(model, tensors, path)
     luz_module = LuzModule(source, loss=loss, optimizer=optimizer, metrics=metrics,
                            hparams=from_json(info.get("hparams") or {}),
                            opt_hparams=from_json(info.get("opt_hparams") or {}))
@@ -471,7 +537,7 @@ def save_model_weights(obj, path):
         pyluz.load_model_weights(other_fitted, "weights.safetensors")   # in place
     """
     model = _model_of(obj)
-    path = check_path(path)
+    path = check_output_path(path)
     _write_safetensors(path, _state_tensors(model), {"format": WEIGHTS_FORMAT, "format_version": FORMAT_VERSION})
     return path
 

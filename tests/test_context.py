@@ -60,6 +60,10 @@ def test_records_api_on_a_bare_context():
     assert ctx.get_log("nothing", "train") is None and ctx.get_log("metrics", "train", 5) is None
     with pytest.raises(AttributeError):
         ctx.records = {}
+    with pytest.raises(TypeError, match="`what` and `set` must be strings"):
+        ctx.log(5, "train", 1.0)
+    with pytest.raises(ValueError, match="`index` must be None or a 1-based int"):
+        ctx.log("lr", "train", 1.0, index=0)
 
 
 def test_opt_resolution_with_several_optimizers():

@@ -33,6 +33,31 @@ def test_fast_path_yields_dataloader_batches_and_rng_use():
         assert torch.equal(torch.rand(1), after_ref)  # same RNG consumption as a DataLoader
 
 
+
+def test_fast_path_with_a_generator_stays_in_step_with_dataloader_over_epochs():
+    # A DataLoader's RandomSampler draws an extra permutation from a user generator when an epoch
+    # ends; the fast path must too, or epoch 2 onwards differs.
+    x = torch.arange(50.0).unsqueeze(1)
+    y = torch.arange(50)
+    for drop_last in (True, False):
+        g_ref, g_fast = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+        ref = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, drop_last=drop_last, generator=g_ref)
+        fast = as_batches((x, y), {"batch_size": 8, "shuffle": True, "drop_last": drop_last, "generator": g_fast},
+                          "train")
+        assert isinstance(fast, TensorBatches)
+        for _ in range(3):
+            for (a, b), (c, d) in zip(batches_of(ref), batches_of(fast), strict=True):
+                assert torch.equal(a, c) and torch.equal(b, d)
+        assert torch.equal(g_ref.get_state(), g_fast.get_state())
+
+
+def test_batch_size_must_be_a_positive_int_not_a_bool():
+    for bad in (True, 0, -3, 2.5, None):
+        with pytest.raises(ValueError, match=r"batch_size"):
+            as_batches(torch.zeros(4, 1), {"batch_size": bad}, "train")
+        with pytest.raises(ValueError, match=r"batch_size"):
+            TensorBatches([torch.zeros(4, 1)], batch_size=bad)
+
 def test_train_defaults_shuffle_and_drop_last_valid_does_not():
     x = torch.arange(70.0)
     train = as_batches(x, None, "train")
@@ -98,6 +123,26 @@ def test_input_errors_name_the_argument():
         as_batches(dl, {"batch_size": 2}, "train")
     with pytest.warns(UserWarning, match="ignored"):
         as_batches(dl, {"batch_size": 2}, "valid", argument="valid_data")
+    # A layout with a non-array part is an error, not a Dataset of its 2 parts.
+    with pytest.raises(TypeError, match=r"`data\[1\]` must be tensors or arrays, got NoneType"):
+        as_batches((torch.zeros(4, 2), None), None, "train")
+    with pytest.raises(TypeError, match=r"`data\['y'\]` must be tensors or arrays, got str"):
+        as_batches({"x": torch.zeros(4, 2), "y": "labels"}, None, "train")
+    for bad in ("abc", {"a": 1}):
+        with pytest.raises(TypeError, match="Unsupported `data`"):
+            as_batches(bad, None, "train")
+    for empty in ((), [], {}):
+        with pytest.raises(ValueError, match="`data` is an empty"):
+            as_batches(empty, None, "train")
+
+
+def test_python_lists_in_a_layout_and_lists_of_samples():
+    x = torch.arange(12.0).reshape(6, 2)
+    xb, yb = batches_of(as_batches((x, [0, 1, 2, 3, 4, 5]), {"batch_size": 3}, "valid"))[1]
+    assert torch.equal(xb, x[3:]) and yb.dtype == torch.int64 and yb.tolist() == [3, 4, 5]
+    samples = [(x[i], torch.tensor(i)) for i in range(6)]  # a list of samples is a map-style dataset
+    loader = as_batches(samples, {"batch_size": 3}, "valid")
+    assert isinstance(loader, DataLoader) and batches_of(loader)[1][1].tolist() == [3, 4, 5]
 
 
 def test_valid_fraction_split_is_random_and_complete():
@@ -120,6 +165,29 @@ def test_valid_fraction_rules():
     with pytest.raises(ValueError, match="DataLoader"):
         split_valid(DataLoader(TensorDataset(x)), 0.2)
 
+
+
+def test_valid_fraction_of_a_dataset_and_of_a_stream():
+    class Rows(Dataset):
+        def __len__(self):
+            return 20
+
+        def __getitem__(self, i):
+            return torch.tensor([float(i)]), torch.tensor(i)
+
+    torch.manual_seed(2)
+    train, valid = split_valid(Rows(), 0.25)
+    train_ids = [int(train[i][1]) for i in range(len(train))]
+    valid_ids = [int(valid[i][1]) for i in range(len(valid))]
+    assert len(valid_ids) == 5 and sorted(train_ids + valid_ids) == list(range(20))
+    assert train_ids == sorted(train_ids)
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            yield from (torch.zeros(1) for _ in range(4))
+
+    with pytest.raises(ValueError, match="`valid_data` can't be a fraction .*no known length"):
+        split_valid(Stream(), 0.2)
 
 def test_fit_with_valid_fraction_records_valid_metrics(xy):
     fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
@@ -152,3 +220,21 @@ def test_multi_input_batches_reach_the_model():
     assert len(fitted.records["metrics"]["train"]) == 2
     preds = fitted.predict(Pairs(), dataloader_options={"batch_size": 8})
     assert preds.shape == (40,)
+
+
+def test_a_layout_of_mixed_dtypes_keeps_each_parts_meaning():
+    parts = [np.arange(8, dtype=np.float64).reshape(4, 2), np.arange(4, dtype=np.int32),
+             torch.arange(4, dtype=torch.int32), torch.ones(4, dtype=torch.float16), np.array([True, False] * 2)]
+    batch = batches_of(as_batches(parts, {"batch_size": 4}, "valid"))[0]
+    # arrays: floats -> float32, ints -> int64 (R double/integer conventions); tensors keep their dtype
+    assert [b.dtype for b in batch] == [torch.float32, torch.int64, torch.int32, torch.float16, torch.bool]
+    assert batch[0].tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]] and batch[1].tolist() == [0, 1, 2, 3]
+
+
+def test_no_training_batch_is_a_clear_error():
+    model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)
+    x, y = torch.randn(10, 4), torch.zeros(10, dtype=torch.long)
+    with pytest.raises(ValueError, match="no training batch.*batch_size=32"):
+        model.fit((x, y), epochs=1, verbose=False)
+    fitted = model.fit((x, y), epochs=1, verbose=False, dataloader_options={"drop_last": False})
+    assert len(fitted.records["metrics"]["train"]) == 1

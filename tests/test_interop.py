@@ -166,3 +166,12 @@ def test_r_renderer_hook(capsys):
     assert events[-1][1].startswith("Loss: ")
     with pytest.raises(ValueError, match="Unknown renderer"):
         RRenderer({"draw": lambda: None})
+
+
+def test_r_callback_hooks_run_without_grad():
+    from pyluz.interop.callbacks import RCallback
+
+    seen = []
+    cb = RCallback("clamp", {"on_train_batch_end": lambda: seen.append(torch.is_grad_enabled())})
+    cb.on_train_batch_end()
+    assert seen == [False] and torch.is_grad_enabled()  # as luz: callbacks run with gradients off

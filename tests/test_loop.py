@@ -101,6 +101,47 @@ def test_callback_errors_name_callback_breakpoint_epoch_iter(xy):
     assert isinstance(info.value.__cause__, ValueError)
 
 
+
+# (breakpoint, how to reach it, expected "(epoch E, iter I)") with 96 rows in batches of 32.
+EVERY_BREAKPOINT = [(bp, "fit", "(epoch 1, iter 1)") for bp in pyluz.events.FIT_EVENTS if "batch" in bp] + [
+    ("on_fit_begin", "fit", "(epoch 0, iter 0)"), ("on_epoch_begin", "fit", "(epoch 1, iter 0)"),
+    ("on_train_begin", "fit", "(epoch 1, iter 0)"), ("on_train_end", "fit", "(epoch 1, iter 3)"),
+    ("on_valid_begin", "fit", "(epoch 1, iter 3)"), ("on_valid_end", "fit", "(epoch 1, iter 3)"),
+    ("on_epoch_end", "fit", "(epoch 1, iter 3)"), ("on_fit_end", "fit", "(epoch 1, iter 3)"),
+    ("on_early_stopping", "stop", "(epoch 1, iter 3)"), ("on_interrupt", "ctrl_c", "(epoch 1, iter 0)"),
+    ("on_valid_batch_end", "evaluate", "(epoch 1, iter 1)"), ("on_valid_end", "evaluate", "(epoch 1, iter 3)"),
+    ("on_predict_begin", "predict", "(epoch 1, iter 0)"), ("on_predict_batch_begin", "predict", "(epoch 1, iter 1)"),
+    ("on_predict_batch_end", "predict", "(epoch 1, iter 1)"), ("on_predict_end", "predict", "(epoch 1, iter 3)"),
+]
+
+
+@pytest.mark.parametrize("breakpoint, run, where", EVERY_BREAKPOINT)
+def test_errors_in_every_breakpoint_name_it(xy, breakpoint, run, where):
+    class Boom(pyluz.Callback):
+        def on_epoch_end(self):
+            if run == "stop":
+                raise pyluz.StopTraining()
+
+        def on_epoch_begin(self):
+            if run == "ctrl_c":
+                raise KeyboardInterrupt
+
+    def boom(self):
+        raise ValueError("boom")
+
+    setattr(Boom, breakpoint, boom)
+    model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)
+    fitted = model.fit(xy, epochs=1, verbose=False) if run in ("evaluate", "predict") else None
+    with pytest.raises(pyluz.CallbackError) as info:
+        if run == "evaluate":
+            fitted.evaluate(xy, callbacks=[Boom()])
+        elif run == "predict":
+            fitted.predict(xy[0], callbacks=[Boom()])
+        else:
+            model.fit(xy, epochs=1, valid_data=xy, verbose=False, callbacks=[Boom()])
+    assert str(info.value) == f"Error in callback Boom at {breakpoint} {where}: ValueError: boom"
+    assert isinstance(info.value.__cause__, ValueError) and torch.is_grad_enabled()
+
 def test_metric_errors_name_the_metric(xy):
     class Bad(pyluz.Metric):
         abbrev = "Bad"
@@ -186,6 +227,119 @@ def test_keyboard_interrupt_returns_model_trained_so_far(xy):
     assert log == ["interrupt", "fit_end"]
     assert len(fitted.records["metrics"]["train"]) == 2
 
+
+
+class EndLog(pyluz.Callback):
+    """Logs the breakpoints that end phases and fits, with the epoch."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def _add(self, name):
+        self.log.append((name, self.ctx.epoch))
+
+    def on_train_end(self):
+        self._add("train_end")
+
+    def on_epoch_end(self):
+        self._add("epoch_end")
+
+    def on_early_stopping(self):
+        self._add("early")
+
+    def on_interrupt(self):
+        self._add("interrupt")
+
+    def on_fit_end(self):
+        self._add("fit_end")
+
+
+def test_stop_training_mid_epoch_at_train_batch_end(xy):
+    log = []
+
+    class StopAtBatch(pyluz.Callback):
+        def on_train_batch_end(self):
+            if (self.ctx.epoch, self.ctx.iter) == (2, 1):
+                raise pyluz.StopTraining()
+
+    torch.manual_seed(0)
+    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+        .fit(xy, epochs=5, verbose=False, callbacks=[StopAtBatch(), EndLog(log)], valid_data=0.25)
+    # Epoch 2 stops right after its first batch: no train end, validation or epoch end for it.
+    assert log == [("train_end", 1), ("epoch_end", 1), ("early", 2), ("fit_end", 2)]
+    assert len(fitted.records["metrics"]["train"]) == len(fitted.records["metrics"]["valid"]) == 1
+    assert len(fitted.records["profile"]["epoch"]) == 1 and len(fitted.records["profile"]["fit"]) == 1
+
+
+def test_stop_training_outside_epochs_ends_the_fit_cleanly(xy):
+    model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)
+    for breakpoint in ("on_fit_begin", "on_early_stopping", "on_fit_end"):
+        log = []
+
+        class Stop(pyluz.Callback):
+            def on_epoch_end(self):
+                if breakpoint == "on_early_stopping":
+                    raise pyluz.StopTraining()
+
+        setattr(Stop, breakpoint, lambda self: (_ for _ in ()).throw(pyluz.StopTraining()))
+        fitted = model.fit(xy, epochs=2, verbose=False, callbacks=[Stop(), EndLog(log)])
+        epochs_run = {"on_fit_begin": 0, "on_early_stopping": 1, "on_fit_end": 2}[breakpoint]
+        assert len(fitted.records["metrics"]["train"]) == epochs_run
+        assert log[-1][0] == "fit_end"
+        assert [n for n, _ in log].count("early") == (breakpoint != "on_fit_end")
+
+
+def test_keyboard_interrupt_during_validation(xy):
+    log = []
+
+    class CtrlC(pyluz.Callback):
+        def on_valid_batch_begin(self):
+            if self.ctx.epoch == 2:
+                raise KeyboardInterrupt
+
+    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+        .fit(xy, epochs=4, verbose=False, callbacks=[CtrlC(), EndLog(log)], valid_data=0.25)
+    assert log == [("train_end", 1), ("epoch_end", 1), ("train_end", 2), ("interrupt", 2), ("fit_end", 2)]
+    assert len(fitted.records["metrics"]["train"]) == 2 and len(fitted.records["metrics"]["valid"]) == 1
+    assert torch.is_grad_enabled()  # the validation's no_grad did not outlive the interrupt
+
+
+
+def test_keyboard_interrupt_at_fit_begin_after_the_handler_is_registered(xy):
+    log = []
+
+    class CtrlC(pyluz.Callback):  # runs after the default Interrupt callback registered its handler
+        def on_fit_begin(self):
+            raise KeyboardInterrupt
+
+    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+        .fit(xy, epochs=2, verbose=False, callbacks=[CtrlC(), EndLog(log)])
+    assert log == [("interrupt", 0), ("fit_end", 0)]
+    assert fitted.records["metrics"]["train"] == [] and len(fitted.records["profile"]["fit"]) == 1
+
+    class EarlyCtrlC(CtrlC):
+        weight = -1  # before Interrupt: no handler yet, so Ctrl-C propagates (as in luz)
+
+    with pytest.raises(KeyboardInterrupt):
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).fit(xy, verbose=False,
+                                                                                    callbacks=[EarlyCtrlC()])
+
+def test_valid_step_sets_opt_with_opt_name(xy):
+    from conftest import TwoOpt, regression_data
+
+    seen = []
+
+    class Spy(pyluz.Callback):
+        def _see(self):
+            ctx = self.ctx
+            seen.append((ctx.training, ctx.opt_name, ctx.opt is ctx.optimizers[ctx.opt_name]))
+
+        on_train_batch_after_loss = on_valid_batch_after_loss = _see
+
+    x, y = regression_data(16)
+    pyluz.setup(TwoOpt, loss=nn.MSELoss()).fit((x, y), epochs=1, valid_data=(x, y), verbose=False,
+                                               callbacks=[Spy()], dataloader_options={"batch_size": 16})
+    assert seen == [(True, "gen", True), (True, "disc", True), (False, "gen", True), (False, "disc", True)]
 
 def hand_loop(model, opt, loader, loss_fn, epochs):
     for _ in range(epochs):
@@ -341,6 +495,8 @@ def test_repeated_fit_does_not_leak_contexts(xy):
             refs.append(weakref.ref(self.ctx))
             refs.append(weakref.ref(self.ctx.optimizers["opt"]))
 
+    # torch keeps the frames of its first lazy import (done by the first optimizer) alive; warm up first.
+    model.fit(xy, epochs=1, verbose=False)
     gc.collect()
     gc.disable()
     try:

@@ -177,3 +177,15 @@ def test_auto_resume_restores_the_scheduler(tmp_path, scheduler, kwargs):
     assert [s["opt"] for s in lrs] == [s["opt"] for s in ref_lrs[2:]]  # epochs 3..5 ran again
     for p, q in zip(resumed.model.parameters(), ref.model.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_only_the_call_on_breakpoint_is_hooked_without_a_reference_cycle():
+    from pyluz.callbacks.base import HookTable
+
+    cb = LRScheduler(StepLR, call_on="on_train_batch_end", step_size=1)
+    table = HookTable([cb]).table
+    assert [name for name, hooks in table.items() if hooks] == ["on_fit_begin", "on_train_batch_end"]
+    assert table["on_train_batch_end"][0][1] == cb._step
+    assert not any(callable(v) and getattr(v, "__self__", None) is cb for v in vars(cb).values())
+    at_fit_begin = HookTable([LRScheduler(StepLR, call_on="on_fit_begin", step_size=1)]).table
+    assert [name for name, hooks in at_fit_begin.items() if hooks] == ["on_fit_begin"]  # builds, then steps

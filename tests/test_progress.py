@@ -70,3 +70,48 @@ def test_early_stopping_message(xy, capsys):
 
     fit(xy, epochs=5, verbose=True, callbacks=[Stop()])
     assert "Early stopping at epoch 1 of 5" in capsys.readouterr().err
+
+
+def test_progress_validates_its_arguments():
+    import pytest
+
+    with pytest.raises(ValueError, match="`interval` must be a number of seconds >= 0"):
+        progress.Progress(interval=-1)
+    with pytest.raises(ValueError, match="`interval`"):
+        progress.Progress(interval="fast")
+    with pytest.raises(TypeError, match="`renderer` must have the methods .*lacks epoch_begin"):
+        progress.Progress(renderer=object())
+    assert progress.Progress(renderer=progress.LineRenderer(), interval=0).interval == 0
+
+
+def test_epoch_line_matches_metrics_by_key_when_callbacks_log_other_values(xy, capsys):
+    class LogLR(pyluz.Callback):
+        def on_epoch_begin(self):  # logged before the loss: first in the epoch's train record
+            self.ctx.log_metric("lr", 0.1)
+
+    f = fit(xy, epochs=1, verbose=True, callbacks=[LogLR()])
+    train = f.records["metrics"]["train"][0]
+    assert list(train) == ["lr", "loss", "acc"]
+    line = capsys.readouterr().err.strip()
+    assert line == f"Epoch 1/1 - Train metrics: Loss: {train['loss']:.4f} - Acc: {train['acc']:.4f}"
+
+
+def test_a_stop_or_ctrl_c_mid_phase_closes_the_open_bar_first(xy):
+    class StopAtFirstBatch(pyluz.Callback):
+        def on_train_batch_end(self):
+            raise pyluz.StopTraining()
+
+    class CtrlCInValidation(pyluz.Callback):
+        def on_valid_batch_end(self):
+            raise KeyboardInterrupt
+
+    model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)
+    spy = Spy()
+    model.fit(xy, epochs=3, verbose=True, callbacks=[progress.Progress(renderer=spy), StopAtFirstBatch()])
+    names = [c[0] for c in spy.calls]
+    assert names[names.index("bar_begin"):] == ["bar_begin", "bar_update", "bar_end", "message"]
+    spy = Spy()
+    model.fit(xy, epochs=3, verbose=True, valid_data=xy,
+              callbacks=[progress.Progress(renderer=spy), CtrlCInValidation()])
+    begins = [c[1] for c in spy.calls if c[0] == "bar_begin"]
+    assert begins == ["train", "valid"] and [c[0] for c in spy.calls][-1] == "bar_end"

@@ -456,3 +456,19 @@ def test_checkpoint_written_on_a_gpu_loads_on_cpu(tmp_path, monkeypatch):
     C.load_checkpoint(model, path)
     assert_same_weights(model, first.model)
     assert C.read_checkpoint(path)["model"]["body.0.weight"].device.type == "cpu"
+
+
+def test_load_and_save_validate_their_arguments(tmp_path):
+    fitted = pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_hparams(
+        in_features=2, out_features=1).set_opt_hparams(lr=0.1).fit((torch.randn(32, 2), torch.randn(32, 1)), epochs=1,
+                                                                    verbose=False)
+    with pytest.raises(ValueError, match="is a directory"):
+        fitted.save(tmp_path)
+    path = tmp_path / "m.safetensors"
+    fitted.save(path)
+    with pytest.raises(TypeError, match="`loss` must be"):
+        pyluz.load(path, loss=5)
+    with pytest.raises(TypeError, match="instantiate"):
+        pyluz.load(path, metrics=[pyluz.metrics.Accuracy])
+    with pytest.raises(TypeError, match="`stack`"):
+        fitted.predict(torch.randn(4, 2), stack="no")

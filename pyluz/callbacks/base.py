@@ -28,6 +28,14 @@ class Callback:
     def set_ctx(self, ctx):
         self.ctx = ctx
 
+    def hook(self, name):
+        """The function run at breakpoint `name`, or None: by default the `name` method, if defined.
+
+        A callback that picks its breakpoint at run time (e.g. LRScheduler's `call_on`) overrides this.
+        """
+        fn = getattr(self, name, None)
+        return fn if callable(fn) else None
+
     def state_dict(self):
         """What a checkpoint keeps of this callback; None means nothing."""
         return None
@@ -70,8 +78,8 @@ class HookTable:
     def _collect(self, name):
         hooks = []
         for cb in self.callbacks:
-            fn = getattr(cb, name, None)
-            if callable(fn):
+            fn = cb.hook(name)
+            if fn is not None:
                 hooks.append((cb, fn))
         return tuple(hooks)
 

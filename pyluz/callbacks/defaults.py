@@ -150,8 +150,8 @@ class Interrupt(Callback):
         self.ctx.handlers[KeyboardInterrupt] = self._handle
 
     def _handle(self, error):
+        self.ctx.call_callbacks("on_interrupt")  # first: Progress closes a bar left open by the interrupt
         if self.ctx.verbose and distributed.is_main_process():
             import sys
 
             print("Training interrupted: returning the model trained so far.", file=sys.stderr)
-        self.ctx.call_callbacks("on_interrupt")

@@ -80,12 +80,13 @@ class LRScheduler(Callback):
         self._pending_state = None
         self._name = None
 
-    def __getattr__(self, name):
-        # Only the chosen breakpoint has a hook. Resolved on lookup (not stored on the instance) so
-        # no bound method of self is kept in self: no reference cycle.
-        if name != "on_fit_begin" and name == self.__dict__.get("call_on"):
+    def hook(self, name):
+        # Only the chosen breakpoint steps (on_fit_begin builds the scheduler, then steps itself).
+        # Returned on lookup, not stored on the instance: a bound method of self kept in self
+        # would be a reference cycle.
+        if name == self.call_on and name != "on_fit_begin":
             return self._step
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return super().hook(name)
 
     def on_fit_begin(self):
         ctx = self.ctx

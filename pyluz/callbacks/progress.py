@@ -6,17 +6,23 @@ or notebook, one line per epoch in logs, or any object with the same methods (th
 a cli renderer).
 """
 
+import math
+import numbers
 import sys
 import time
 
 from ..distributed import is_main_process
-from ..metrics import format_metric_value
+from ..metrics import format_metric_value, metric_keys
 from .base import Callback
 
 
 def format_metrics(values_by_name):
     """"Loss: 0.1234 - Acc: 0.9500" from {display_name: value}."""
     return " - ".join(f"{name}: {format_metric_value(value)}" for name, value in values_by_name.items())
+
+
+#: What a renderer provides (LineRenderer, TqdmRenderer, the R package's cli renderer).
+RENDERER_METHODS = ("epoch_begin", "bar_begin", "bar_update", "bar_end", "epoch_metrics", "epoch_end", "message")
 
 
 class LineRenderer:
@@ -124,8 +130,15 @@ class Progress(Callback):
     """
 
     def __init__(self, renderer=None, interval=0.1):
+        missing = [m for m in RENDERER_METHODS if not callable(getattr(renderer, m, None))]
+        if renderer is not None and missing:
+            raise TypeError(f"Progress: `renderer` must have the methods {', '.join(RENDERER_METHODS)} (like "
+                            f"LineRenderer); {type(renderer).__name__} lacks {', '.join(missing)}.")
+        if isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not 0 <= interval < math.inf:
+            raise ValueError(f"Progress: `interval` must be a number of seconds >= 0, got {interval!r}.")
         self.renderer = renderer
         self.interval = interval
+        self.bar_open = False
         self.count = 0
         self.next_refresh = 0.0
         self.show = None  # decided when the run starts
@@ -154,6 +167,7 @@ class Progress(Callback):
             self.count = 0
             self.next_refresh = 0.0
             self.renderer.bar_begin(phase, num_batches(self.ctx.data))
+            self.bar_open = True
 
     def _tick(self):
         self.count += 1
@@ -172,6 +186,11 @@ class Progress(Callback):
     def _bar_end(self):
         if self.show:
             self.renderer.bar_update(self.count, self._current_metrics())  # the final state, once per phase
+            self._close_bar()
+
+    def _close_bar(self):
+        if self.bar_open:
+            self.bar_open = False
             self.renderer.bar_end()
 
     def on_train_begin(self):
@@ -211,11 +230,18 @@ class Progress(Callback):
         for phase in ("train", "valid"):
             metrics = self.ctx.metrics.get(phase) or []
             values = self.ctx.get_metrics(phase, self.ctx.epoch)
-            if metrics and values:  # records keys follow the metrics' order; show their abbrevs
-                text = format_metrics({m.name: v for m, v in zip(metrics, values.values())})
-                self.renderer.epoch_metrics(phase, text)
+            # Looked up by records key (callbacks may log other values there too); shown by abbrev.
+            shown = {m.name: values[k] for m, k in zip(metrics, metric_keys(metrics)) if k in values}
+            if shown:
+                self.renderer.epoch_metrics(phase, format_metrics(shown))
         self.renderer.epoch_end()
 
+    # A stop or Ctrl-C in the middle of a phase skips the phase's end: close its bar before more output.
     def on_early_stopping(self):
         if self.show:
+            self._close_bar()
             self.renderer.message(f"Early stopping at epoch {self.ctx.epoch} of {self.ctx.max_epochs}")
+
+    def on_interrupt(self):
+        if self.show:
+            self._close_bar()

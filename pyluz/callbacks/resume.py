@@ -76,7 +76,7 @@ class AutoResume(Callback):
     def _check_order(self):
         callbacks = self.ctx.callbacks
         later = callbacks[next(i for i, cb in enumerate(callbacks) if cb is self) + 1:]
-        stateful = [cb.name for cb in later if callable(getattr(cb, "on_epoch_end", None))
+        stateful = [cb.name for cb in later if cb.hook("on_epoch_end") is not None
                     and callable(getattr(cb, "load_state_dict", None))]
         if stateful:
             warnings.warn(f"AutoResume runs before {', '.join(stateful)} at on_epoch_end, so its checkpoints miss "

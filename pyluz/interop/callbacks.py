@@ -1,9 +1,9 @@
 """Callbacks written in R (``luz_callback()``) as engine callbacks.
 
 `RCallback` receives the R callback's breakpoint methods as callables and sets **only those**
-as attributes, so the engine's `HookTable` (built with ``getattr``) dispatches nothing else to
+as attributes, so the engine's `HookTable` (built with `Callback.hook`) dispatches nothing else to
 R: a breakpoint the R callback does not define costs nothing. Every R call goes through the
-main-thread guard.
+main-thread guard and runs with gradients off, as in luz.
 
 Example (what the R package does)::
 
@@ -12,7 +12,10 @@ Example (what the R package does)::
 
 from __future__ import annotations
 
+import functools
 import math
+
+import torch
 
 from ..callbacks.base import Callback
 from ..events import EVENTS
@@ -32,6 +35,16 @@ def _as_weight(weight):
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or math.isnan(weight):
         raise TypeError(f"A callback's `weight` must be a number, got {weight!r}.")
     return weight
+
+
+def _without_grad(fn):
+    """luz runs every callback with gradients off (`local_no_grad()`), so R callbacks written for
+    luz may update parameters in place (e.g. `p$clamp_()`); the cost is tiny next to the R call."""
+    @functools.wraps(fn)
+    def hook():
+        with torch.no_grad():
+            return fn()
+    return hook
 
 
 class RCallback(Callback):
@@ -54,7 +67,7 @@ class RCallback(Callback):
                 raise ValueError(f"R callback {self._name!r}: {bp!r} is not a breakpoint name (on_*).")
             if not callable(fn):
                 raise TypeError(f"R callback {self._name!r}: `{bp}` must be a function.")
-            setattr(self, bp, guard(fn, f"{self._name}.{bp}"))
+            setattr(self, bp, _without_grad(guard(fn, f"{self._name}.{bp}")))
             self.r_hooks.append(bp)
         if state_dict is not None:
             self.state_dict = guard(state_dict, f"{self._name}.state_dict")

@@ -6,11 +6,20 @@
 #' import path when it is a Python class (for `nn_module()` definitions pass `module =`).
 #' Loading never runs code stored in the file.
 #'
+#' A model defined in R (`nn_module()`) is also exported as a program that runs its forward pass
+#' without R (`torch.export`, else `torch.jit.trace`), written next to `path` as `<path>.pt2`
+#' (or `<path>.jit.pt`; keep the files together). Python loads it with
+#' `pyluz.load(path, trust_program=True)` and predicts without R. Loading a program can run code
+#' stored in it, so `trust_program = TRUE` is for files you trust only; without it (and without
+#' `module`) loading such a file fails with a message saying both options.
+#'
 #' @param obj A `luz_module_fitted` object.
 #' @param path File path.
 #' @param ... For `luz_save()`: must be empty. For `luz_load()`: `module` (the module definition
-#'   or Python class, when it can't be imported), and `loss`, `optimizer`, `metrics` as in
-#'   [setup()] (they are not stored in the file; give them to [evaluate()] the loaded model).
+#'   or Python class, when it can't be imported), `loss`, `optimizer`, `metrics` as in
+#'   [setup()] (they are not stored in the file; give them to [evaluate()] the loaded model), and
+#'   `trust_program` (`TRUE` runs the program saved with an R-defined model when `module` is not
+#'   given; only for trusted files).
 #' @return `luz_save()` returns `obj` invisibly; `luz_load()` a `luz_module_fitted`.
 #' @examples
 #' \dontrun{
@@ -29,10 +38,14 @@ luz_save <- function(obj, path, ...) {
 #' @export
 luz_load <- function(path, ...) {
   args <- rlang::list2(...)
-  unknown <- setdiff(names(args), c("module", "loss", "optimizer", "metrics"))
+  unknown <- setdiff(names(args), c("module", "loss", "optimizer", "metrics", "trust_program"))
   if (length(args) && (is.null(names(args)) || length(unknown) || any(!nzchar(names(args))))) {
-    rlang::abort("`...` of `luz_load()` takes only `module`, `loss`, `optimizer` and `metrics`.",
+    rlang::abort("`...` of `luz_load()` takes only `module`, `loss`, `optimizer`, `metrics` and `trust_program`.",
                  class = "value_error")
+  }
+  trust <- if (is.null(args$trust_program)) FALSE else args$trust_program
+  if (!rlang::is_bool(trust)) {
+    rlang::abort("`trust_program` must be `TRUE` or `FALSE`.", class = "value_error")
   }
   py <- withCallingHandlers(
     engine_call(
@@ -40,12 +53,16 @@ luz_load <- function(path, ...) {
       module = if (!is.null(args$module)) as_engine_module(args$module),
       loss = as_engine_loss(args$loss),
       optimizer = as_engine_optimizer(args$optimizer),
-      metrics = as_engine_metrics(args$metrics)
+      metrics = as_engine_metrics(args$metrics),
+      trust_program = trust
     ),
     pyluz_error = function(e) {
       if (is.null(args$module) && grepl("module=", conditionMessage(e), fixed = TRUE)) {
         e$message <- paste0(conditionMessage(e), "\nFrom R: luz_load(path, module = <the nn_module() definition ",
-                            "or Python class>).")
+                            "or Python class>)",
+                            if (grepl("trust_program=True", conditionMessage(e), fixed = TRUE))
+                              " or luz_load(path, trust_program = TRUE)",
+                            ".")
         stop(e)
       }
     }
