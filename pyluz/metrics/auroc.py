@@ -20,8 +20,8 @@ from .base import (
     _is_bool,
     check_bool,
     check_choice,
+    check_class_scores,
     check_int,
-    check_tensor,
     same_numel,
 )
 
@@ -188,12 +188,7 @@ class MulticlassAUROC(_AUROCBase):
 
     def update(self, preds, target):
         owner = type(self).__name__
-        preds = check_tensor(owner, "preds", preds)
-        target = check_tensor(owner, "target", target)
-        if preds.ndim < 2:
-            raise ValueError(
-                f"{owner}: `preds` must have shape (batch, num_classes, ...), got {tuple(preds.shape)}"
-            )
+        preds, target = check_class_scores(owner, preds, target)
         num_classes = preds.shape[1]
         if self.num_classes is None:
             self._init_state(num_classes, preds.device)

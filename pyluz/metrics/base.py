@@ -89,6 +89,15 @@ def check_tensor(owner, name, value):
     return value.detach()
 
 
+def check_class_scores(owner, preds, target):
+    """(preds, target) of a class-index metric: preds shaped (batch, num_classes, ...)."""
+    preds = check_tensor(owner, "preds", preds)
+    target = check_tensor(owner, "target", target)
+    if preds.ndim < 2:
+        raise ValueError(f"{owner}: `preds` must have shape (batch, num_classes, ...), got {tuple(preds.shape)}")
+    return preds, target
+
+
 def same_numel(owner, preds, target):
     """Flatten ``preds`` and ``target`` to 1-d after checking they have the same
     number of elements (so ``(B, 1)`` vs ``(B,)`` never broadcasts to ``B x B``)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Metric, check_int, check_real, check_tensor, host_ratio, same_numel
+from .base import Metric, check_class_scores, check_int, check_real, check_tensor, host_ratio, same_numel
 
 __all__ = ["Accuracy", "BinaryAccuracy", "BinaryAccuracyWithLogits"]
 
@@ -36,12 +36,7 @@ class Accuracy(Metric):
 
     def update(self, preds, target):
         owner = type(self).__name__
-        preds = check_tensor(owner, "preds", preds)
-        target = check_tensor(owner, "target", target)
-        if preds.ndim < 2:
-            raise ValueError(
-                f"{owner}: `preds` must have shape (batch, num_classes, ...), got {tuple(preds.shape)}"
-            )
+        preds, target = check_class_scores(owner, preds, target)
         pred_idx = preds.argmax(dim=1)
         if target.shape != pred_idx.shape:
             if target.numel() != pred_idx.numel():
