@@ -110,3 +110,18 @@ def test_prepare_accepts_dicts_and_lists_of_optimizers_and_checks_its_arguments(
         acc.prepare(model, a, dl, 5)
     with pytest.raises(ValueError, match="cuda_index"):
         pyluz.Accelerator(cuda_index=True)
+
+
+def test_metric_state_follows_the_model_without_device_placement(xy):
+    seen = {}
+
+    class Where(pyluz.Callback):
+        def on_train_batch_end(self):
+            seen["acc"] = self.ctx.metrics["train"][1].correct.device
+
+    acc = pyluz.Accelerator(device_placement=False)
+    acc.device = torch.device("meta")  # stands in for a GPU the model was not moved to
+    pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD,
+                metrics=[pyluz.metrics.Accuracy()]).set_hparams(in_features=4, out_features=2) \
+        .set_opt_hparams(lr=0.1).fit(xy, epochs=1, verbose=False, accelerator=acc, callbacks=[Where()])
+    assert seen["acc"] == torch.device("cpu")

@@ -40,7 +40,8 @@ class MetricsCallback(Callback):
     def _begin(self, phase):
         from ..metrics import metric_keys
 
-        metrics = [m.to(self.ctx.device) for m in self.metric_set.for_phase(phase)]
+        device = metric_device(self.ctx)
+        metrics = [m.to(device) for m in self.metric_set.for_phase(phase)]
         for m in metrics:
             m.ctx = self.ctx
         self.ctx.metrics[phase] = metrics
@@ -104,6 +105,14 @@ class MetricsCallback(Callback):
 
     def on_valid_end(self):
         self._end("valid")
+
+
+def metric_device(ctx):
+    """Where metric state lives: the accelerator's device, or the model's when the user places things."""
+    if ctx.accelerator.device_placement:
+        return ctx.device
+    param = next(ctx.model.parameters(), None)
+    return param.device if param is not None else ctx.device
 
 
 class Profile(Callback):
