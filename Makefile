@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(CURDIR)/$(VENV)/bin/python
 export RETICULATE_PYTHON := $(VPY)
+# R tests and vignettes fail (instead of skipping) when the engine can't be found.
+export PYLUZ_REQUIRE_ENGINE := 1
 # Debian's reticulate 1.28 speaks only the numpy 1.x C API; torch is pinned to the local CPU wheel.
 PIP_PINS := torch==2.13.0 "numpy<2" "pandas>=2,<3" tqdm matplotlib safetensors tensorboard scikit-learn pytest "rpy2==3.5.17"
 RPKG_FILES := $(shell find rpkg -type f -not -path '*/.Rcheck/*' 2>/dev/null)

@@ -3,6 +3,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export RETICULATE_PYTHON="${RETICULATE_PYTHON:-$root/.venv/bin/python}"
+export PYLUZ_REQUIRE_ENGINE=1  # vignettes must run their code, not skip it
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"

@@ -1,6 +1,11 @@
 # Helpers for the R-torch compatibility layer tests (test-torch-*.R).
 
 skip_if_no_torch <- function() {
+  if (nzchar(Sys.getenv("PYLUZ_REQUIRE_ENGINE"))) {  # `make test`: a missing engine is a failure, not a skip
+    testthat::expect_true(reticulate::py_module_available("pyluz.interop.rops"),
+                          label = "the pyluz Python package is available")
+    return(invisible())
+  }
   testthat::skip_if_not(
     reticulate::py_module_available("torch"),
     "Python torch is not available (set RETICULATE_PYTHON to the pyluz venv)"

@@ -2,6 +2,10 @@
 # the parity test) and a skip when the engine can't be used.
 
 skip_if_no_engine <- function() {
+  if (nzchar(Sys.getenv("PYLUZ_REQUIRE_ENGINE"))) {  # `make test`: a missing engine is a failure, not a skip
+    testthat::expect_true(pyluz::pyluz_engine_available(), label = "the pyluz Python engine is available")
+    return(invisible())
+  }
   testthat::skip_if_not(pyluz::pyluz_engine_available(), "the pyluz Python engine is not available")
 }
 
