@@ -257,9 +257,9 @@ y <- torch_py$add(reticulate::py_get_item(d, "y"), 1L)  # R's losses take 1-base
 optimizer <- if (opt_name == "sgd") optim_sgd else optim_adam
 warm_rows <- as.integer(min(200L * batch_size, reticulate::py_len(x)))
 x_warm <- torch_py$narrow(x, 0L, 0L, warm_rows); y_warm <- torch_py$narrow(y, 0L, 0L, warm_rows)
-train <- function(module, x, y, callbacks = NULL) {
+train <- function(module, x, y, callbacks = NULL, metrics = NULL) {
   module %>%
-    setup(loss = nn_cross_entropy_loss(), optimizer = optimizer) %>%
+    setup(loss = nn_cross_entropy_loss(), optimizer = optimizer, metrics = metrics) %>%
     set_opt_hparams(lr = lr) %>%
     fit(list(x, y), epochs = epochs, callbacks = callbacks, verbose = FALSE,
         dataloader_options = list(batch_size = batch_size))
@@ -306,6 +306,26 @@ invisible(train(bench$make_model(cfg), x_warm, y_warm, callbacks = list(count_ba
 model <- bench$make_model(cfg)
 t0 <- proc.time()
 report(t0, train(model, x, y, callbacks = list(count_batches())))
+""",
+    # the Python model plus a metric written in R (luz's get-started accuracy): update() per batch
+    "r_r_metric": R_PRELUDE + r"""
+accuracy <- luz_metric(
+  abbrev = "Acc",
+  initialize = function() {
+    self$correct <- 0
+    self$total <- 0
+  },
+  update = function(preds, target) {
+    pred <- torch_argmax(preds, dim = 2)
+    self$correct <- self$correct + (pred == target)$to(dtype = torch_float())$sum()$item()
+    self$total <- self$total + pred$numel()
+  },
+  compute = function() self$correct / self$total
+)
+invisible(train(bench$make_model(cfg), x_warm, y_warm, metrics = list(accuracy())))
+model <- bench$make_model(cfg)
+t0 <- proc.time()
+report(t0, train(model, x, y, metrics = list(accuracy())))
 """,
 }
 
@@ -369,6 +389,7 @@ VARIANTS = [
     ("r1", "pyluz from R, Python model", _run_r("r_py_model"), True),
     ("r2", "pyluz from R, R model", _run_r("r_r_model"), True),
     ("r3", "pyluz from R, R callbacks", _run_r("r_r_callbacks"), True),
+    ("r4", "pyluz from R, R metric (luz accuracy)", _run_r("r_r_metric"), True),
 ]
 TARGETS = {"c": ("<=", 1.10), "d": ("<", 1.00)}
 

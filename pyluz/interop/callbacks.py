@@ -12,10 +12,7 @@ Example (what the R package does)::
 
 from __future__ import annotations
 
-import functools
 import math
-
-import torch
 
 from ..callbacks.base import Callback
 from ..events import EVENTS
@@ -35,16 +32,6 @@ def _as_weight(weight):
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or math.isnan(weight):
         raise TypeError(f"A callback's `weight` must be a number, got {weight!r}.")
     return weight
-
-
-def _without_grad(fn):
-    """luz runs every callback with gradients off (`local_no_grad()`), so R callbacks written for
-    luz may update parameters in place (e.g. `p$clamp_()`); the cost is tiny next to the R call."""
-    @functools.wraps(fn)
-    def hook():
-        with torch.no_grad():
-            return fn()
-    return hook
 
 
 class RCallback(Callback):
@@ -67,7 +54,9 @@ class RCallback(Callback):
                 raise ValueError(f"R callback {self._name!r}: {bp!r} is not a breakpoint name (on_*).")
             if not callable(fn):
                 raise TypeError(f"R callback {self._name!r}: `{bp}` must be a function.")
-            setattr(self, bp, _without_grad(guard(fn, f"{self._name}.{bp}")))
+            # luz runs every callback with gradients off (`local_no_grad()`), so R callbacks
+            # written for luz may update parameters in place (e.g. `p$clamp_()`).
+            setattr(self, bp, guard(fn, f"{self._name}.{bp}", no_grad=True))
             self.r_hooks.append(bp)
         if state_dict is not None:
             self.state_dict = guard(state_dict, f"{self._name}.state_dict")

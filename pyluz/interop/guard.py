@@ -13,10 +13,14 @@ from __future__ import annotations
 import functools
 import threading
 
+import torch
+
 __all__ = ["ensure_main_thread", "guard", "is_r_callable", "RThreadError"]
 
 _current = threading.current_thread
 _main = threading.main_thread
+_grad_enabled = torch.is_grad_enabled
+_set_grad = torch._C._set_grad_enabled
 
 
 class RThreadError(RuntimeError):
@@ -38,19 +42,37 @@ def ensure_main_thread(what: str = "an R function") -> None:
         raise RThreadError(_message(what))
 
 
-def guard(fn, what: str | None = None):
+def guard(fn, what: str | None = None, no_grad: bool = False):
     """Wrap an R callable so it refuses to run off the main thread.
 
-    Already-guarded callables are returned unchanged.
+    Already-guarded callables are returned unchanged (with `no_grad`, their R function is
+    re-wrapped). `no_grad=True`: the call runs with gradients off (luz runs callbacks under
+    `local_no_grad()`); one wrapper does both, because per-batch hooks pay for every layer.
     """
-    if fn is None or getattr(fn, "__pyluz_r__", False):
+    if fn is None:
         return fn
+    if getattr(fn, "__pyluz_r__", False):
+        if not no_grad or getattr(fn, "__pyluz_no_grad__", False):
+            return fn
+        fn = getattr(fn, "__wrapped_r__", fn)
     label = what or getattr(fn, "__name__", "an R function")
 
-    def r_call(*args, **kwargs):
-        if _current() is not _main():
-            raise RThreadError(_message(label))
-        return fn(*args, **kwargs)
+    if no_grad:
+        def r_call(*args, **kwargs):
+            if _current() is not _main():
+                raise RThreadError(_message(label))
+            if _grad_enabled():
+                _set_grad(False)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    _set_grad(True)
+            return fn(*args, **kwargs)
+    else:
+        def r_call(*args, **kwargs):
+            if _current() is not _main():
+                raise RThreadError(_message(label))
+            return fn(*args, **kwargs)
 
     try:
         functools.update_wrapper(r_call, fn, assigned=("__doc__",), updated=())
@@ -59,6 +81,7 @@ def guard(fn, what: str | None = None):
     r_call.__name__ = label if label.isidentifier() else "r_call"
     r_call.__qualname__ = r_call.__name__
     r_call.__pyluz_r__ = True
+    r_call.__pyluz_no_grad__ = no_grad
     r_call.__wrapped_r__ = fn
     return r_call
 

@@ -4,9 +4,14 @@ The engine builds a fresh metric per epoch and phase with `Metric.fresh()` (luz 
 ``initialize`` there). `RMetric.fresh()` asks R for a **new R instance** through `factory`,
 which returns that instance's functions::
 
-    {"abbrev": "Acc", "update": f(preds, target), "compute": f(), "bind_ctx": f(ctx), "to": f(device)}
+    {"abbrev": "Acc", "update": f(preds, target), "compute": f(), "bind_ctx": f(ctx), "to": f(device),
+     "update_tensors": f(preds, target)}
 
-The metric's state stays in R; every call goes through the main-thread guard.
+The metric's state stays in R; every call goes through the main-thread guard. `update_tensors`
+(optional) is the same R function handed over without argument conversion (reticulate's
+``convert = FALSE``): it is called when `preds` and `target` are both tensors, which reach R as
+tensor objects either way, only cheaper; anything else (lists of tensors, ...) goes to `update`,
+which converts its arguments to R values.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from .guard import guard
 
 __all__ = ["RMetric"]
 
-_PARTS = ("update", "compute", "bind_ctx", "to")
+_PARTS = ("update", "compute", "bind_ctx", "to", "update_tensors")
+_Tensor = torch.Tensor
 
 
 class RMetric(Metric):
@@ -35,6 +41,7 @@ class RMetric(Metric):
         self._label = str(label)
         self._ctx = None
         self._fns = {}
+        self._update_tensors = None
         self.abbrev = None
         if parts is not None:
             self._attach(parts)
@@ -49,6 +56,7 @@ class RMetric(Metric):
             self._fns[part] = guard(fn, f"{self.abbrev}.{part}") if fn is not None else None
         if self._fns["update"] is None or self._fns["compute"] is None:
             raise ValueError(f"R metric {self._label!r} must define `update()` and `compute()`.")
+        self._update_tensors = self._fns["update_tensors"]
 
     # -- engine protocol -----------------------------------------------------------------------
     def fresh(self):
@@ -59,6 +67,10 @@ class RMetric(Metric):
             raise RuntimeError(f"R metric {self._label!r}: call fresh() first (this is a template).")
 
     def update(self, preds, target):
+        fast = self._update_tensors
+        if fast is not None and type(preds) is _Tensor and type(target) is _Tensor:
+            fast(preds, target)
+            return
         self._need_instance()
         self._fns["update"](preds, target)
 

@@ -105,12 +105,8 @@ r_callback_adapter <- function(cb) {
   members <- ls(cb, all.names = TRUE)
   bps <- members[startsWith(members, "on_")]
   bps <- bps[vapply(bps, function(bp) is.function(cb[[bp]]), logical(1))]
-  hooks <- lapply(bps, function(bp) {
-    force(bp)
-    function() cb[[bp]]()
-  })
+  hooks <- lapply(bps, r_callback_hook, cb = cb)
   names(hooks) <- bps
-  hooks <- lapply(hooks, r_callable, returns = FALSE)
   name <- class(cb)[1]
   weight <- cb$weight %||% 0
   if (!is.numeric(weight) || length(weight) != 1) {
@@ -128,4 +124,28 @@ r_callback_adapter <- function(cb) {
     name, hooks = hooks, weight = as.numeric(weight), state_dict = state_dict,
     load_state_dict = load_state_dict, bind_ctx = bind
   )
+}
+
+# One breakpoint as a Python callable. It runs at every batch for `on_train_batch_*`, so it is a
+# single R closure (errors tagged as by `r_callable()`, the method looked up at each call as luz
+# does) handed over with `convert = FALSE`: no arguments to convert, `NULL` comes back as `None`.
+# The engine adds the main-thread guard and turns gradients off (interop/callbacks.py).
+r_callback_hook <- function(bp, cb) {
+  force(bp)
+  force(cb)
+  reticulate::r_to_py(function() {
+    withCallingHandlers(cb[[bp]](), error = r_error_tag)
+    NULL
+  }, convert = FALSE)
+}
+
+# `ctx$iter`, `ctx$epoch`, ... in callbacks run every batch: for the plain fields of the engine's
+# Context, one attribute read and conversion (about half of reticulate's generic `$`); anything
+# else (methods, tensors, records, ...) goes through reticulate's `$` as before.
+.ctx_plain_fields <- c("iter", "epoch", "min_epochs", "max_epochs", "training", "verbose")
+
+#' @export
+`$.pyluz.context.Context` <- function(x, name) {
+  if (name %in% .ctx_plain_fields) return(reticulate::py_to_r(reticulate::py_get_attr(x, name)))
+  NextMethod()
 }

@@ -185,9 +185,18 @@ as_engine_metric <- function(m, argument = "metrics") {
 # The functions of one R metric instance, for the engine (see pyluz/interop/metrics.py).
 r_metric_parts <- function(obj, label) {
   abbrev <- obj$abbrev %||% label
+  # `update` runs every batch: one R closure (errors tagged as by `r_callable()`). The engine
+  # calls `update_tensors`, the same closure without argument conversion (cheaper; a tensor
+  # reaches R as the same tensor object either way), when preds and target are tensors, and
+  # `update` (arguments converted: lists of tensors become R lists) otherwise.
+  update <- function(preds, target) {
+    withCallingHandlers(obj$update(preds, target), error = r_error_tag)
+    NULL
+  }
   list(
     abbrev = as.character(abbrev)[1],
-    update = r_callable(function(preds, target) obj$update(preds, target), returns = FALSE),
+    update = update,
+    update_tensors = reticulate::r_to_py(update, convert = FALSE),
     compute = r_callable(function() as_plain_value(obj$compute())),
     bind_ctx = r_callable(function(ctx) bind_context(obj, ctx), returns = FALSE),
     to = r_callable(function(device) obj$to(device = device), returns = FALSE)
