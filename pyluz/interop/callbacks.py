@@ -34,7 +34,25 @@ def _as_weight(weight):
     return weight
 
 
-class RCallback(Callback):
+class BindsRContext:
+    """A `ctx` that is also bound into the R object whenever the engine sets it: luz binds ctx into
+    R callbacks and metrics, so their methods see `ctx` as a free variable."""
+
+    _ctx = None
+    _bind = None  # a guarded R function(ctx), or None
+
+    @property
+    def ctx(self):
+        return self._ctx
+
+    @ctx.setter
+    def ctx(self, value):
+        self._ctx = value
+        if self._bind is not None:
+            self._bind(value)
+
+
+class RCallback(BindsRContext, Callback):
     """An engine callback whose breakpoints, state functions and ctx binding are R closures.
 
     - `hooks`: ``{breakpoint: callable()}``; only these become methods.
@@ -68,15 +86,6 @@ class RCallback(Callback):
     def name(self):
         return self._name
 
-    @property
-    def ctx(self):
-        return self._ctx
-
-    @ctx.setter
-    def ctx(self, value):
-        self._ctx = value
-        if self._bind is not None:
-            self._bind(value)
 
     def __repr__(self):
         return f"<RCallback {self._name} hooks={self.r_hooks} weight={self.weight}>"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..metrics.base import Metric
+from .callbacks import BindsRContext
 from .guard import guard
 
 __all__ = ["RMetric"]
@@ -27,7 +28,7 @@ _PARTS = ("update", "compute", "bind_ctx", "to", "update_tensors")
 _Tensor = torch.Tensor
 
 
-class RMetric(Metric):
+class RMetric(BindsRContext, Metric):
     """An engine metric backed by an R ``luz_metric`` instance.
 
     `factory()` builds a new R instance and returns its parts (see the module docstring).
@@ -57,6 +58,7 @@ class RMetric(Metric):
         if self._fns["update"] is None or self._fns["compute"] is None:
             raise ValueError(f"R metric {self._label!r} must define `update()` and `compute()`.")
         self._update_tensors = self._fns["update_tensors"]
+        self._bind = self._fns["bind_ctx"]
 
     # -- engine protocol -----------------------------------------------------------------------
     def fresh(self):
@@ -91,16 +93,6 @@ class RMetric(Metric):
     def name(self):
         return self._label if self.abbrev is None else str(self.abbrev)
 
-    @property
-    def ctx(self):
-        return self._ctx
-
-    @ctx.setter
-    def ctx(self, value):
-        self._ctx = value
-        bind = self._fns.get("bind_ctx")
-        if bind is not None:
-            bind(value)
 
     def __repr__(self):
         return f"<RMetric {self.name}>"
