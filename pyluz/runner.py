@@ -10,6 +10,7 @@ from .callbacks.base import check_callbacks, order_callbacks
 from .callbacks.defaults import Interrupt, MetricsCallback, Profile, TrainValid
 from .callbacks.progress import Progress, default_verbose
 from .context import Context
+from .control import ControlFlow
 from .data import as_batches, num_batches, split_valid
 from .distributed import unwrap
 from .export import example_rows
@@ -61,6 +62,14 @@ def check_has_batches(loader):
         raise ValueError(f"`data` gives no training batch: it has fewer rows than batch_size={size} and training "
                          "drops the last incomplete batch. Pass dataloader_options={'batch_size': ...} with a smaller "
                          "size, or {'drop_last': False}.")
+
+
+def outside_fit(loop, name, *args):
+    """Run an evaluate/predict loop; the fit-only control flow (StopTraining, SkipEpoch) is a clear error."""
+    try:
+        return loop(*args)
+    except ControlFlow as e:
+        raise RuntimeError(f"{type(e).__name__} was raised during {name}(); it only steers fit().") from e
 
 
 def model_step(model, ctx):
@@ -141,7 +150,7 @@ def run_evaluate(fitted, data, metrics=None, callbacks=None, accelerator=None, v
     ctx.step = model_step(ctx.model, ctx)
     attach_context(ctx.model, ctx)
     try:
-        valid_loop(ctx)
+        outside_fit(valid_loop, "evaluate", ctx)
     finally:
         attach_context(ctx.model, None)
         records = ctx.records
@@ -161,7 +170,7 @@ def run_predict(fitted, newdata, stack=True, callbacks=None, accelerator=None, v
         predict_fn = model
     attach_context(model, ctx)
     try:
-        preds = predict_loop(ctx, predict_fn, kwargs)
+        preds = outside_fit(predict_loop, "predict", ctx, predict_fn, kwargs)
     finally:
         attach_context(model, None)
         ctx.clean()

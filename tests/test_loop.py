@@ -548,3 +548,19 @@ def test_metrics_are_fresh_per_epoch_and_phase(xy):
         assert fitted.records["metrics"][phase][epoch - 1]["acc"] == pytest.approx(correct / total)
     accs = [fitted.records["metrics"]["train"][e]["acc"] for e in range(3)]
     assert len(set(accs)) > 1  # each epoch counts its own batches only
+
+
+@pytest.mark.parametrize("signal", [pyluz.StopTraining, pyluz.SkipEpoch])
+def test_fit_only_control_flow_in_predict_and_evaluate_is_a_clear_error(xy, signal):
+    class Signal(pyluz.Callback):
+        def on_predict_batch_end(self):
+            raise signal()
+
+        on_valid_batch_end = on_predict_batch_end
+
+    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+        .fit(xy, epochs=1, verbose=False)
+    with pytest.raises(RuntimeError, match=f"{signal.__name__} was raised during predict\\(\\)"):
+        fitted.predict(xy[0], callbacks=[Signal()])
+    with pytest.raises(RuntimeError, match=f"{signal.__name__} was raised during evaluate\\(\\)"):
+        fitted.evaluate(xy, callbacks=[Signal()])
