@@ -120,10 +120,8 @@ class RModule(RObject, nn.Module):
         raise TypeError("R-defined modules can't be unpickled")
 
 
-class RDataset(RObject, Dataset):
-    """``torch.utils.data.Dataset`` whose ``.getitem``/``.length`` are R closures."""
-
-    has_getbatch = False
+class _RData(RObject):
+    """What R datasets share: no Python base to initialize; the R side sets up its state."""
 
     def _r_base_init(self):
         pass
@@ -132,6 +130,12 @@ class RDataset(RObject, Dataset):
         key = next(_keys)
         self.__dict__["_r_key"] = key
         type(self)._r_init(self, key, list(args), kwargs)
+
+
+class RDataset(_RData, Dataset):
+    """``torch.utils.data.Dataset`` whose ``.getitem``/``.length`` are R closures."""
+
+    has_getbatch = False
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -162,17 +166,9 @@ class RDataset(RObject, Dataset):
         return [r_item(get(i)) for i in idx]
 
 
-class RIterableDataset(RObject, IterableDataset):
+class RIterableDataset(_RData, IterableDataset):
     """``IterableDataset`` whose ``.iter()`` is an R closure returning an R
     function that yields one item per call (``NULL`` when exhausted)."""
-
-    def _r_base_init(self):
-        pass
-
-    def __init__(self, *args, **kwargs):
-        key = next(_keys)
-        self.__dict__["_r_key"] = key
-        type(self)._r_init(self, key, list(args), kwargs)
 
     def __iter__(self):
         fn = self.__dict__.get("_r_iter")
