@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(CURDIR)/$(VENV)/bin/python
 export RETICULATE_PYTHON := $(VPY)
+# The R package goes to a library inside the checkout, so two checkouts never share an installed copy.
+RLIB := $(CURDIR)/.rlib
+export R_LIBS := $(RLIB)
 # R tests and vignettes fail (instead of skipping) when the engine can't be found.
 export PYLUZ_REQUIRE_ENGINE := 1
 # Debian's reticulate 1.28 speaks only the numpy 1.x C API; torch is pinned to the local CPU wheel.
@@ -25,7 +28,8 @@ setup: .stamp-system .stamp-venv .stamp-rpkg
 	touch $@
 
 .stamp-rpkg: .stamp-system .stamp-venv $(RPKG_FILES)
-	R CMD INSTALL --no-multiarch --no-test-load rpkg >/dev/null
+	mkdir -p $(RLIB)
+	R CMD INSTALL --no-multiarch --no-test-load -l $(RLIB) rpkg >/dev/null
 	touch $@
 
 demo: setup
@@ -58,4 +62,4 @@ bench: setup .stamp-bench
 	$(VPY) bench/run.py
 
 clean:
-	rm -rf .stamp-* $(VENV) rpkg.Rcheck
+	rm -rf .stamp-* $(VENV) $(RLIB) rpkg.Rcheck
