@@ -20,8 +20,8 @@ from .module import LuzModule, fit, set_hparams, set_opt_hparams, setup
 from .results import Evaluation, Fitted
 from .checkpoints import load_checkpoint
 from .serialization import UnsafeFileError, load, load_model_weights, save_model_weights
+from .version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Accelerator", "Callback", "CallbackError", "Context", "Evaluation", "Fitted", "LRFinderResult", "LuzModule",

@@ -1,4 +1,4 @@
-"""Device selection and placement of models, optimizers and batches (SPEC §3.8)."""
+"""Device selection and placement of models, optimizers and batches."""
 
 import os
 import platform
@@ -6,20 +6,13 @@ import platform
 import torch
 
 from . import distributed
+from .checks import check_bool
+from .nested import to_device
 
 
 def move_to_device(obj, device, non_blocking=True):
-    """Move every tensor inside nested tuples/lists/dicts to `device`; other values are untouched."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=non_blocking)
-    if isinstance(obj, dict):
-        return {k: move_to_device(v, device, non_blocking) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [move_to_device(v, device, non_blocking) for v in obj]
-    if isinstance(obj, tuple):
-        moved = [move_to_device(v, device, non_blocking) for v in obj]
-        return type(obj)(*moved) if hasattr(obj, "_fields") else tuple(moved)
-    return obj
+    """Move every tensor inside nested tuples/namedtuples/lists/dicts to `device`; other values are untouched."""
+    return to_device(obj, device, non_blocking)
 
 
 class DeviceLoader:
@@ -71,10 +64,8 @@ class Accelerator:
     """
 
     def __init__(self, device_placement=True, cpu=False, cuda_index=None, strategy=None):
-        if not isinstance(device_placement, bool):
-            raise TypeError(f"`device_placement` must be True or False, got {device_placement!r}.")
-        if not isinstance(cpu, bool):
-            raise TypeError(f"`cpu` must be True or False, got {cpu!r}.")
+        check_bool(device_placement, "device_placement")
+        check_bool(cpu, "cpu")
         if cuda_index is not None and (isinstance(cuda_index, bool) or not isinstance(cuda_index, int)
                                        or cuda_index < 0):
             raise ValueError(f"`cuda_index` must be None or a non-negative int, got {cuda_index!r}.")

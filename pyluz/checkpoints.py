@@ -22,79 +22,21 @@ target with `os.replace`, so a crash at any moment leaves either the old or the 
 
 import collections.abc
 import numbers
-import random
 import warnings
 
 import numpy as np
 import torch
 from torch import nn
 
+from .checks import check_bool
+from .context import Context
 from .distributed import unwrap
-from .serialization import (FORMAT_VERSION, _check_existing, _load_state, _looks_like_safetensors, _model_of,
-                            _torch_load, atomic_write)
+from .files import atomic_write, check_existing, looks_like_safetensors, torch_load
+from .model_file import FORMAT_VERSION, load_state, model_of
+from .records import empty_records
+from .rng import get_rng_states, set_rng_states
 
 CHECKPOINT_FORMAT = "pyluz-checkpoint"
-
-
-def _loader_generators(ctx):
-    """{"train"/"valid": torch.Generator} used by the fit's loaders (when they have their own)."""
-    found = {}
-    if ctx is None:
-        return found
-    seen = set()
-    for name in ("train", "valid"):
-        loader = getattr(ctx, f"{name}_data", None)
-        while loader is not None and hasattr(loader, "loader") and not hasattr(loader, "generator"):
-            loader = loader.loader  # DeviceLoader
-        for candidate in (getattr(loader, "generator", None),
-                          getattr(getattr(loader, "sampler", None), "generator", None),
-                          getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None)):
-            if isinstance(candidate, torch.Generator) and id(candidate) not in seen:
-                seen.add(id(candidate))
-                found[name] = candidate
-                break
-    return found
-
-
-def get_rng_states(ctx=None):
-    """The states of Python's `random`, numpy's global RNG, torch (CPU, CUDA when in use) and the loaders' generators."""
-    version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    states = {
-        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
-                   "gauss_next": gauss},
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = list(torch.cuda.get_rng_state_all())
-    generators = _loader_generators(ctx)
-    if generators:
-        states["generators"] = {k: g.get_state() for k, g in generators.items()}
-    return states
-
-
-def set_rng_states(states, ctx=None):
-    """Restore what `get_rng_states` returned (missing parts are left alone)."""
-    py = states.get("python")
-    if py is not None:
-        random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
-    npy = states.get("numpy")
-    if npy is not None:
-        np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
-                             npy["cached_gaussian"]))
-    if states.get("torch") is not None:
-        torch.set_rng_state(states["torch"])
-    cuda = states.get("cuda")
-    if cuda and torch.cuda.is_available():
-        n = min(len(cuda), torch.cuda.device_count())
-        for i in range(n):
-            torch.cuda.set_rng_state(cuda[i], i)
-    saved = states.get("generators") or {}
-    for name, generator in _loader_generators(ctx).items():
-        if name in saved:
-            generator.set_state(saved[name])
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
@@ -155,7 +97,7 @@ def write_checkpoint(ctx, path):
         class SaveEvery5(pyluz.Callback):
             def on_epoch_end(self):
                 if self.ctx.epoch % 5 == 0:
-                    pyluz.serialization.write_checkpoint(self.ctx, f"ckpt/epoch-{self.ctx.epoch}.pt")
+                    pyluz.checkpoints.write_checkpoint(self.ctx, f"ckpt/epoch-{self.ctx.epoch}.pt")
     """
     state = checkpoint_state(ctx)
     return atomic_write(path, lambda f: torch.save(state, f))
@@ -163,11 +105,11 @@ def write_checkpoint(ctx, path):
 
 def read_checkpoint(path, argument="path"):
     """The checkpoint dict in `path` (tensors on CPU), read weights-only."""
-    path = _check_existing(path, argument)
-    if _looks_like_safetensors(path):
+    path = check_existing(path, argument)
+    if looks_like_safetensors(path):
         raise ValueError(f"`{argument}`: {path!r} is a model file (safetensors), not a checkpoint; use "
                          "pyluz.load() or pyluz.load_model_weights().")
-    state = _torch_load(path, argument)
+    state = torch_load(path, argument)
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise ValueError(f"`{argument}`: {path!r} is not a pyluz checkpoint (a dict with 'model', 'optimizers', "
                          "'callbacks', 'records', ...).")
@@ -212,34 +154,25 @@ def _restore_callbacks(callbacks, saved):
         load_fn(state)
 
 
-def _check_flag(value, argument):
-    if not isinstance(value, bool):
-        raise TypeError(f"`{argument}` must be True or False, got {value!r}.")
-    return value
-
-
 def apply_checkpoint(obj, state, path, restore_model_state=True, restore_records=False,
                      restore_optimizer_state=False, restore_callbacks_state=False, restore_rng_state=False):
     """Restore the parts of a checkpoint dict selected by the flags into a Context, Fitted or nn.Module."""
-    from .context import Context
-    from .results import Fitted
-
     if isinstance(obj, Context):
         ctx = obj
         if restore_model_state:
-            _load_state(unwrap(ctx.model), state["model"], path)
+            load_state(unwrap(ctx.model), state["model"], path)
         if restore_optimizer_state:
             _restore_optimizers(ctx.optimizers, state.get("optimizers"), path)
         if restore_records:
             if ctx.records.get("metrics", {}).get("train"):
                 warnings.warn("Restoring records from a checkpoint replaces the records of this fit.", stacklevel=3)
-            ctx.set_records(state.get("records") or {"metrics": {"train": [], "valid": []}})
+            ctx.set_records(state.get("records") or empty_records())
         if restore_callbacks_state:
             _restore_callbacks(ctx.callbacks, state.get("callbacks"))
         if restore_rng_state and state.get("rng"):
             set_rng_states(state["rng"], ctx)
         return
-    model = _model_of(obj, "obj")
+    model = model_of(obj, "obj")
     for flag, value in (("restore_optimizer_state", restore_optimizer_state),
                         ("restore_callbacks_state", restore_callbacks_state),
                         ("restore_rng_state", restore_rng_state)):
@@ -247,11 +180,11 @@ def apply_checkpoint(obj, state, path, restore_model_state=True, restore_records
             raise ValueError(f"`{flag}=True` needs a training context (`ctx`, e.g. from a callback); a "
                              f"{type(obj).__name__} only has a model and records.")
     if restore_model_state:
-        _load_state(model, state["model"], path)
+        load_state(model, state["model"], path)
     if restore_records:
-        if not isinstance(obj, Fitted):
+        if isinstance(obj, nn.Module):
             raise ValueError("`restore_records=True` needs a pyluz.Fitted or a Context, got an nn.Module.")
-        obj.records = state.get("records") or {"metrics": {"train": [], "valid": []}}
+        obj.records = state.get("records") or empty_records()
 
 
 def load_checkpoint(obj, path, restore_model_state=True, restore_records=False, restore_optimizer_state=False,
@@ -270,16 +203,13 @@ def load_checkpoint(obj, path, restore_model_state=True, restore_records=False, 
         fitted = model.fit(data, epochs=10, callbacks=[cb])
         pyluz.load_checkpoint(fitted, "checkpoints/epoch-03-valid_loss-0.123.pt")
     """
-    from .context import Context
-    from .results import Fitted
-
-    if not isinstance(obj, (Context, Fitted, nn.Module)):
+    if not isinstance(obj, (Context, nn.Module)) and not isinstance(getattr(obj, "model", None), nn.Module):
         raise TypeError(f"`obj` must be a pyluz.Fitted, a pyluz.Context or an nn.Module, got {type(obj).__name__}.")
     flags = dict(restore_model_state=restore_model_state, restore_records=restore_records,
                  restore_optimizer_state=restore_optimizer_state, restore_callbacks_state=restore_callbacks_state,
                  restore_rng_state=restore_rng_state)
     for name, value in flags.items():
-        _check_flag(value, name)
+        check_bool(value, name)
     state = read_checkpoint(path)
     apply_checkpoint(obj, state, path, **flags)
     return None

@@ -1,6 +1,7 @@
 """`Context` (luz's `ctx`): everything the loop, callbacks and the model share during fit/predict."""
 
-from .callbacks.base import HookTable
+from .events import HookTable
+from .records import empty_records
 
 
 def split_batch(batch):
@@ -57,7 +58,7 @@ class Context:
         self.buffers = {}
         self._batch = self.input = self.target = None
         self._opt = self._opt_name = None
-        self._records = {"metrics": {"train": [], "valid": []}}
+        self._records = empty_records()
         self.callbacks = callbacks
         self._hooks = HookTable(callbacks)
         for cb in callbacks:

@@ -1,4 +1,4 @@
-"""Turn what users pass as `data` into batches: one adapter per input kind (SPEC §3.2).
+"""Turn what users pass as `data` into batches: one adapter per input kind.
 
 In-memory inputs (tensors, arrays, tuples/dicts of them, TensorDataset) take the fast path,
 `TensorBatches`: a batch is one index operation on the stored tensors.

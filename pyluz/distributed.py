@@ -1,4 +1,4 @@
-"""Distributed data parallel (SPEC §3.8). Everything DDP-specific in the engine lives in this file.
+"""Distributed data parallel. Everything DDP-specific in the engine lives in this file.
 
 When is it on?
     When the script runs under ``torchrun`` with more than one process (env ``WORLD_SIZE > 1``), or

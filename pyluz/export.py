@@ -1,4 +1,4 @@
-"""Programs that run an R-defined model's forward pass without R (SPEC §4.5).
+"""Programs that run an R-defined model's forward pass without R.
 
 A module written with R's ``nn_module()`` is a Python ``torch.nn.Module`` whose ``forward`` calls
 back into R (see ``pyluz.interop.rtorch``), so a Python process without R can't rebuild it from a
@@ -19,9 +19,10 @@ Every program is checked before it is written: on a perturbed copy of the exampl
 give the same output as the model (else nothing is saved and a warning says why). The file's
 sha256 is recorded in the model file's JSON metadata (``"program"``).
 
-The example input is what the fit last fed the model (``Fitted.example_input``, up to 2 rows;
-``run_fit`` keeps it). Set ``fitted.example_input`` yourself for a model that has none (e.g. one
-loaded with ``module=``).
+The example input is a small copy of what the fit last fed the model (``Fitted.example_input``,
+up to 2 rows). A fit keeps it only when asked to, with the ``pyluz.callbacks.KeepExampleInput``
+callback (the R front end adds it; a pure-Python fit does no work for this). Set
+``fitted.example_input`` yourself for a model that has none (e.g. one loaded with ``module=``).
 
 Security: neither ``torch.export.load`` nor ``torch.jit.load`` is safe on untrusted files
 (``torch.export.load`` unpickles parts of the archive with ``weights_only=False`` and ``eval``s
@@ -38,6 +39,11 @@ import warnings
 
 import torch
 from torch import nn
+
+from .files import atomic_write
+from .interop.errors import strip_tags
+from .interop.guard import is_r_callable
+from .nested import concat, is_namedtuple, map_structure, map_tensors, tensors
 
 EXPORT_FORMAT = "torch.export"
 JIT_FORMAT = "torch.jit"
@@ -60,17 +66,34 @@ def example_rows(value, n=EXAMPLE_ROWS):
 
     Nested tuples/lists/dicts are kept; numbers, strings, booleans and None pass through. A batch
     with fewer rows is repeated up to `n` (the values only serve to trace the model). Returns None
-    when the input is empty or holds anything else.
+    when the input is empty or holds anything else (namedtuples and dicts with non-string keys
+    included: a program's input is a tensor or plain containers of them).
+
+    >>> example_rows({"x": torch.arange(6.).reshape(3, 2)})["x"]
+    tensor([[0., 1.],
+            [2., 3.]])
     """
     try:
-        return _rows(value, n)
-    except Exception:  # best effort (it runs at the end of every fit): no example rather than an error
+        return map_structure(lambda leaf: _rows(leaf, n), _plain_containers(value))
+    except _NoExample:
+        return None
+    except Exception:  # best effort (it runs at the end of a fit): no example rather than an error
         return None
 
 
-def _rows(value, n):
-    if isinstance(value, torch.Tensor):
-        t = value.detach()
+def _plain_containers(value):
+    """`value` itself when its containers are plain tuples/lists/str-keyed dicts, else _NoExample."""
+    if is_namedtuple(value) or (isinstance(value, dict) and not all(isinstance(k, str) for k in value)):
+        raise _NoExample
+    if isinstance(value, (list, tuple, dict)):
+        for v in (value.values() if isinstance(value, dict) else value):
+            _plain_containers(v)
+    return value
+
+
+def _rows(leaf, n):
+    if isinstance(leaf, torch.Tensor):
+        t = leaf.detach()
         if t.dim() > 0:
             if t.shape[0] == 0:
                 raise _NoExample
@@ -78,38 +101,14 @@ def _rows(value, n):
             if t.shape[0] < n:
                 t = t.repeat_interleave(math.ceil(n / t.shape[0]), dim=0)[:n]
         return t.to("cpu", copy=True).contiguous()
-    if isinstance(value, (tuple, list)) and not hasattr(value, "_fields"):
-        return type(value)(_rows(v, n) for v in value)
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: _rows(v, n) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
+    if leaf is None or isinstance(leaf, (bool, int, float, str)):
+        return leaf
     raise _NoExample
-
-
-def _map_tensors(fn, value):
-    if isinstance(value, torch.Tensor):
-        return fn(value)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_map_tensors(fn, v) for v in value)
-    if isinstance(value, dict):
-        return {k: _map_tensors(fn, v) for k, v in value.items()}
-    return value
-
-
-def _tensors(value):
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
 
 
 def is_r_backed(model):
     """True for modules defined in R (`nn_module()`), which Python can't rebuild without R."""
-    return bool(getattr(model, "__pyluz_r__", False))
+    return is_r_callable(model)
 
 
 # -- capturing the program ------------------------------------------------------------------------
@@ -129,7 +128,7 @@ def _perturbed(example):
     """Another input of the same structure, to check that a program did not bake in values."""
     def change(t):
         return t * 0.75 + 0.25 if t.is_floating_point() else t
-    return _map_tensors(change, example)
+    return map_tensors(change, example)
 
 
 def _batch_is_dynamic(ep):
@@ -144,7 +143,7 @@ def _batch_is_dynamic(ep):
 
 def _export(wrapper, example, one_row):
     """(format, batch, program, bytes) with torch.export: dynamic batch, else fixed at one row."""
-    dims = _map_tensors(lambda t: {0: torch.export.Dim.AUTO} if t.dim() > 0 else None, example)
+    dims = map_tensors(lambda t: {0: torch.export.Dim.AUTO} if t.dim() > 0 else None, example)
     ep, batch = torch.export.export(wrapper, (example,), dynamic_shapes=(dims,)), "dynamic"
     if not _batch_is_dynamic(ep):  # the forward fixed the batch size: capture it on one row
         ep, batch = torch.export.export(wrapper, (one_row,)), 1
@@ -165,14 +164,12 @@ def _trace(wrapper, one_row):
 
 
 def _same(a, b):
-    ta, tb = _tensors(a), _tensors(b)
+    ta, tb = tensors(a), tensors(b)
     return (len(ta) == len(tb) > 0
-            and all(x.shape == y.shape and torch.allclose(x, y, rtol=1e-5, atol=1e-6) for x, y in zip(ta, tb)))
+            and all(x.shape == y.shape and torch.allclose(x, y, rtol=1e-5, atol=1e-6) for x, y in zip(ta, tb, strict=True)))
 
 
 def _first_line(error):
-    from .interop.errors import strip_tags  # R errors carry a registry tag; not for this message
-
     text = strip_tags(str(error)).strip()
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
@@ -226,8 +223,6 @@ def save_program(model, example, path):
     Returns the metadata entry `{"file", "format", "batch", "sha256", "torch_version"}`; the file
     name is relative to the model file's folder. Raises `ExportError` when no program can be made.
     """
-    from .serialization import atomic_write
-
     data, info = capture(model, example)
     file = os.path.basename(path) + _SUFFIX[info["format"]]
     atomic_write(os.path.join(os.path.dirname(os.path.abspath(path)), file), lambda f: f.write(data))
@@ -260,12 +255,10 @@ class ProgramModule(nn.Module):
     def forward(self, x):
         if self.batch == "dynamic":
             return self.program(x)
-        from .runner import stack_predictions
-
-        tensors = _tensors(x)
-        n = tensors[0].shape[0] if tensors else 1
-        outs = [self.program(_map_tensors(lambda t, i=i: t[i:i + 1] if t.dim() > 0 else t, x)) for i in range(n)]
-        return stack_predictions(outs)
+        found = tensors(x)
+        n = found[0].shape[0] if found else 1
+        outs = [self.program(map_tensors(lambda t, i=i: t[i:i + 1] if t.dim() > 0 else t, x)) for i in range(n)]
+        return concat(outs)
 
     def extra_repr(self):
         rows = "any batch size" if self.batch == "dynamic" else "run one row at a time"

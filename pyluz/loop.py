@@ -1,6 +1,6 @@
 """The loops (fit, validation, predict) and the default step. Only the math and the breakpoints.
 
-Reads like SPEC §3.3; callbacks do everything else (modes, metrics, progress, timing, control).
+Reads like luz's loop (the contract is in docs/loop.md); callbacks do everything else (modes, metrics, progress, timing, control).
 """
 
 import torch

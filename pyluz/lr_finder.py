@@ -2,13 +2,17 @@
 
 import copy
 import math
-import numbers
 
 import numpy as np
 import torch
 
 from .callbacks.base import Callback
+from .checks import check_bool, check_int, check_positive, check_type
 from .control import StopTraining
+from .data import num_batches
+from .module import LuzModule
+from .plotting import plot_lr_finder
+from .runner import check_verbose
 
 
 def lr_schedule(steps, start_lr, end_lr, log_spaced=True):
@@ -85,8 +89,6 @@ class LRFinderResult:
 
     def plot(self):
         """Matplotlib figure of loss against learning rate (log scale), with the suggestion marked."""
-        from .plotting import plot_lr_finder
-
         suggestion = self.suggestion()
         return plot_lr_finder(self.lr, self.loss, self.smoothed(),
                               None if math.isnan(suggestion) else suggestion)
@@ -120,8 +122,6 @@ class LRFinderCallback(Callback):
             self.bar = tqdm(total=len(self.lrs), desc="lr_finder", leave=False)
 
     def on_train_begin(self):
-        from .data import num_batches
-
         if num_batches(self.ctx.data) == 0:  # nothing to train on: stop now (lr_finder raises)
             raise StopTraining()
 
@@ -153,12 +153,6 @@ class LRFinderCallback(Callback):
             self.bar = None
 
 
-def _positive(name, value):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not (0 < value < math.inf):
-        raise ValueError(f"lr_finder: `{name}` must be a positive finite number, got {value!r}.")
-    return float(value)
-
-
 def lr_finder(luz_module, data, steps=100, start_lr=1e-7, end_lr=1e-1, log_spaced=True, dataloader_options=None,
               verbose=None):
     """Train for `steps` batches with a learning rate growing from `start_lr` towards `end_lr` (luz's `lr_finder`).
@@ -176,26 +170,15 @@ def lr_finder(luz_module, data, steps=100, start_lr=1e-7, end_lr=1e-1, log_space
                               (x, y), steps=100, dataloader_options={"batch_size": 64})
         res.plot()
     """
-    from .module import LuzModule
-
-    if not isinstance(luz_module, LuzModule):
-        raise TypeError(f"lr_finder: `luz_module` must be the result of setup(), got {type(luz_module).__name__}.")
-    if not (isinstance(steps, numbers.Integral) and not isinstance(steps, bool) or
-            isinstance(steps, float) and steps.is_integer()) or steps < 1:
-        raise ValueError(f"lr_finder: `steps` must be an integer >= 1, got {steps!r}.")
-    steps = int(steps)
-    start_lr = _positive("start_lr", start_lr)
-    end_lr = _positive("end_lr", end_lr)
+    owner = "lr_finder"
+    check_type(luz_module, "luz_module", LuzModule, "the result of setup()", owner)
+    steps = check_int(steps, "steps", owner, min_value=1)
+    start_lr = check_positive(start_lr, "start_lr", owner)
+    end_lr = check_positive(end_lr, "end_lr", owner)
     if not end_lr > start_lr:
         raise ValueError(f"lr_finder: `end_lr` must be greater than `start_lr` ({start_lr!r}), got {end_lr!r}.")
-    if not isinstance(log_spaced, bool):
-        raise TypeError(f"lr_finder: `log_spaced` must be True or False, got {log_spaced!r}.")
-    if verbose is None:
-        from .callbacks.progress import default_verbose
-
-        verbose = default_verbose()
-    elif not isinstance(verbose, bool):
-        raise TypeError(f"lr_finder: `verbose` must be True, False or None, got {verbose!r}.")
+    check_bool(log_spaced, "log_spaced", owner)
+    verbose = check_verbose(verbose, owner)
 
     recorder = LRFinderCallback(lr_schedule(steps, start_lr, end_lr, log_spaced), start_lr, verbose)
     module = luz_module.set_opt_hparams(**{**luz_module.opt_hparams, "lr": start_lr})

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 
 from .metrics import as_metric_set
+from .results import Fitted
+from .runner import run_fit
 
 
 class LuzModule:
@@ -48,10 +50,9 @@ class LuzModule:
     def fit(self, data, epochs=10, callbacks=None, valid_data=None, accelerator=None, verbose=None,
             dataloader_options=None):
         """Train and return a `Fitted`. See `pyluz.fit` for the arguments."""
-        from .runner import run_fit
-
-        return run_fit(self, data, epochs=epochs, callbacks=callbacks, valid_data=valid_data,
-                       accelerator=accelerator, verbose=verbose, dataloader_options=dataloader_options)
+        run = run_fit(self, data, epochs=epochs, callbacks=callbacks, valid_data=valid_data,
+                      accelerator=accelerator, verbose=verbose, dataloader_options=dataloader_options)
+        return Fitted(model=run.model, records=run.records, luz_module=self, opt_names=run.opt_names)
 
     def __repr__(self):
         name = getattr(self.module, "__name__", type(self.module).__name__)

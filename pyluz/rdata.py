@@ -2,7 +2,7 @@
 
 Uses rpy2 (the optional extra `pyluz[r]`; on R 4.2 pin `rpy2==3.5.17`). Only for Python processes:
 where R hosts this Python through reticulate 1.28, rpy2 would embed a second R binding and crash,
-so this module refuses to load R there (SPEC §4.5).
+so this module refuses to load R there.
 
 Example::
 

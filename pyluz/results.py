@@ -2,27 +2,17 @@
 
 import pandas as pd
 
+from .checks import check_bool
 from .metrics import format_metric_value
-
-
-def flatten_value(name, value):
-    """[(metric_name, float)]: a dict value (several optimizers) gives name_<key> rows, a list name_<i>."""
-    if isinstance(value, dict):
-        return [(f"{name}_{k}", v) for k, v in value.items()]
-    if isinstance(value, (list, tuple)):
-        return [(f"{name}_{i}", v) for i, v in enumerate(value)]
-    return [(name, value)]
+from .model_file import write_fitted
+from .plotting import plot_metrics
+from .records import flat_metrics, metric_rows
+from .runner import run_evaluate, run_predict
 
 
 def metrics_frame(records):
     """DataFrame[set, metric, epoch, value]: train rows then valid rows, by epoch, in metric order."""
-    rows = []
-    for set_name in ("train", "valid"):
-        for epoch, values in enumerate(records.get("metrics", {}).get(set_name, []), start=1):
-            for name, value in values.items():
-                for metric, v in flatten_value(name, value):
-                    rows.append((set_name, metric, epoch, v))
-    return pd.DataFrame(rows, columns=["set", "metric", "epoch", "value"])
+    return pd.DataFrame(metric_rows(records), columns=["set", "metric", "epoch", "value"])
 
 
 def _pretty_seconds(s):
@@ -57,8 +47,8 @@ class Fitted:
         self.records = records
         self.luz_module = luz_module
         self.opt_names = list(opt_names)
-        # A small CPU copy of a model input (what fit() last fed the model, 2 rows); `save()` uses it
-        # to export models defined in R as programs that run without R (pyluz.export).
+        # A small CPU copy of a model input (kept by the KeepExampleInput callback, which the R front
+        # end adds); `save()` uses it to export models defined in R as programs (pyluz.export).
         self.example_input = example_input
 
     @property
@@ -76,19 +66,15 @@ class Fitted:
         `stack=True` concatenates batch outputs (tensors, or tuples/dicts of tensors) along dim 0;
         other outputs come back as the list of per-batch results.
         """
-        from .runner import run_predict
-
-        if not isinstance(stack, bool):
-            raise TypeError(f"`stack` must be True or False, got {stack!r}.")
+        check_bool(stack, "stack")
         return run_predict(self, newdata, stack=stack, callbacks=callbacks, accelerator=accelerator,
                            verbose=verbose, dataloader_options=dataloader_options, **kwargs)
 
     def evaluate(self, data, metrics=None, callbacks=None, accelerator=None, verbose=None, dataloader_options=None):
         """Loss and metrics over `data` (one validation pass); `metrics` overrides setup's metrics."""
-        from .runner import run_evaluate
-
-        return run_evaluate(self, data, metrics=metrics, callbacks=callbacks, accelerator=accelerator,
-                            verbose=verbose, dataloader_options=dataloader_options)
+        records = run_evaluate(self, data, metrics=metrics, callbacks=callbacks, accelerator=accelerator,
+                               verbose=verbose, dataloader_options=dataloader_options)
+        return Evaluation(records)
 
     def get_metrics(self):
         """DataFrame[set, metric, epoch, value] of every recorded metric."""
@@ -96,15 +82,17 @@ class Fitted:
 
     def plot(self):
         """A matplotlib figure: one panel per metric, train and valid curves over epochs."""
-        from .plotting import plot_metrics
-
         return plot_metrics(self.get_metrics())
 
     def save(self, path):
-        """Save weights and metadata (records, hparams) to `path`; read back with `pyluz.load(path)`."""
-        from .serialization import save_fitted
+        """Save weights and metadata (records, hparams) to `path`; read back with `pyluz.load(path)`.
 
-        return save_fitted(self, path)
+        A model defined in R is also exported as a program next to `path` (see `pyluz.export`),
+        from `example_input`. Returns `path`.
+        """
+        module = self.luz_module.module if self.luz_module is not None else self.model
+        return write_fitted(path, self.model, module, self.hparams, self.opt_hparams, self.opt_names, self.records,
+                            example_input=self.example_input)
 
     def __repr__(self):
         profile = self.records.get("profile", {})
@@ -132,8 +120,7 @@ class Evaluation:
     def get_metrics(self):
         rows = []
         for values in self.records.get("metrics", {}).get("valid", [])[:1]:
-            for name, value in values.items():
-                rows += flatten_value(name, value)
+            rows += flat_metrics(values)
         return pd.DataFrame(rows, columns=["metric", "value"])
 
     def __getitem__(self, name):

@@ -1,22 +1,34 @@
-"""Builds the Context for fit / evaluate / predict from the user's arguments and runs the loop."""
+"""Builds the Context for fit / evaluate / predict from the user's arguments and runs the loop.
+
+The runner returns plain data (`FitRun`, records, predictions); the façade (`LuzModule.fit`,
+`Fitted.evaluate`, `Fitted.predict`) wraps it in `Fitted` / `Evaluation`.
+"""
 
 import functools
 import numbers
-
-import torch
+from dataclasses import dataclass
 
 from .accelerator import Accelerator
 from .callbacks.base import check_callbacks, order_callbacks
-from .callbacks.defaults import Interrupt, MetricsCallback, Profile, TrainValid
-from .callbacks.progress import Progress, default_verbose
+from .callbacks.defaults import default_evaluate_callbacks, default_fit_callbacks, default_predict_callbacks
+from .callbacks.progress import default_verbose
+from .checks import check_optional_bool, check_type
 from .context import Context
 from .control import ControlFlow
 from .data import as_batches, num_batches, split_valid
 from .distributed import unwrap
-from .export import example_rows
 from .loop import default_step, fit_loop, predict_loop, valid_loop
 from .metrics import as_metric_set
-from .results import Evaluation, Fitted
+from .nested import concat
+
+
+@dataclass
+class FitRun:
+    """What a fit leaves: the trained module (unwrapped from DDP), its records and optimizer names."""
+
+    model: object
+    records: dict
+    opt_names: list
 
 
 def check_epochs(epochs):
@@ -38,17 +50,12 @@ def check_epochs(epochs):
 def check_accelerator(accelerator):
     if accelerator is None:
         return Accelerator()
-    if not isinstance(accelerator, Accelerator):
-        raise TypeError(f"`accelerator` must be a pyluz.Accelerator, got {type(accelerator).__name__}.")
-    return accelerator
+    return check_type(accelerator, "accelerator", Accelerator, "a pyluz.Accelerator")
 
 
-def check_verbose(verbose):
-    if verbose is None:
-        return default_verbose()
-    if not isinstance(verbose, bool):
-        raise TypeError(f"`verbose` must be True, False or None, got {verbose!r}.")
-    return verbose
+def check_verbose(verbose, owner=None):
+    verbose = check_optional_bool(verbose, "verbose", owner)
+    return default_verbose() if verbose is None else verbose
 
 
 def _is_fraction(x):
@@ -80,12 +87,12 @@ def model_step(model, ctx):
 
 def attach_context(model, ctx):
     """Let the module read `self.ctx` during a run; cleared afterwards so it is never saved."""
-    target = getattr(model, "module", model) if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-    target.ctx = ctx
+    unwrap(model).ctx = ctx
 
 
 def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accelerator=None, verbose=None,
             dataloader_options=None):
+    """Train what `luz_module` (a `LuzModule`) builds; returns a `FitRun`. Arguments as in `pyluz.fit`."""
     min_epochs, max_epochs = check_epochs(epochs)
     user_callbacks = check_callbacks(callbacks)
     accelerator = check_accelerator(accelerator)
@@ -104,7 +111,7 @@ def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accele
     valid = as_batches(valid_data, dataloader_options, "valid", "valid_data", pin)
     model, optimizers, train, valid = accelerator.prepare(model, optimizers, train, valid)
 
-    defaults = [Profile(), TrainValid(), MetricsCallback(metric_set), Progress(), Interrupt()]
+    defaults = default_fit_callbacks(metric_set)
     module = unwrap(model)  # the user's methods live on the module, not on a DDP wrapper
     ctx = Context(model=model, accelerator=accelerator, callbacks=order_callbacks(defaults + user_callbacks),
                   verbose=verbose, training=True, optimizers=optimizers, loss_fn=luz_module.loss_fn(module),
@@ -119,11 +126,9 @@ def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accele
     finally:
         attach_context(model, None)
         records = ctx.records
-        example = example_rows(ctx.input)  # the last batch's input, 2 rows on CPU: lets save() export R models
         ctx.clean()
     # Under DDP `model` is the DistributedDataParallel wrapper; the fitted model is the user's module.
-    return Fitted(model=module, records=records, luz_module=luz_module, opt_names=list(optimizers),
-                  example_input=example)
+    return FitRun(model=module, records=records, opt_names=list(optimizers))
 
 
 def _eval_context(fitted, callbacks, defaults, accelerator, verbose):
@@ -139,8 +144,9 @@ def _eval_context(fitted, callbacks, defaults, accelerator, verbose):
 
 
 def run_evaluate(fitted, data, metrics=None, callbacks=None, accelerator=None, verbose=None, dataloader_options=None):
+    """One validation pass of `fitted` over `data`; returns the records."""
     metric_set = as_metric_set(fitted.luz_module.metrics if metrics is None else metrics)
-    defaults = [Profile(), TrainValid(), MetricsCallback(metric_set), Progress(), Interrupt()]
+    defaults = default_evaluate_callbacks(metric_set)
     ctx = _eval_context(fitted, callbacks, defaults, accelerator, verbose)
     if ctx.loss_fn is None and not callable(getattr(ctx.model, "step", None)):
         raise ValueError("evaluate() needs a loss, but this model has none (e.g. it was loaded without one): "
@@ -155,12 +161,13 @@ def run_evaluate(fitted, data, metrics=None, callbacks=None, accelerator=None, v
         attach_context(ctx.model, None)
         records = ctx.records
         ctx.clean()
-    return Evaluation(records)
+    return records
 
 
 def run_predict(fitted, newdata, stack=True, callbacks=None, accelerator=None, verbose=None,
                 dataloader_options=None, **kwargs):
-    ctx = _eval_context(fitted, callbacks, [Progress(), Interrupt()], accelerator, verbose)
+    """The outputs of `fitted`'s model over `newdata`: stacked (`stack=True`) or the per-batch list."""
+    ctx = _eval_context(fitted, callbacks, default_predict_callbacks(), accelerator, verbose)
     loader = as_batches(newdata, dataloader_options, "predict", "newdata", ctx.accelerator.pin_memory)
     ctx.data = ctx.accelerator.prepare_loader(loader)
     model = ctx.model
@@ -178,18 +185,5 @@ def run_predict(fitted, newdata, stack=True, callbacks=None, accelerator=None, v
 
 
 def stack_predictions(preds):
-    """Concatenate per-batch outputs along dim 0: tensors, tuples/dicts of tensors; else the list."""
-    if not preds:
-        return preds
-    first = preds[0]
-    if all(isinstance(p, torch.Tensor) for p in preds):
-        return torch.cat(preds, dim=0) if first.dim() > 0 else torch.stack(preds)
-    if isinstance(first, (tuple, list)) and all(
-            isinstance(p, type(first)) and len(p) == len(first) and all(isinstance(t, torch.Tensor) for t in p)
-            for p in preds):
-        return type(first)(torch.cat(parts, dim=0) for parts in zip(*preds))
-    if isinstance(first, dict) and all(
-            isinstance(p, dict) and p.keys() == first.keys() and all(isinstance(t, torch.Tensor) for t in p.values())
-            for p in preds):
-        return {k: torch.cat([p[k] for p in preds], dim=0) for k in first}
-    return preds
+    """Concatenate per-batch outputs along dim 0 (tensors, or the same nested tuples/dicts of tensors); else the list."""
+    return concat(preds)

@@ -1,4 +1,4 @@
-"""SPEC §7: repeated fits (and predict/evaluate) keep nothing alive, checked with the GC disabled, so a
+"""Repeated fits (and predict/evaluate) keep nothing alive, checked with the GC disabled, so a
 reference cycle through the model, optimizers, data or the ctx would show up as a live weak reference."""
 
 import gc

@@ -1,4 +1,4 @@
-"""Audit of results against SPEC §3.3/§3.6/§3.7: custom steps in fit/evaluate, predict outputs, list- and
+"""Audit of results against the loop contract (docs/loop.md): custom steps in fit/evaluate, predict outputs, list- and
 dict-valued metrics in records, get_metrics and printing."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""AutoResume: an interrupted run, re-run, ends with exactly the weights of an uninterrupted one (SPEC §7)."""
+"""AutoResume: an interrupted run, re-run, ends with exactly the weights of an uninterrupted one."""
 
 import importlib.util
 import os

@@ -67,7 +67,7 @@ def test_train_defaults_shuffle_and_drop_last_valid_does_not():
     assert torch.equal(torch.cat([b[0] for b in valid]), x)
 
 
-def test_dataloader_options_apply_to_arrays_and_tensors():  # luz drops them (SPEC §5.4)
+def test_dataloader_options_apply_to_arrays_and_tensors():  # luz drops them (a bug)
     x = np.random.default_rng(0).normal(size=(20, 3))
     loader = as_batches(x, {"batch_size": 5, "shuffle": False}, "train")
     first = batches_of(loader)[0][0]
@@ -158,7 +158,7 @@ def test_valid_fraction_split_is_random_and_complete():
 
 def test_valid_fraction_rules():
     x = torch.arange(10.0)
-    assert split_valid(x, 0) == (x, None)  # SPEC §5.5: 0 means no validation
+    assert split_valid(x, 0) == (x, None)  # 0 means no validation
     for bad in [1, 1.5, -0.1]:
         with pytest.raises(ValueError, match=r"\[0, 1\)"):
             split_valid(x, bad)

@@ -1,4 +1,4 @@
-"""EarlyStopping and the shared monitor logic (luz's tests + SPEC §5.2/§5.6 fixes)."""
+"""EarlyStopping and the shared monitor logic (luz's tests, plus fixes of luz's bugs in mode='zero' and the first epochs)."""
 
 import math
 

@@ -1,10 +1,11 @@
-"""Models defined in R are saved with a program that runs their forward pass without R (SPEC §4.5),
-and a program is only loaded when the caller trusts the file (SPEC §3.9, §7).
+"""Models defined in R are saved with a program that runs their forward pass without R,
+and a program is only loaded when the caller trusts the file.
 
 "R-defined" modules are emulated by plain modules flagged `__pyluz_r__ = True` whose class is
 defined inside a function, so it can't be imported by a process that loads the file.
 """
 
+import collections
 import hashlib
 import io
 import json
@@ -23,6 +24,8 @@ from torch import nn
 
 import pyluz
 from pyluz import export as E
+from pyluz import files as F
+from pyluz import model_file as M
 from pyluz import serialization as S
 
 
@@ -58,12 +61,24 @@ def data(n=50, seed=0):
 
 
 def train(kind="mlp"):
+    """A fit as the R front end runs it: with KeepExampleInput, whose rows go to `example_input`."""
     torch.manual_seed(0)
-    return (pyluz.setup(r_like(kind), loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
-            .set_hparams(hidden=6).fit(data(), epochs=2, verbose=False, dataloader_options={"batch_size": 16}))
+    keep = pyluz.callbacks.KeepExampleInput()
+    fitted = (pyluz.setup(r_like(kind), loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
+              .set_hparams(hidden=6).fit(data(), epochs=2, verbose=False, callbacks=[keep],
+                                         dataloader_options={"batch_size": 16}))
+    fitted.example_input = keep.example
+    return fitted
 
 
-def test_fit_keeps_a_small_example_input():
+def test_a_plain_fit_keeps_no_example_input():
+    torch.manual_seed(0)
+    fitted = pyluz.setup(nn.Linear(4, 3), loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).fit(
+        data(), epochs=1, verbose=False)
+    assert fitted.example_input is None
+
+
+def test_keep_example_input_keeps_a_small_example_input():
     fitted = train()
     ex = fitted.example_input
     assert ex.shape == (2, 4) and ex.device.type == "cpu" and not ex.requires_grad
@@ -75,6 +90,8 @@ def test_fit_keeps_a_small_example_input():
     assert nested["x"].shape == (2, 2) and nested["meta"][0].shape == (2,) and nested["meta"][1:] == (3, None)
     assert E.example_rows(torch.zeros(0, 4)) is None
     assert E.example_rows([torch.ones(3), object()]) is None
+    Pair = collections.namedtuple("Pair", "x y")
+    assert E.example_rows(Pair(torch.ones(3), torch.ones(3))) is None  # a program's input has plain containers
 
 
 def load_in_subprocess(path, x, tmp_path, trust=True):
@@ -235,13 +252,13 @@ def test_crafted_programs_are_never_loaded_without_trust(tmp_path):
     path = tmp_path / "model.safetensors"
     fitted.save(path)
     marker = tmp_path / "pwned"
-    tensors, meta = S._read_safetensors(str(path))  # the weights and the raw JSON metadata
+    tensors, meta = F.read_safetensors(str(path))  # the weights and the raw JSON metadata
 
     # A crafted program whose sha256 the (equally crafted) model file records.
     data_bytes = evil_program(tmp_path / "model.safetensors.pt2", tmp_path / "evil.pt2", marker)
     meta["program"].update(file="evil.pt2", sha256=hashlib.sha256(data_bytes).hexdigest())
     crafted = tmp_path / "crafted.safetensors"
-    S._write_safetensors(str(crafted), tensors, meta)
+    M.write_safetensors(str(crafted), tensors, meta)
     with pytest.raises(ValueError, match="trust_program=True"):
         pyluz.load(crafted)
     assert not marker.exists()
@@ -255,12 +272,12 @@ def test_crafted_programs_are_never_loaded_without_trust(tmp_path):
     # The metadata can only name a file next to the model file.
     for bad in ("../evil.pt2", "/tmp/evil.pt2", "sub/evil.pt2", ".."):
         meta["program"]["file"] = bad
-        S._write_safetensors(str(crafted), tensors, meta)
+        M.write_safetensors(str(crafted), tensors, meta)
         with pytest.raises(ValueError, match="not a file name next to the model file"):
             pyluz.load(crafted, trust_program=True)
     for bad in ({"file": "evil.pt2", "format": "pickle", "batch": 1, "sha256": "0"}, "evil.pt2", ["evil.pt2"]):
         meta["program"] = bad
-        S._write_safetensors(str(crafted), tensors, meta)
+        M.write_safetensors(str(crafted), tensors, meta)
         for trust in (False, True):
             with pytest.raises(ValueError, match="not one pyluz writes"):
                 pyluz.load(crafted, trust_program=trust)

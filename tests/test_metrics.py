@@ -563,7 +563,6 @@ def test_as_metric_set():
         (lambda: Accuracy(index_base="1"), r"`index_base`"),
         (lambda: BinaryAUROC(num_thresholds=1), r"BinaryAUROC: `num_thresholds` must be an integer >= 2"),
         (lambda: BinaryAUROC(num_thresholds=10.5), r"`num_thresholds`"),
-        (lambda: BinaryAUROC(from_logits="yes"), r"BinaryAUROC: `from_logits` must be True or False"),
         (lambda: BinaryAUROC(thresholds=[]), r"`thresholds`.*empty"),
         (lambda: BinaryAUROC(thresholds=[0.1, float("nan")]), r"`thresholds`"),
         (lambda: BinaryAUROC(thresholds=["a"]), r"`thresholds`"),
@@ -578,6 +577,11 @@ def test_as_metric_set():
 def test_constructor_validation(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+def test_a_flag_of_the_wrong_kind_is_a_type_error():
+    with pytest.raises(TypeError, match=r"BinaryAUROC: `from_logits` must be True or False, got 'yes'\."):
+        BinaryAUROC(from_logits="yes")
 
 
 def test_integral_floats_accepted_from_r():

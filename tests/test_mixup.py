@@ -164,5 +164,5 @@ def test_auto_loss_with_a_per_sample_loss_in_validation():
 def test_mixup_callback_validates_arguments():
     with pytest.raises(ValueError, match="`alpha` must be a positive number, got 0"):
         MixUp(alpha=0)
-    with pytest.raises(ValueError, match="`run_valid` must be True or False"):
+    with pytest.raises(TypeError, match="`run_valid` must be True or False"):
         MixUp(run_valid="yes")

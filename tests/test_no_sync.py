@@ -1,4 +1,4 @@
-"""SPEC §6: the default loop does not read device values per step.
+"""The default loop does not read device values per step.
 
 On CPU there is no device sync to detect, so the test makes every host-reading tensor method raise
 while training batches run; the GPU version (`torch.cuda.set_sync_debug_mode`) lives in

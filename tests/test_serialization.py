@@ -1,4 +1,4 @@
-"""Saving/loading fitted models, weights and checkpoints; loading never runs code (SPEC §3.9, §7)."""
+"""Saving/loading fitted models, weights and checkpoints; loading never runs code."""
 
 import json
 import math
@@ -14,6 +14,8 @@ from torch import nn
 
 import pyluz
 from pyluz import checkpoints as C
+from pyluz import model_file as M
+from pyluz import rng
 from pyluz import serialization as S
 
 
@@ -339,20 +341,20 @@ def test_load_checkpoint_into_fitted(tmp_path):
 def test_rng_states_round_trip():
     import random
 
-    states = C.get_rng_states()
+    states = rng.get_rng_states()
     a = (random.random(), np.random.rand(), torch.rand(3), random.gauss(0, 1), np.random.randn())
-    C.set_rng_states(states)
+    rng.set_rng_states(states)
     b = (random.random(), np.random.rand(), torch.rand(3), random.gauss(0, 1), np.random.randn())
     assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2]) and a[3] == b[3] and a[4] == b[4]
 
 
 def test_json_helpers():
     value = {"a": (1, 2.5, [math.inf, -math.inf]), "b": np.float32(0.5), "c": torch.tensor(3), "d": None}
-    enc = S.to_json(value, "v")
+    enc = M.to_json(value, "v")
     json.dumps(enc, allow_nan=False)
-    assert S.from_json(enc) == {"a": (1, 2.5, [math.inf, -math.inf]), "b": 0.5, "c": 3, "d": None}
+    assert M.from_json(enc) == {"a": (1, 2.5, [math.inf, -math.inf]), "b": 0.5, "c": 3, "d": None}
     with pytest.raises(TypeError, match="v\\['x'\\] holds a object"):
-        S.to_json({"x": object()}, "v", strict=True)
+        M.to_json({"x": object()}, "v", strict=True)
 
 
 # -- security: loading never runs code ------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""Built-in callbacks (SPEC §3.5). Each luz callback has a Python class of its own."""
+"""Built-in callbacks. Each luz callback has a Python class of its own."""
 
 from .base import Callback
-from .defaults import Interrupt, MetricsCallback, Profile, TrainValid
+from .defaults import (Interrupt, MetricsCallback, Profile, TrainValid, default_evaluate_callbacks,
+                       default_fit_callbacks, default_predict_callbacks)
+from .example_input import KeepExampleInput
 from .progress import Progress
 from .gradients import GradientAccumulation, GradientClip, TerminateOnNaN
 from .loggers import CSVLogger, TensorBoard
@@ -9,7 +11,8 @@ from .lr_scheduler import LRScheduler
 from .mixed_precision import MixedPrecision
 from .mixup import MixUp, MixupLoss, mixup
 
-__all__ = ["Callback", "Interrupt", "MetricsCallback", "Profile", "Progress", "TrainValid"]
+__all__ = ["Callback", "Interrupt", "KeepExampleInput", "MetricsCallback", "Profile", "Progress", "TrainValid",
+           "default_evaluate_callbacks", "default_fit_callbacks", "default_predict_callbacks"]
 __all__ += ["CSVLogger", "GradientAccumulation", "GradientClip", "LRScheduler", "MixedPrecision", "MixUp",
             "MixupLoss", "TensorBoard", "TerminateOnNaN", "mixup"]
 from .checkpoint import KeepBestModel, ModelCheckpoint

@@ -1,7 +1,8 @@
-"""The Callback base class and the precomputed table that dispatches breakpoints."""
+"""The Callback base class and the checks of a `callbacks` argument (dispatch: `pyluz.events.HookTable`)."""
 
-from ..control import CallbackError, ControlFlow, StopTraining
-from ..events import EVENTS
+from ..events import HookTable
+
+__all__ = ["Callback", "HookTable", "check_callbacks", "order_callbacks"]
 
 
 class Callback:
@@ -63,47 +64,3 @@ def check_callbacks(callbacks, argument="callbacks"):
 def order_callbacks(callbacks):
     """Stable sort by weight (luz: a missing weight counts as 0)."""
     return sorted(callbacks, key=lambda cb: getattr(cb, "weight", 0))
-
-
-class HookTable:
-    """For each breakpoint, the bound methods of the callbacks that define it, computed once.
-
-    A breakpoint nobody defines maps to an empty tuple, so calling it costs one dict lookup.
-    """
-
-    def __init__(self, callbacks):
-        self.callbacks = callbacks
-        self.table = {name: self._collect(name) for name in EVENTS}
-
-    def _collect(self, name):
-        hooks = []
-        for cb in self.callbacks:
-            fn = cb.hook(name)
-            if fn is not None:
-                hooks.append((cb, fn))
-        return tuple(hooks)
-
-    def hooks(self, name):
-        hooks = self.table.get(name)
-        if hooks is None:  # a custom breakpoint: callbacks may define any on_* name
-            hooks = self.table[name] = self._collect(name)
-        return hooks
-
-    def call(self, name, ctx):
-        # A StopTraining lets the other callbacks of this breakpoint finish first (luz's early
-        # stopping runs last in on_epoch_end), then stops the loop.
-        stop = None
-        for cb, fn in self.hooks(name):
-            try:
-                fn()
-            except StopTraining as e:
-                stop = e
-            except (ControlFlow, CallbackError):
-                raise
-            except Exception as e:
-                raise CallbackError("callback", cb.name, name, ctx.epoch, ctx.iter, e) from e
-        if stop is not None:
-            try:
-                raise stop
-            finally:
-                stop = None  # the traceback holds this frame: don't let the frame hold the traceback

@@ -7,7 +7,7 @@ import torch
 
 from ..checkpoints import write_checkpoint
 from ..distributed import is_main_process, unwrap
-from ..serialization import check_path
+from ..checks import check_bool, check_path
 from .monitor import MonitorCallback
 
 DEFAULT_FILE_NAME = "epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt"
@@ -52,8 +52,7 @@ class ModelCheckpoint(MonitorCallback):
         path = check_path(path)
         if path.endswith(("/", os.sep)) or (os.altsep and path.endswith(os.altsep)) or os.path.isdir(path):
             path = os.path.join(path, DEFAULT_FILE_NAME)
-        if not isinstance(save_best_only, bool):
-            raise TypeError(f"`save_best_only` must be True or False, got {save_best_only!r}.")
+        check_bool(save_best_only, "save_best_only")
         self.path = path
         self.fields = _template_fields(path)
         self.save_best_only = save_best_only

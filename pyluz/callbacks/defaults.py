@@ -1,4 +1,9 @@
-"""The callbacks every fit starts with: Profile, TrainValid, MetricsCallback, Interrupt (+ Progress)."""
+"""The callbacks every run starts with (luz's `default_callbacks()`), one function per kind of run.
+
+A fit and an evaluation use Profile, TrainValid, MetricsCallback, Progress and Interrupt; a
+prediction only Progress and Interrupt. The user's callbacks are added to these, then all are
+sorted by `weight` (stable).
+"""
 
 import math
 import time
@@ -8,7 +13,24 @@ import torch
 
 from .. import distributed
 from ..control import CallbackError
+from ..metrics import metric_keys
 from .base import Callback
+from .progress import Progress
+
+
+def default_fit_callbacks(metric_set):
+    """The callbacks every fit starts with, given the run's `MetricSet`."""
+    return [Profile(), TrainValid(), MetricsCallback(metric_set), Progress(), Interrupt()]
+
+
+def default_evaluate_callbacks(metric_set):
+    """The callbacks every `evaluate()` starts with (the same as a fit's: one validation pass)."""
+    return default_fit_callbacks(metric_set)
+
+
+def default_predict_callbacks():
+    """The callbacks every `predict()` starts with."""
+    return [Progress(), Interrupt()]
 
 
 class TrainValid(Callback):
@@ -38,8 +60,6 @@ class MetricsCallback(Callback):
         self.warned = False
 
     def _begin(self, phase):
-        from ..metrics import metric_keys
-
         device = metric_device(self.ctx)
         metrics = [m.to(device) for m in self.metric_set.for_phase(phase)]
         for m in metrics:

@@ -5,27 +5,10 @@ import numbers
 import os
 
 
+from ..checks import check_path
 from ..distributed import is_main_process, unwrap
+from ..records import flat_metrics
 from .base import Callback
-
-
-def flat_metrics(values, sep="_"):
-    """[(name, float)] of one epoch's metrics; a dict value (several optimizers) gives `<name><sep><key>`."""
-    out = []
-    for name, value in values.items():
-        if isinstance(value, dict):
-            out += [(f"{name}{sep}{k}", v) for k, v in value.items()]
-        elif isinstance(value, (list, tuple)):
-            out += [(f"{name}{sep}{i}", v) for i, v in enumerate(value)]
-        else:
-            out.append((name, value))
-    return out
-
-
-def check_path(owner, argument, path):
-    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
-        raise TypeError(f"{owner}: `{argument}` must be a non-empty path (str or os.PathLike), got {path!r}.")
-    return os.path.expanduser(os.fspath(path))
 
 
 class CSVLogger(Callback):
@@ -43,7 +26,7 @@ class CSVLogger(Callback):
     """
 
     def __init__(self, path):
-        self.path = check_path("CSVLogger", "path", path)
+        self.path = check_path(path, "path", owner="CSVLogger")
         self.columns = None
         self.written = 0  # epochs already in the file
 
@@ -113,7 +96,7 @@ class TensorBoard(Callback):
     """
 
     def __init__(self, logdir="logs", histograms=False):
-        self.logdir = check_path("TensorBoard", "logdir", logdir)
+        self.logdir = check_path(logdir, "logdir", owner="TensorBoard")
         if isinstance(histograms, str):
             histograms = [histograms]
         if not (isinstance(histograms, bool) or

@@ -4,15 +4,8 @@ import inspect
 
 import torch
 
-from ..events import check_event
+from ..events import BATCH_EVENTS, check_event
 from .base import Callback
-
-_BATCH_EVENTS = frozenset({
-    "on_train_batch_begin", "on_train_batch_after_pred", "on_train_batch_after_loss",
-    "on_train_batch_before_backward", "on_train_batch_before_step", "on_train_batch_after_step",
-    "on_train_batch_end", "on_valid_batch_begin", "on_valid_batch_after_pred", "on_valid_batch_after_loss",
-    "on_valid_batch_end",
-})
 
 
 def resolve_optimizer_name(optimizers, opt_name, owner):
@@ -111,7 +104,7 @@ class LRScheduler(Callback):
     def current_metric(self):
         """The value given to metric-driven schedulers (see the class docs)."""
         ctx = self.ctx
-        if self.call_on in _BATCH_EVENTS:
+        if self.call_on in BATCH_EVENTS:
             return _pick(ctx.loss, self._name)
         records = ctx.records["metrics"]
         for epoch in (ctx.epoch, ctx.epoch - 1):

@@ -5,7 +5,7 @@ import numbers
 import torch
 from torch import nn
 
-from ..metrics.base import check_bool
+from ..checks import check_bool
 from .base import Callback
 
 
@@ -149,8 +149,8 @@ class MixUp(Callback):
         if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not 0 < alpha < float("inf"):
             raise ValueError(f"MixUp: `alpha` must be a positive number, got {alpha!r}.")
         self.alpha = float(alpha)
-        self.run_valid = check_bool("MixUp", "run_valid", run_valid)
-        self.auto_loss = check_bool("MixUp", "auto_loss", auto_loss)
+        self.run_valid = check_bool(run_valid, "run_valid", "MixUp")
+        self.auto_loss = check_bool(auto_loss, "auto_loss", "MixUp")
         self._saved_loss = None
         self._beta = None
 

@@ -9,22 +9,21 @@ the keys actually recorded in `ctx.records["metrics"][set][epoch - 1]`.
 import math
 import numbers
 
+from ..checks import check_real, fail
+from ..records import flat_metrics
 from .base import Callback
 
 MODES = ("min", "max", "zero")
 
 
 def check_mode(mode, argument="mode"):
-    if mode not in MODES:
-        raise ValueError(f"`{argument}` must be one of 'min', 'max' or 'zero', got {mode!r}.")
+    if not isinstance(mode, str) or mode not in MODES:
+        fail(argument, "one of 'min', 'max' or 'zero'", mode)
     return mode
 
 
 def check_min_delta(min_delta, argument="min_delta"):
-    if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) or not math.isfinite(min_delta) \
-            or min_delta < 0:
-        raise ValueError(f"`{argument}` must be a finite number >= 0, got {min_delta!r}.")
-    return float(min_delta)
+    return check_real(min_delta, argument, lo=0, expected="a finite number >= 0")
 
 
 def check_monitor(monitor, argument="monitor"):
@@ -43,13 +42,7 @@ def available_names(records, epoch):
     for set_name, entries in records.get("metrics", {}).items():
         if not 1 <= epoch <= len(entries) or not isinstance(entries[epoch - 1], dict):
             continue
-        for key, value in entries[epoch - 1].items():
-            if isinstance(value, dict):
-                names += [f"{set_name}_{key}_{sub}" for sub in value]
-            elif isinstance(value, (list, tuple)):
-                names += [f"{set_name}_{key}_{i}" for i in range(len(value))]
-            else:
-                names.append(f"{set_name}_{key}")
+        names += [f"{set_name}_{name}" for name, _ in flat_metrics(entries[epoch - 1])]
     return names
 
 
@@ -121,7 +114,7 @@ def compare(new, best, mode, min_delta=0.0):
     """True when `new` improves on `best`.
 
     min: `new < best - min_delta`; max: `new > best + min_delta`; zero (closest to zero):
-    `abs(new) < abs(best) - min_delta` (luz ignored `new` here, SPEC §5.2). A NaN `best` is beaten by
+    `abs(new) < abs(best) - min_delta` (luz compared `best` with itself here, a bug). A NaN `best` is beaten by
     any non-NaN value; a NaN `new` never improves.
     """
     if math.isnan(new):

@@ -7,7 +7,8 @@ import warnings
 from ..checkpoints import apply_checkpoint, load_checkpoint, read_checkpoint, write_checkpoint
 from ..control import SkipEpoch
 from ..distributed import is_main_process
-from ..serialization import check_path, remove_temp_files
+from ..checks import check_bool, check_path
+from ..files import remove_temp_files
 from .base import Callback
 
 
@@ -106,12 +107,6 @@ class AutoResume(Callback):
         return f"AutoResume(path={self.path!r})"
 
 
-def _check_bool(value, argument):
-    if not isinstance(value, bool):
-        raise TypeError(f"`{argument}` must be True or False, got {value!r}.")
-    return value
-
-
 def latest_checkpoint(path):
     """`path` itself when it is a file; for a directory, its last file in sorted order; None when nothing is there."""
     if os.path.isdir(path):
@@ -142,10 +137,10 @@ class ResumeFromCheckpoint(Callback):
                  restore_callbacks_state=False):
 
         self.path = check_path(path)
-        self.restore_model_state = _check_bool(restore_model_state, "restore_model_state")
-        self.restore_records = _check_bool(restore_records, "restore_records")
-        self.restore_optimizer_state = _check_bool(restore_optimizer_state, "restore_optimizer_state")
-        self.restore_callbacks_state = _check_bool(restore_callbacks_state, "restore_callbacks_state")
+        self.restore_model_state = check_bool(restore_model_state, "restore_model_state")
+        self.restore_records = check_bool(restore_records, "restore_records")
+        self.restore_optimizer_state = check_bool(restore_optimizer_state, "restore_optimizer_state")
+        self.restore_callbacks_state = check_bool(restore_callbacks_state, "restore_callbacks_state")
         self.loaded_path = None
 
     def on_fit_begin(self):

@@ -15,15 +15,10 @@ from __future__ import annotations
 import math
 
 from ..callbacks.base import Callback
-from ..events import EVENTS
+from ..events import is_breakpoint_name
 from .guard import guard
 
 __all__ = ["RCallback", "is_breakpoint_name"]
-
-
-def is_breakpoint_name(name: str) -> bool:
-    """Built-in breakpoints and custom ones (any ``on_*`` name that `ctx.call_callbacks` may call)."""
-    return name in EVENTS or (name.startswith("on_") and name.isidentifier())
 
 
 def _as_weight(weight):

@@ -15,15 +15,9 @@ import numbers
 
 import torch
 
-from .base import (
-    Metric,
-    _is_bool,
-    check_bool,
-    check_choice,
-    check_class_scores,
-    check_int,
-    same_numel,
-)
+from ..checks import check_bool, check_choice, check_int
+from ..checks import is_bool as _is_bool
+from .base import Metric, check_class_scores, same_numel
 
 __all__ = ["BinaryAUROC", "MulticlassAUROC"]
 
@@ -38,7 +32,7 @@ def threshold_grid(owner, num_thresholds, thresholds) -> torch.Tensor:
     spaced in (0, 1), i.e. ``i / (num_thresholds - 1)`` for
     ``i = 1 .. num_thresholds - 2`` (``num_thresholds`` values in total).
     """
-    n = check_int(owner, "num_thresholds", num_thresholds, min_value=2)
+    n = check_int(num_thresholds, "num_thresholds", owner, min_value=2)
     if thresholds is None:
         interior = torch.arange(1, n - 1, dtype=torch.float64) / (n - 1)
     else:
@@ -103,7 +97,7 @@ class _AUROCBase(Metric):
         owner = type(self).__name__
         self.thresholds = threshold_grid(owner, num_thresholds, thresholds)
         self.num_thresholds = int(self.thresholds.numel())
-        self.from_logits = check_bool(owner, "from_logits", from_logits)
+        self.from_logits = check_bool(from_logits, "from_logits", owner)
 
 
 class BinaryAUROC(_AUROCBase):
@@ -173,11 +167,11 @@ class MulticlassAUROC(_AUROCBase):
                  index_base=0, num_classes=None):
         owner = type(self).__name__
         self._setup(num_thresholds, thresholds, from_logits)
-        self.average = check_choice(owner, "average", average, AVERAGES)
-        self.index_base = check_int(owner, "index_base", index_base, choices=(0, 1))
+        self.average = check_choice(average, "average", AVERAGES, owner)
+        self.index_base = check_int(index_base, "index_base", owner, choices=(0, 1))
         self.num_classes = None
         if num_classes is not None:
-            self._init_state(check_int(owner, "num_classes", num_classes, min_value=1), "cpu")
+            self._init_state(check_int(num_classes, "num_classes", owner, min_value=1), "cpu")
 
     def _init_state(self, num_classes, device):
         self.num_classes = num_classes

@@ -13,6 +13,10 @@ from collections.abc import Mapping
 
 import torch
 
+from ..checks import is_bool as _is_bool
+from ..checks import message
+from ..nested import map_tensors
+
 __all__ = [
     "Metric",
     "LossAverage",
@@ -30,62 +34,10 @@ _NOT_STATE = frozenset({"ctx", "_ctor_args", "_ctor_kwargs"})
 # argument validation helpers (shared by the built-ins)
 # --------------------------------------------------------------------------
 
-def _is_bool(value) -> bool:
-    return isinstance(value, bool) or type(value).__name__ == "bool_"
-
-
-def check_real(owner, name, value, lo=None, hi=None):
-    """Return ``value`` as a float, or raise naming ``owner`` and ``name``."""
-    ok = isinstance(value, numbers.Real) and not _is_bool(value)
-    if ok:
-        value = float(value)
-        ok = math.isfinite(value) and (lo is None or value >= lo) and (hi is None or value <= hi)
-    if not ok:
-        if lo is not None and hi is not None:
-            what = f"a number in [{lo:g}, {hi:g}]"
-        elif lo is not None:
-            what = f"a number >= {lo:g}"
-        else:
-            what = "a finite number"
-        raise ValueError(f"{owner}: `{name}` must be {what}, got {value!r}")
-    return value
-
-
-def check_int(owner, name, value, min_value=None, choices=None):
-    """Return ``value`` as an int (integral floats accepted, e.g. R's ``200``)."""
-    ok = isinstance(value, numbers.Real) and not _is_bool(value)
-    if ok:
-        ok = float(value).is_integer()
-    if ok:
-        value = int(value)
-        ok = (min_value is None or value >= min_value) and (choices is None or value in choices)
-    if not ok:
-        if choices is not None:
-            what = "one of " + ", ".join(str(c) for c in choices)
-        elif min_value is not None:
-            what = f"an integer >= {min_value}"
-        else:
-            what = "an integer"
-        raise ValueError(f"{owner}: `{name}` must be {what}, got {value!r}")
-    return value
-
-
-def check_bool(owner, name, value):
-    if not _is_bool(value):
-        raise ValueError(f"{owner}: `{name}` must be True or False, got {value!r}")
-    return bool(value)
-
-
-def check_choice(owner, name, value, choices):
-    if not isinstance(value, str) or value not in choices:
-        allowed = ", ".join(f'"{c}"' for c in choices)
-        raise ValueError(f"{owner}: `{name}` must be one of {allowed}, got {value!r}")
-    return value
-
-
 def check_tensor(owner, name, value):
+    """`value` detached, or TypeError naming `owner` and `name`."""
     if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{owner}: `{name}` must be a torch.Tensor, got {type(value).__name__}")
+        raise TypeError(message(name, "a torch.Tensor", type(value).__name__, owner))
     return value.detach()
 
 
@@ -127,18 +79,6 @@ def accum_dtype(device) -> torch.dtype:
 def _tensor_to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     dtype = torch.float32 if (device.type == "mps" and t.dtype == torch.float64) else t.dtype
     return t.to(device=device, dtype=dtype)
-
-
-def _move(value, device):
-    if isinstance(value, torch.Tensor):
-        return _tensor_to(value, device)
-    if isinstance(value, dict):
-        return {k: _move(v, device) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_move(v, device) for v in value]
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(_move(v, device) for v in value)
-    return value
 
 
 def _sorted_keys(d):
@@ -245,7 +185,7 @@ class Metric:
         for key, value in list(vars(self).items()):
             if key in _NOT_STATE:
                 continue
-            moved = _move(value, device)
+            moved = map_tensors(lambda t: _tensor_to(t, device), value)
             if moved is not value:
                 setattr(self, key, moved)
         return self

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import Metric, check_class_scores, check_int, check_real, check_tensor, host_ratio, same_numel
+from ..checks import check_int, check_real
+from .base import Metric, check_class_scores, check_tensor, host_ratio, same_numel
 
 __all__ = ["Accuracy", "BinaryAccuracy", "BinaryAccuracyWithLogits"]
 
@@ -30,7 +31,7 @@ class Accuracy(Metric):
     abbrev = "Acc"
 
     def __init__(self, index_base=0):
-        self.index_base = check_int("Accuracy", "index_base", index_base, choices=(0, 1))
+        self.index_base = check_int(index_base, "index_base", "Accuracy", choices=(0, 1))
         self.correct = torch.zeros((), dtype=torch.int64)
         self.total = torch.zeros((), dtype=torch.int64)
 
@@ -69,7 +70,7 @@ class BinaryAccuracy(Metric):
     abbrev = "Acc"
 
     def __init__(self, threshold=0.5):
-        self.threshold = check_real(type(self).__name__, "threshold", threshold, 0.0, 1.0)
+        self.threshold = check_real(threshold, "threshold", type(self).__name__, lo=0.0, hi=1.0)
         self.correct = torch.zeros((), dtype=torch.int64)
         self.total = torch.zeros((), dtype=torch.int64)
 

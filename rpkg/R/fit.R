@@ -35,17 +35,20 @@ fit <- function(object, ...) UseMethod("fit")
 fit.luz_module_generator <- function(object, data, epochs = 10, callbacks = NULL, valid_data = NULL,
                                      accelerator = NULL, verbose = NULL, ..., dataloader_options = NULL) {
   rlang::check_dots_empty()
+  # A few rows of the model's input, kept so `luz_save()` can export an nn_module() as a program.
+  keep_example <- engine_module("callbacks")$KeepExampleInput()
   py <- engine_call(
     pyluz_engine()$fit,
     object$py,
     as_engine_data(data, "data"),
     epochs = as_epochs(epochs),
-    callbacks = as_engine_callbacks(callbacks),
+    callbacks = c(as_engine_callbacks(callbacks), list(keep_example)),
     valid_data = as_engine_valid(valid_data),
     accelerator = as_engine_accelerator(accelerator),
     verbose = as_verbose(verbose),
     dataloader_options = as_py_dataloader_options(dataloader_options)
   )
+  reticulate::py_set_attr(py, "example_input", reticulate::py_get_attr(keep_example, "example"))
   new_fitted(py)
 }
 

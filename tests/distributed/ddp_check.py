@@ -1,4 +1,4 @@
-"""DDP check (SPEC §3.8): 2 gloo ranks with per-rank batch b train like one process with batch 2b.
+"""DDP check: 2 gloo ranks with per-rank batch b train like one process with batch 2b.
 
 Run by `make test-ddp`:
 

@@ -1,0 +1,365 @@
+"""The model file format: a fitted model or its weights as one safetensors file with JSON metadata.
+
+This module writes and reads the files; `pyluz.serialization` is the façade users call
+(`Fitted.save`, `pyluz.load`, `save_model_weights`, `load_model_weights`). Files are read with the
+safe readers of `pyluz.files`, so a crafted file cannot run code; the one exception is explicit:
+`pyluz.load(path, trust_program=True)` runs the program saved with a model defined in R (see below
+and `pyluz.export`), which torch can't load safely.
+
+File formats
+------------
+**Fitted model** (`Fitted.save(path)` / `write_fitted`, read by `read_fitted` / `pyluz.load`): one safetensors file.
+The tensors are the model's `state_dict()` (on CPU, contiguous; tensors sharing memory, e.g. tied
+weights, are stored once each). The safetensors header metadata (a string -> string map) holds
+`"format": "pt"` and `"pyluz"`: a JSON document::
+
+    {"format": "pyluz-fitted", "format_version": 1,
+     "module": "package.module:QualName" | null,   # how to rebuild the nn.Module
+     "module_kind": "class" | "factory" | "instance",
+     "hparams": {...}, "opt_hparams": {...}, "opt_names": ["opt"],
+     "records": {"metrics": {"train": [{"loss": 0.5}], "valid": [...]}, "profile": {...}, ...},
+     "pyluz_version": "0.1.0", "torch_version": "2.13.0",
+     # only for modules defined in R (nn_module()), which Python can't rebuild without R:
+     "defined_in": "R", "class_name": "Net",
+     "program": {"file": "<name>.pt2", "format": "torch.export" | "torch.jit", "batch": "dynamic" | 1,
+                 "sha256": "...", "torch_version": "2.13.0"} | null}
+
+The program (written by `pyluz.export.save_program` next to the model file) runs the model's forward
+pass without R; `load(path, trust_program=True)` checks its sha256 and returns a `Fitted` whose
+`.model` is a `pyluz.export.ProgramModule`.
+
+JSON values are plain JSON, with three tagged objects for what JSON lacks: `{"$float": "nan"|"inf"|
+"-inf"}` (non-finite numbers), `{"$tuple": [...]}` (tuples, e.g. `kernel_size=(3, 3)`) and
+`{"$repr": "..."}` (an hparam that could not be stored; loading then needs `module=` an instance).
+Any language with a safetensors reader and a JSON parser reads and writes the same file, so models
+move between the R front end and Python.
+
+**Weights only** (`save_model_weights`): the same safetensors layout with `"pyluz"` =
+`{"format": "pyluz-weights", "format_version": 1}`. `load_model_weights` also accepts a fitted
+model file, a checkpoint (its model part) or a `torch.save`d state dict (read weights-only).
+
+**Checkpoints** are described in `pyluz.checkpoints`.
+"""
+
+import collections.abc
+import importlib
+import json
+import math
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from .distributed import unwrap
+from .export import ExportError, ProgramModule, check_entry, is_r_backed, load_program, save_program
+from .files import (UnsafeFileError, atomic_write, check_existing, check_output_path, looks_like_safetensors,
+                    read_safetensors, torch_load)
+from .version import __version__
+
+FITTED_FORMAT = "pyluz-fitted"
+WEIGHTS_FORMAT = "pyluz-weights"
+FORMAT_VERSION = 1
+
+
+def model_of(obj, argument="obj"):
+    """The nn.Module of `obj`: an nn.Module itself or a fitted model's `.model`, DDP wrappers removed."""
+    model = obj if isinstance(obj, nn.Module) else getattr(obj, "model", None)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`{argument}` must be a pyluz.Fitted or a torch.nn.Module, got {type(obj).__name__}.")
+    return unwrap(model)
+
+
+# -- JSON metadata ------------------------------------------------------------------------------
+
+def to_json(value, where, strict=False):
+    """A JSON-ready copy of `value` (see the module docstring for the tags).
+
+    Unsupported values raise TypeError when `strict`, else become `{"$repr": repr(value)}` with a
+    warning.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (np.generic,)) and np.ndim(value) == 0:
+        value = value.item()
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dim() == 0:
+        value = value.item()
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if math.isfinite(value):
+            return value
+        return {"$float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return {"$tuple": [to_json(v, f"{where}[{i}]", strict) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [to_json(v, f"{where}[{i}]", strict) for i, v in enumerate(value)]
+    if isinstance(value, collections.abc.Mapping) and all(isinstance(k, (str, int)) for k in value):
+        return {str(k): to_json(v, f"{where}[{k!r}]", strict) for k, v in value.items()}
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return to_json(value.tolist(), where, strict)
+    if strict:
+        raise TypeError(f"{where} holds a {type(value).__name__}, which can't be stored as JSON.")
+    warnings.warn(f"{where} holds a {type(value).__name__}, which can't be stored as JSON; saving its repr "
+                  "instead.", stacklevel=4)
+    return {"$repr": repr(value)}
+
+
+def from_json(value):
+    """Undo `to_json`'s tags (`$repr` values stay tagged dicts, see `_has_repr`)."""
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (key, inner), = value.items()
+            if key == "$float" and inner in ("nan", "inf", "-inf"):
+                return float(inner)
+            if key == "$tuple" and isinstance(inner, list):
+                return tuple(from_json(v) for v in inner)
+        return {k: from_json(v) for k, v in value.items()}
+    return value
+
+
+def has_repr(value):
+    if isinstance(value, dict):
+        return (len(value) == 1 and "$repr" in value) or any(has_repr(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_repr(v) for v in value)
+    return False
+
+
+# -- weights as safetensors ---------------------------------------------------------------------
+
+def state_tensors(model):
+    """The model's state dict on CPU, contiguous, with no two tensors sharing memory."""
+    tensors = {}
+    seen = set()
+    for key, t in model.state_dict().items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"The model's state_dict entry {key!r} is a {type(t).__name__}; only tensors can be "
+                            "saved.")
+        t = t.detach().to("cpu").contiguous()
+        if t.numel():
+            ptr = t.untyped_storage().data_ptr()
+            if ptr in seen:  # tied weights / views of one buffer: safetensors wants separate storage
+                t = t.clone()
+            else:
+                seen.add(ptr)
+        tensors[key] = t
+    return tensors
+
+
+def write_safetensors(path, tensors, meta):
+    from safetensors.torch import save
+
+    metadata = {"format": "pt", "pyluz": json.dumps(meta, allow_nan=False)}
+    data = save(tensors, metadata=metadata)
+    return atomic_write(path, lambda f: f.write(data))
+
+
+
+def read_state_file(path, argument="path"):
+    """A model state dict from a weights file, a fitted model file, a checkpoint or a saved state dict."""
+    path = check_existing(path, argument)
+    if looks_like_safetensors(path):
+        tensors, _ = read_safetensors(path, argument)
+        return tensors
+    obj = torch_load(path, argument)
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, collections.abc.Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"`{argument}`: {path!r} holds no model state dict (a dict of tensors), got "
+                         f"{type(obj).__name__}.")
+    return dict(obj)
+
+
+def load_state(model, state, path):
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise RuntimeError(f"The weights in {path!r} don't fit this model ({type(model).__name__}): {e}") from e
+
+
+# -- fitted models --------------------------------------------------------------------------------
+
+def _import_path(obj):
+    target = obj if isinstance(obj, type) or not isinstance(obj, nn.Module) else type(obj)
+    module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
+    if not module or not qualname:
+        return None
+    return f"{module}:{qualname}"
+
+
+def _module_kind(module):
+    if isinstance(module, nn.Module):
+        return "instance"
+    if isinstance(module, type):
+        return "class"
+    return "factory"
+
+
+
+def write_fitted(path, model, module, hparams, opt_hparams, opt_names, records, example_input=None):
+    """Write a fitted model file (format above) and, for a model defined in R, its program; returns `path`.
+
+    `model` is the trained nn.Module, `module` what `setup()` got (class, factory or instance; it
+    names the import path), `example_input` a small model input for exporting an R-defined model.
+    """
+    path = check_output_path(path)
+    model = unwrap(model)
+    if isinstance(model, ProgramModule):
+        raise TypeError("This model was loaded from a program (trust_program=True) and can't be saved again; copy the "
+                        "original model file and its program file instead.")
+    meta = {
+        "format": FITTED_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "module": _import_path(module),
+        "module_kind": _module_kind(module),
+        "hparams": to_json(dict(hparams), "`hparams`"),
+        "opt_hparams": to_json(dict(opt_hparams), "`opt_hparams`"),
+        "opt_names": [str(n) for n in opt_names],
+        "records": to_json(records, "`records`"),
+        "pyluz_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+    }
+    if is_r_backed(model):
+        meta["defined_in"] = "R"
+        meta["class_name"] = type(model).__name__
+        meta["program"] = _export_program(model, example_input, path)
+    write_safetensors(path, state_tensors(model), meta)  # after the program: the metadata holds its sha256
+    return path
+
+
+def _export_program(model, example_input, path):
+    """Write the program of an R-defined model next to `path` (pyluz.export); its metadata entry, or None."""
+    try:
+        return save_program(model, example_input, path)
+    except ExportError as e:
+        warnings.warn(f"Saved {path!r} without a program: the forward pass of the R-defined model "
+                      f"{type(model).__name__} could not be exported ({e}). Python without R can load this file only "
+                      "with `module=`.", stacklevel=4)
+        return None
+
+
+def write_weights(path, model):
+    """Write only the state dict of `model` (the weights format above); returns `path`."""
+    path = check_output_path(path)
+    return write_safetensors(path, state_tensors(model), {"format": WEIGHTS_FORMAT, "format_version": FORMAT_VERSION})
+
+
+def read_metadata(path):
+    """The JSON metadata of a file written by `save_fitted` / `save_model_weights` (tags undone)."""
+    path = check_existing(path)
+    if not looks_like_safetensors(path):
+        raise ValueError(f"`path`: {path!r} is not a pyluz model file (a safetensors file).")
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"`path`: {path!r} is not a readable safetensors file ({e}).") from e
+    return from_json(json.loads(meta["pyluz"])) if "pyluz" in meta else {}
+
+
+def _resolve_import_path(spec, path):
+    modname, _, qualname = spec.partition(":")
+    if not modname or not qualname or "<locals>" in qualname or "<lambda>" in qualname:
+        raise LookupError(f"{spec!r} is not importable (defined inside a function)")
+    obj = importlib.import_module(modname)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def build_module(info, module, path):
+    hparams = from_json(info.get("hparams") or {})
+    spec = info.get("module")
+    kind = info.get("module_kind", "class")
+    how = f"pass it explicitly: pyluz.load({path!r}, module=<the class or a built instance>)"
+    if module is not None:
+        if isinstance(module, nn.Module):
+            return module, module
+        if not callable(module):
+            raise TypeError(f"`module` must be an nn.Module class, a factory returning one, or an nn.Module instance, "
+                            f"got {type(module).__name__}.")
+        factory = module
+    else:
+        if info.get("defined_in") == "R":
+            raise ValueError(f"{path!r} holds a model defined in R (nn_module {info.get('class_name')!r}), which "
+                             f"Python can't rebuild without R; {how}.")
+        if spec is None:
+            raise ValueError(f"{path!r} does not say which module class it holds; {how}.")
+        try:
+            factory = _resolve_import_path(spec, path)
+        except Exception as e:
+            raise ImportError(f"Could not import the module {spec!r} saved in {path!r} "
+                              f"({type(e).__name__}: {e}); {how}.") from e
+        if not (isinstance(factory, type) and issubclass(factory, nn.Module)):
+            # Calling an arbitrary function named by a file (with arguments from the file) could run
+            # anything; only nn.Module classes are built automatically.
+            raise ValueError(f"{path!r} was saved from the factory {spec!r}, which pyluz does not call on its own "
+                             f"(only nn.Module classes are); {how}.")
+        if kind == "instance" and hparams:
+            raise ValueError(f"{path!r} was saved from a module instance; {how}.")
+    if has_repr(hparams):
+        bad = [k for k, v in hparams.items() if has_repr(v)]
+        raise ValueError(f"The hparams {bad} of {path!r} could not be saved, so the module can't be rebuilt from "
+                         f"them; pass `module=` an already built instance.")
+    try:
+        model = factory(**hparams)
+    except Exception as e:
+        name = getattr(factory, "__name__", type(factory).__name__)
+        raise RuntimeError(f"Building the module {name}(**hparams) with the saved hparams {sorted(hparams)} failed "
+                           f"({type(e).__name__}: {e}); {how}.") from e
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
+    return model, factory
+
+
+
+def read_fitted(path, module=None, trust_program=False):
+    """Read a fitted model file: `(model, source, info)`, the model built with its weights loaded.
+
+    `source` is what a `LuzModule` should hold as its module (the class, factory or instance, or
+    the `ProgramModule`), `info` the JSON metadata with its tags undone. `module=` overrides the
+    saved import path; `trust_program=True` allows running the saved program of an R model.
+    """
+    path = check_existing(path)
+    if not looks_like_safetensors(path):
+        raise UnsafeFileError(f"`path`: {path!r} is not a pyluz model file (a safetensors file written by "
+                              "Fitted.save()). pyluz does not read pickled models, which could run code; checkpoints "
+                              "load with pyluz.load_checkpoint().")
+    tensors, info = read_safetensors(path)
+    if not info or info.get("format") != FITTED_FORMAT:
+        raise ValueError(f"`path`: {path!r} is not a fitted model file written by pyluz (weights-only files load with "
+                         "pyluz.load_model_weights(model, path)).")
+    if int(info.get("format_version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"`path`: {path!r} uses format version {info['format_version']}, newer than this pyluz "
+                         f"understands ({FORMAT_VERSION}); update pyluz.")
+    program = info.get("program") if module is None else None
+    if program is not None:
+        check_entry(program, path)
+    try:
+        model, source = build_module(info, module, path)
+    except (ImportError, ValueError, RuntimeError) as e:
+        if not program:
+            raise
+        if not trust_program:
+            raise type(e)(f"{e}\nThe file comes with a program ({program.get('file')!r}, {program.get('format')}) that "
+                          "runs the forward pass without the module class: pyluz.load(path, trust_program=True). "
+                          "Loading a program can run code stored in it (torch.export.load unpickles parts of it), so "
+                          "do this only for files you trust.") from e
+        model = source = load_program(program, path, name=info.get("class_name"))
+    else:
+        load_state(model, tensors, path)
+    return model, source, {**info, "hparams": from_json(info.get("hparams") or {}),
+                           "opt_hparams": from_json(info.get("opt_hparams") or {}),
+                           "records": from_json(info.get("records") or {"metrics": {"train": [], "valid": []}})}
+
+
+__all__ = ["FITTED_FORMAT", "WEIGHTS_FORMAT", "FORMAT_VERSION", "model_of", "to_json", "from_json", "has_repr",
+           "state_tensors", "write_safetensors", "read_state_file", "load_state", "write_fitted", "write_weights",
+           "read_metadata", "build_module", "read_fitted"]

@@ -1,0 +1,76 @@
+"""Random number generator states: Python's `random`, numpy's global RNG, torch (CPU and CUDA) and
+the `torch.Generator`s of a fit's loaders, as plain data a checkpoint can hold.
+
+`get_rng_states(ctx)` returns tensors, numbers and strings only (so a weights-only reader loads
+them); `set_rng_states(states, ctx)` puts them back. `ctx` is any object with `train_data` /
+`valid_data` loaders (a `pyluz.Context`), or None for the global generators only.
+"""
+
+import random
+
+import numpy as np
+import torch
+
+
+def _loader_generators(ctx):
+    """{"train"/"valid": torch.Generator} used by the fit's loaders (when they have their own)."""
+    found = {}
+    if ctx is None:
+        return found
+    seen = set()
+    for name in ("train", "valid"):
+        loader = getattr(ctx, f"{name}_data", None)
+        while loader is not None and hasattr(loader, "loader") and not hasattr(loader, "generator"):
+            loader = loader.loader  # DeviceLoader
+        for candidate in (getattr(loader, "generator", None),
+                          getattr(getattr(loader, "sampler", None), "generator", None),
+                          getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None)):
+            if isinstance(candidate, torch.Generator) and id(candidate) not in seen:
+                seen.add(id(candidate))
+                found[name] = candidate
+                break
+    return found
+
+
+def get_rng_states(ctx=None):
+    """The states of Python's `random`, numpy's global RNG, torch (CPU, CUDA when in use) and the loaders' generators."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    states = {
+        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss},
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = list(torch.cuda.get_rng_state_all())
+    generators = _loader_generators(ctx)
+    if generators:
+        states["generators"] = {k: g.get_state() for k, g in generators.items()}
+    return states
+
+
+def set_rng_states(states, ctx=None):
+    """Restore what `get_rng_states` returned (missing parts are left alone)."""
+    py = states.get("python")
+    if py is not None:
+        random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
+    npy = states.get("numpy")
+    if npy is not None:
+        np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                             npy["cached_gaussian"]))
+    if states.get("torch") is not None:
+        torch.set_rng_state(states["torch"])
+    cuda = states.get("cuda")
+    if cuda and torch.cuda.is_available():
+        n = min(len(cuda), torch.cuda.device_count())
+        for i in range(n):
+            torch.cuda.set_rng_state(cuda[i], i)
+    saved = states.get("generators") or {}
+    for name, generator in _loader_generators(ctx).items():
+        if name in saved:
+            generator.set_state(saved[name])
+
+
+__all__ = ["get_rng_states", "set_rng_states"]

@@ -1,0 +1,3 @@
+"""The version of pyluz (the one place it is written in the engine)."""
+
+__version__ = "0.1.0"
