@@ -13,7 +13,7 @@ export PYLUZ_REQUIRE_ENGINE := 1
 PIP_PINS := torch==2.13.0 "numpy<2" "pandas>=2,<3" tqdm matplotlib safetensors tensorboard scikit-learn pytest "rpy2==3.5.17"
 RPKG_FILES := $(shell find rpkg -type f -not -path '*/.Rcheck/*' 2>/dev/null)
 
-.PHONY: setup demo test test-python test-r check-r test-vignettes test-ddp bench clean
+.PHONY: setup demo test test-python test-doctest test-r check-r test-vignettes test-ddp bench clean lint format
 
 setup: .stamp-system .stamp-venv .stamp-rpkg
 
@@ -60,6 +60,20 @@ test-ddp: setup
 
 bench: setup .stamp-bench
 	$(VPY) bench/run.py
+
+# Lint: ruff (pinned, the `lint` extra) over the Python code, lintr over the R package (scripts/lint-r.R).
+RUFF_VERSION := 0.8.6
+.stamp-ruff: .stamp-venv
+	$(VPY) -m pip install -q --disable-pip-version-check "ruff==$(RUFF_VERSION)"
+	touch $@
+
+lint: .stamp-ruff
+	$(VENV)/bin/ruff check pyluz tests bench scripts examples
+	Rscript scripts/lint-r.R
+
+# Formats the Python code (the repository-wide formatting commit is listed in .git-blame-ignore-revs).
+format: .stamp-ruff
+	$(VENV)/bin/ruff format pyluz tests bench scripts examples
 
 clean:
 	rm -rf .stamp-* $(VENV) $(RLIB) rpkg.Rcheck

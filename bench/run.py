@@ -183,13 +183,13 @@ def run_pyluz_tensors_acc(cfg, data):
     return _pyluz_fit(cfg, lambda: data, metrics=[pyluz.metrics.Accuracy()])
 
 
-# -- peers (SPEC §6), when installed ------------------------------------------------------------
+# -- peers, when installed ---------------------------------------------------------------------
 
 def run_lightning(cfg, data):
     try:
         import lightning as L
     except ImportError:
-        raise Skip("lightning not installed (see bench/README.md)")
+        raise Skip("lightning not installed (see bench/README.md)") from None
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"lightning(\.|$)")
@@ -224,7 +224,7 @@ def run_poutyne(cfg, data):
     try:
         import poutyne
     except ImportError:
-        raise Skip("poutyne not installed (see bench/README.md)")
+        raise Skip("poutyne not installed (see bench/README.md)") from None
     model = make_model(cfg)
     start = Clock()
     pm = poutyne.Model(model, optimizer_factory(cfg)(model.parameters()), nn.CrossEntropyLoss())
@@ -232,7 +232,7 @@ def run_poutyne(cfg, data):
     return start.stop(), model
 
 
-# -- pyluz from R (SPEC §6) ---------------------------------------------------------------------
+# -- pyluz from R -------------------------------------------------------------------------------
 # Protocol: the R script gets the data and the config from Python (a .pt file and the command-line
 # arguments data.pt state.pt epochs batch_size optimizer lr seed bench_dir). It warms up with a
 # short fit in the same R session (the first fit of a process pays imports and first calls), times
@@ -454,7 +454,7 @@ def main(argv=None):
     models = {}
     for r in range(cfg.repeats):
         order = active[r % len(active):] + active[:r % len(active)]  # rotate: no variant always runs first
-        for key, label, fn, compare in order:
+        for key, _label, fn, _compare in order:
             seconds, model = one_run(fn, cfg, data)
             times[key].append(seconds)
             models[key] = model
@@ -470,7 +470,7 @@ def main(argv=None):
     cpu = {k: [t.cpu for t in ts] for k, ts in times.items()}
     base, base_best = statistics.median(cpu["a"]), min(cpu["a"])
     rows = {}
-    for key, label, fn, compare in variants:
+    for key, label, _fn, compare in variants:
         if key in skipped:
             print(f"{key:3} {label:46} skipped: {skipped[key][1]}")
             continue

@@ -27,5 +27,5 @@ __all__ = [
     "Accelerator", "Callback", "CallbackError", "Context", "Evaluation", "Fitted", "LRFinderResult", "LuzModule",
     "Metric", "MetricSet", "SkipEpoch", "StopTraining", "UnsafeFileError", "callbacks", "fit", "load",
     "load_checkpoint", "load_model_weights", "lr_finder", "metrics", "save_model_weights", "set_hparams",
-    "set_opt_hparams", "setup",
+    "set_opt_hparams", "setup", "__version__",
 ]

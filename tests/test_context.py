@@ -70,7 +70,7 @@ def test_opt_resolution_with_several_optimizers():
     ctx = pyluz.Context(model=None, accelerator=pyluz.Accelerator(cpu=True), callbacks=[], verbose=False,
                         training=True, optimizers={"a": 1, "b": 2})
     with pytest.raises(AttributeError, match="several optimizers"):
-        ctx.opt
+        _ = ctx.opt
     ctx.opt, ctx.opt_name = 2, "b"
     assert (ctx.opt, ctx.opt_name) == (2, "b")
 

@@ -128,7 +128,7 @@ def test_accumulation_equals_one_step_on_a_bigger_batch(n, steps, groups):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
     # ctx.loss (and so the metrics) stays unscaled; only the backpropagated loss is divided.
     sizes = [g // 8 for g in groups for _ in range(g // 8)] * 2
-    assert losses.loss_grad == pytest.approx([l / s for l, s in zip(losses.loss, sizes)], rel=1e-6)
+    assert losses.loss_grad == pytest.approx([loss / s for loss, s in zip(losses.loss, sizes, strict=True)], rel=1e-6)
     per_epoch = len(losses.loss) // 2
     assert fitted.records["metrics"]["train"][0]["loss"] == pytest.approx(
         sum(losses.loss[:per_epoch]) / per_epoch, rel=1e-6)

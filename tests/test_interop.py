@@ -34,7 +34,7 @@ def test_rcallback_exposes_only_defined_breakpoints_and_sees_ctx():
     cb = RCallback("print_callback", {"on_epoch_end": lambda: calls.append(("epoch_end", cb.ctx.epoch)),
                                       "on_train_batch_end": lambda: calls.append(("batch", cb.ctx.iter))},
                    bind_ctx=bound.append)
-    assert callable(getattr(cb, "on_epoch_end")) and getattr(cb, "on_epoch_begin", None) is None
+    assert callable(cb.on_epoch_end) and getattr(cb, "on_epoch_begin", None) is None
     assert getattr(cb, "load_state_dict", None) is None and cb.state_dict() is None
     table = pyluz.callbacks.base.HookTable([cb])
     assert [fn for _, fn in table.hooks("on_fit_begin")] == []

@@ -277,7 +277,7 @@ def test_stop_training_outside_epochs_ends_the_fit_cleanly(xy):
         log = []
 
         class Stop(pyluz.Callback):
-            def on_epoch_end(self):
+            def on_epoch_end(self, breakpoint=breakpoint):
                 if breakpoint == "on_early_stopping":
                     raise pyluz.StopTraining()
 

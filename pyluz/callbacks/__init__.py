@@ -10,13 +10,12 @@ from .loggers import CSVLogger, TensorBoard
 from .lr_scheduler import LRScheduler
 from .mixed_precision import MixedPrecision
 from .mixup import MixUp, MixupLoss, mixup
+from .checkpoint import KeepBestModel, ModelCheckpoint
+from .early_stopping import EarlyStopping
+from .resume import AutoResume, ResumeFromCheckpoint
 
 __all__ = ["Callback", "Interrupt", "KeepExampleInput", "MetricsCallback", "Profile", "Progress", "TrainValid",
            "default_evaluate_callbacks", "default_fit_callbacks", "default_predict_callbacks"]
 __all__ += ["CSVLogger", "GradientAccumulation", "GradientClip", "LRScheduler", "MixedPrecision", "MixUp",
             "MixupLoss", "TensorBoard", "TerminateOnNaN", "mixup"]
-from .checkpoint import KeepBestModel, ModelCheckpoint
-from .early_stopping import EarlyStopping
-from .resume import AutoResume, ResumeFromCheckpoint
-
 __all__ += ["AutoResume", "EarlyStopping", "KeepBestModel", "ModelCheckpoint", "ResumeFromCheckpoint"]

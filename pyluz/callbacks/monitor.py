@@ -7,7 +7,6 @@ the keys actually recorded in `ctx.records["metrics"][set][epoch - 1]`.
 """
 
 import math
-import numbers
 
 from ..checks import check_real, fail
 from ..records import flat_metrics
@@ -107,7 +106,8 @@ def find_quantity(records, epoch, monitor):
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"Expected the monitored metric {monitor!r} to be a number, got {type(value).__name__}.")
+        raise ValueError(f"Expected the monitored metric {monitor!r} to be a number, "
+                         f"got {type(value).__name__}.") from None
 
 
 def compare(new, best, mode, min_delta=0.0):
