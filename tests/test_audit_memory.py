@@ -10,7 +10,7 @@ from torch import nn
 
 import pyluz
 from pyluz import callbacks as cbs
-from conftest import Net
+from helpers import Net
 
 
 class Grab(pyluz.Callback):

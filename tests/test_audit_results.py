@@ -8,7 +8,7 @@ from torch import nn
 
 import pyluz
 from pyluz.metrics import Accuracy, MulticlassAUROC
-from conftest import Net, TwoOpt, regression_data
+from helpers import Net, TwoOpt, regression_data
 
 
 class StepNet(Net):

@@ -6,7 +6,7 @@ from torch import nn
 
 import pyluz
 from pyluz.context import split_batch
-from conftest import Net
+from helpers import Net
 
 CTX_ATTRIBUTES = ["verbose", "accelerator", "model", "optimizers", "data", "train_data", "valid_data", "min_epochs",
                   "max_epochs", "epoch", "iter", "training", "callbacks", "step", "call_callbacks", "batch", "input",

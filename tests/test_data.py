@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 import pyluz
 from pyluz.data import TensorBatches, as_batches, split_valid
-from conftest import Net
+from helpers import Net
 
 
 def batches_of(loader):

@@ -18,7 +18,7 @@ from pyluz.accelerator import DeviceLoader
 from pyluz.data import TensorBatches
 from pyluz.distributed import ShardedTensorBatches, shard_loader
 from pyluz.metrics import Accuracy
-from conftest import Net
+from helpers import Net
 
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -220,7 +220,7 @@ def test_fit_with_strategy_ddp_in_one_process_matches_a_plain_fit(xy):
     ddp = run(pyluz.Accelerator(cpu=True, strategy="ddp"))
     assert distributed.is_initialized()  # pyluz created the group; the fixture's teardown destroys it
     assert type(ddp.model) is WithLoss and getattr(ddp.model, "ctx", None) is None
-    for a, b in zip(plain.model.parameters(), ddp.model.parameters()):
+    for a, b in zip(plain.model.parameters(), ddp.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     for phase in ("train", "valid"):
         assert_records_close(ddp.records["metrics"][phase], plain.records["metrics"][phase], 1e-6)

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import pyluz
+from helpers import regression_data
 from pyluz.callbacks import EarlyStopping
 from pyluz.callbacks.monitor import Monitor, compare, find_quantity
 
@@ -17,9 +18,7 @@ def linear_model():
 
 
 def data(n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g)
-    return x, x @ torch.tensor([[1.0], [-2.0], [0.5], [0.0]]) + 0.1 * torch.randn(n, 1, generator=g)
+    return regression_data(n, seed, features=4, weights=[1.0, -2.0, 0.5, 0.0], noise=0.1)
 
 
 class Scripted(pyluz.Callback):

@@ -73,7 +73,7 @@ def test_gradient_clip_zero_means_no_learning():
     start = params(net)
     fitted = model.fit(data(), epochs=3, valid_data=data(16, 2), callbacks=[GradientClip(max_norm=0)],
                        verbose=False)
-    for p, q in zip(start, params(fitted.model)):
+    for p, q in zip(start, params(fitted.model), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     valid = [r["loss"] for r in fitted.records["metrics"]["valid"]]
     assert valid[0] == valid[1] == valid[2]
@@ -124,7 +124,7 @@ def test_accumulation_equals_one_step_on_a_bigger_batch(n, steps, groups):
     losses = Losses()
     fitted = model.fit((x, y), epochs=2, callbacks=[GradientAccumulation(steps), losses], verbose=False,
                        dataloader_options={"batch_size": 8, "shuffle": False})
-    for p, q in zip(params(fitted.model), params(ref)):
+    for p, q in zip(params(fitted.model), params(ref), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
     # ctx.loss (and so the metrics) stays unscaled; only the backpropagated loss is divided.
     sizes = [g // 8 for g in groups for _ in range(g // 8)] * 2
@@ -150,7 +150,7 @@ def test_accumulation_with_unknown_length_flushes_the_last_group():
     ref = hand_loop(copy.deepcopy(net), x, y, [24, 16], epochs=2)
     fitted = model.fit(Stream(x, y), epochs=2, callbacks=[GradientAccumulation(3)], verbose=False,
                        dataloader_options={"batch_size": 8})
-    for p, q in zip(params(fitted.model), params(ref)):
+    for p, q in zip(params(fitted.model), params(ref), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
 
 
@@ -216,7 +216,7 @@ def test_terminate_on_nan_stops_at_the_first_non_finite_loss():
     assert ends.events == ["early_stopping", "fit_end"]
     assert len(fitted.records["metrics"]["train"]) == 1 and math.isfinite(fitted.records["metrics"]["train"][0]["loss"])
     # Stopped before the NaN reached the weights: they are those after the 6 finite steps.
-    for p, q in zip(params(fitted.model), params(ref)):
+    for p, q in zip(params(fitted.model), params(ref), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
 
 

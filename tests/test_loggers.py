@@ -8,15 +8,13 @@ import torch
 from torch import nn
 
 import pyluz
-from conftest import TwoOpt
+from helpers import TwoOpt, regression_data
 from pyluz.callbacks import CSVLogger, TensorBoard
 from pyluz.metrics import MAE, MSE, MetricSet
 
 
 def data(n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, generator=g)
-    return x, x.sum(1, keepdim=True) + 0.1 * torch.randn(n, 1, generator=g)
+    return regression_data(n, seed, noise=0.1)
 
 
 def regression(metrics=None):

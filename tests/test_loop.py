@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import pyluz
-from conftest import Net
+from helpers import Net
 
 
 class Recorder(pyluz.Callback):
@@ -325,7 +325,7 @@ def test_keyboard_interrupt_at_fit_begin_after_the_handler_is_registered(xy):
                                                                                     callbacks=[EarlyCtrlC()])
 
 def test_valid_step_sets_opt_with_opt_name(xy):
-    from conftest import TwoOpt, regression_data
+    from helpers import TwoOpt, regression_data
 
     seen = []
 
@@ -372,7 +372,7 @@ def test_fit_matches_hand_written_loop(xy, as_tensors):
     options = {"batch_size": 16} if as_tensors else None
     fitted = pyluz.setup(build, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_opt_hparams(lr=0.01) \
         .fit(data, epochs=3, verbose=False, dataloader_options=options)
-    for a, b in zip(ref.state_dict().values(), fitted.model.state_dict().values()):
+    for a, b in zip(ref.state_dict().values(), fitted.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
@@ -429,7 +429,7 @@ def test_multiple_optimizers_match_hand_written_loop():
 
     fitted = pyluz.setup(build).set_opt_hparams(lr_a=0.1, lr_b=0.05).fit(
         (x, y), epochs=2, verbose=False, dataloader_options={"batch_size": 16, "shuffle": False})
-    for a, b in zip(ref.state_dict().values(), fitted.model.state_dict().values()):
+    for a, b in zip(ref.state_dict().values(), fitted.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
     loss = fitted.records["metrics"]["train"][0]["loss"]
     assert set(loss) == {"first", "second"}

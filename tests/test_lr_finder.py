@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import pyluz
-from conftest import regression_data
+from helpers import regression_data
 from pyluz.lr_finder import LRFinderResult, lr_finder, smooth_loss
 
 

@@ -6,14 +6,12 @@ from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau, StepLR
 
 import pyluz
-from conftest import TwoOpt
+from helpers import TwoOpt, regression_data
 from pyluz.callbacks import LRScheduler
 
 
 def data(n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, generator=g)
-    return x, x.sum(1, keepdim=True)
+    return regression_data(n, seed)
 
 
 class LRAt(pyluz.Callback):
@@ -175,7 +173,7 @@ def test_auto_resume_restores_the_scheduler(tmp_path, scheduler, kwargs):
         run([CrashAt(3)])
     resumed, lrs = run([])
     assert [s["opt"] for s in lrs] == [s["opt"] for s in ref_lrs[2:]]  # epochs 3..5 ran again
-    for p, q in zip(resumed.model.parameters(), ref.model.parameters()):
+    for p, q in zip(resumed.model.parameters(), ref.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 

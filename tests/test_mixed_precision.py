@@ -201,6 +201,6 @@ def test_scaler_path_skips_overflowing_steps():
         dataloader_options={"batch_size": 8})
     # Every one of the 4 batches overflowed: each step was skipped and the scale halved.
     assert cb.scaler.get_scale() == 2.0 ** 56
-    for p, q in zip(start, fitted.model.parameters()):
+    for p, q in zip(start, fitted.model.parameters(), strict=True):
         assert torch.equal(p, q)
     assert cb.state_dict()["scaler"]["scale"] == 2.0 ** 56

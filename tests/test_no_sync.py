@@ -2,7 +2,7 @@
 
 On CPU there is no device sync to detect, so the test makes every host-reading tensor method raise
 while training batches run; the GPU version (`torch.cuda.set_sync_debug_mode`) lives in
-scripts/gpu-check.py.
+tests/test_cuda.py.
 """
 
 import pytest
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import pyluz
-from conftest import Net
+from helpers import Net
 
 SYNCING = ["item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy", "cpu"]
 

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import pyluz
-from conftest import regression_data
+from helpers import regression_data
 from pyluz.metrics import MAE, MSE, MetricSet
 from pyluz.plotting import plot_metrics
 

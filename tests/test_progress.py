@@ -8,7 +8,7 @@ from torch import nn
 
 import pyluz
 from pyluz.callbacks import progress
-from conftest import Net
+from helpers import Net
 
 
 def fit(xy, **kw):

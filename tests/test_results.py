@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import pyluz
-from conftest import Net
+from helpers import Net
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import pyluz
-from conftest import Net
+from helpers import Net
 
 
 def test_set_hparams_returns_new_immutable_modules():

@@ -146,7 +146,7 @@ def compare_records(got, want, problems):
         if len(got[phase]) != len(want[phase]):
             problems.append(f"{phase}: {len(got[phase])} epochs recorded, expected {len(want[phase])}")
             continue
-        for epoch, (g, w) in enumerate(zip(got[phase], want[phase]), start=1):
+        for epoch, (g, w) in enumerate(zip(got[phase], want[phase], strict=True), start=1):
             if g.keys() != w.keys():
                 problems.append(f"{phase} epoch {epoch}: metrics {list(g)} != {list(w)}")
                 continue

@@ -1,34 +1,17 @@
-"""CUDA checks for a lent GPU machine (CI has no GPU): placement, no per-step syncs, AMP, DDP-free.
+"""CUDA checks (run on a machine with a GPU; skipped elsewhere): placement, pinned memory, no
+host<->device sync per step, mixed precision.
 
-Run: .venv/bin/python scripts/gpu-check.py   (prints 'gpu-check: N passed, M failed')
+Run them alone with `.venv/bin/python -m pytest -m cuda tests/test_cuda.py`.
 """
 
-import sys
-import traceback
-
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import pyluz
 
-CHECKS = []
-
-
-def check(fn):
-    CHECKS.append(fn)
-    return fn
-
-
-def run_checks():
-    results = []
-    for fn in CHECKS:
-        try:
-            fn()
-            results.append((fn.__name__, None))
-        except Exception:  # report every check, keep going
-            results.append((fn.__name__, traceback.format_exc()))
-    return results
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 def data(n=512):
@@ -67,8 +50,7 @@ class Where(pyluz.Callback):
                          "metric": self.ctx.metrics["train"][1].correct.device.type}
 
 
-@check
-def placement_and_pinning():
+def test_placement_and_pinning():
     where = Where()
     x, y = data()
     dl = pyluz.data.as_batches(TensorDataset(x, y), {"batch_size": 32, "collate_fn": None}, "train",
@@ -79,20 +61,17 @@ def placement_and_pinning():
     assert fitted.predict(x).device.type == "cuda"
 
 
-@check
-def no_sync_fast_path():
+def test_no_sync_on_the_fast_path():
     model().fit(data(), epochs=2, verbose=False, callbacks=[NoSync()], dataloader_options={"batch_size": 32})
 
 
-@check
-def no_sync_dataloader():
+def test_no_sync_with_a_dataloader():
     x, y = data()
     model().fit(TensorDataset(x, y), epochs=2, verbose=False, callbacks=[NoSync()],
                 dataloader_options={"batch_size": 32, "collate_fn": torch.utils.data.default_collate})
 
 
-@check
-def mixed_precision_fp16():
+def test_mixed_precision_runs_in_fp16_and_learns():
     seen = {}
 
     class Dtype(pyluz.Callback):
@@ -106,20 +85,5 @@ def mixed_precision_fp16():
     assert losses[1] < losses[0], losses
 
 
-@check
-def verbose_progress_runs():
+def test_verbose_progress_runs():
     model().fit(data(), epochs=1, verbose=True, valid_data=0.2)
-
-
-if __name__ == "__main__":
-    if not torch.cuda.is_available():
-        print("gpu-check: no CUDA device")
-        sys.exit(1)
-    results = run_checks()
-    failed = [(n, tb) for n, tb in results if tb]
-    for name, tb in results:
-        print(("PASS " if tb is None else "FAIL ") + name)
-        if tb:
-            print(tb)
-    print(f"gpu-check: {len(results) - len(failed)} passed, {len(failed)} failed")
-    sys.exit(1 if failed else 0)

@@ -1,0 +1,41 @@
+"""Shared test helpers (imported normally: `from helpers import Net`); fixtures live in conftest.py."""
+
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    """A tiny classifier used across tests."""
+
+    def __init__(self, n_in=4, hidden=8, n_out=2, dropout=0.0):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_out))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class TwoOpt(nn.Module):
+    """Two linear heads, each with its own optimizer ("gen" and "disc")."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 1)
+        self.b = nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+    def set_optimizers(self, lr=0.1):
+        return {"gen": torch.optim.SGD(self.a.parameters(), lr=lr),
+                "disc": torch.optim.SGD(self.b.parameters(), lr=lr)}
+
+
+def regression_data(n=64, seed=0, features=3, weights=None, noise=0.0):
+    """x (n, features) and y = the row sums (or `x @ weights`), plus `noise` * N(0, 1), from one generator."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, features, generator=g)
+    y = x.sum(1, keepdim=True) if weights is None else x @ torch.tensor(weights).reshape(-1, 1)
+    if noise:
+        y = y + noise * torch.randn(n, 1, generator=g)
+    return x, y
