@@ -36,10 +36,14 @@ demo: setup
 	$(VPY) examples/demo.py
 	Rscript examples/demo.R
 
-test: setup test-python test-r check-r test-vignettes test-ddp
+test: setup test-python test-doctest test-r check-r test-vignettes test-ddp
 
 test-python: setup
 	$(VPY) -m pytest -q tests
+
+# Docstring examples written as `>>>` run; interop/ and rdata need R (they are exercised from R's tests).
+test-doctest: setup
+	$(VPY) -m pytest -q -p no:cacheprovider --doctest-modules pyluz --ignore=pyluz/interop --ignore=pyluz/rdata.py
 
 test-r: setup
 	cd rpkg/tests && Rscript testthat.R

@@ -1,12 +1,14 @@
 """pyluz: luz's high-level training loop for PyTorch.
 
-Example::
+Example:
 
-    import pyluz, torch
-    from torch import nn
-    fitted = (pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
-              .set_hparams(in_features=3, out_features=1).set_opt_hparams(lr=0.1)
-              .fit((torch.randn(64, 3), torch.randn(64, 1)), epochs=2))
+>>> import pyluz, torch
+>>> from torch import nn
+>>> fitted = (pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+...           .set_hparams(in_features=3, out_features=1).set_opt_hparams(lr=0.1)
+...           .fit((torch.randn(64, 3), torch.randn(64, 1)), epochs=2, verbose=False))
+>>> list(fitted.get_metrics().columns)
+['set', 'metric', 'epoch', 'value']
 """
 
 from . import callbacks, metrics

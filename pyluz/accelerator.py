@@ -1,6 +1,9 @@
 """Device selection and placement of models, optimizers and batches."""
 
+from __future__ import annotations
+
 import os
+from typing import Any
 import platform
 
 import torch
@@ -63,7 +66,8 @@ class Accelerator:
     DistributedDataParallel; see `pyluz.distributed`.
     """
 
-    def __init__(self, device_placement=True, cpu=False, cuda_index=None, strategy=None):
+    def __init__(self, device_placement: bool = True, cpu: bool = False, cuda_index: int | None = None,
+                 strategy: str | None = None) -> None:
         check_bool(device_placement, "device_placement")
         check_bool(cpu, "cpu")
         if cuda_index is not None and (isinstance(cuda_index, bool) or not isinstance(cuda_index, int)
@@ -110,7 +114,7 @@ class Accelerator:
             return loader
         return DeviceLoader(loader, self.device)
 
-    def prepare(self, model, optimizers=None, *loaders):
+    def prepare(self, model: torch.nn.Module | None, optimizers: Any = None, *loaders: Any) -> tuple:
         """Place `model`, optimizer state and loaders on the device; returns them in the same order.
 
         `optimizers` is an optimizer, a dict or list of them, or None; `loaders` are DataLoaders or

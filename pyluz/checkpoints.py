@@ -92,12 +92,18 @@ def checkpoint_state(ctx):
 def write_checkpoint(ctx, path):
     """Write the full training state of `ctx` to `path`, atomically (temp file + `os.replace`).
 
-    Example::
+    Example:
 
-        class SaveEvery5(pyluz.Callback):
-            def on_epoch_end(self):
-                if self.ctx.epoch % 5 == 0:
-                    pyluz.checkpoints.write_checkpoint(self.ctx, f"ckpt/epoch-{self.ctx.epoch}.pt")
+    >>> import os
+    >>> class SaveEvery2(pyluz.Callback):
+    ...     def on_epoch_end(self):
+    ...         if self.ctx.epoch % 2 == 0:
+    ...             pyluz.checkpoints.write_checkpoint(self.ctx, f"ckpt/epoch-{self.ctx.epoch}.pt")
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> _ = model.fit((x, y), epochs=4, verbose=False, callbacks=[SaveEvery2()])
+    >>> sorted(os.listdir("ckpt"))
+    ['epoch-2.pt', 'epoch-4.pt']
     """
     state = checkpoint_state(ctx)
     return atomic_write(path, lambda f: torch.save(state, f))
@@ -197,11 +203,15 @@ def load_checkpoint(obj, path, restore_model_state=True, restore_records=False, 
     callback with a saved state must define `load_state_dict`). `restore_rng_state` also restores
     the random number generators. Files are read weights-only: a crafted file can't run code.
 
-    Example::
+    Example:
 
-        cb = pyluz.callbacks.ModelCheckpoint("checkpoints/")
-        fitted = model.fit(data, epochs=10, callbacks=[cb])
-        pyluz.load_checkpoint(fitted, "checkpoints/epoch-03-valid_loss-0.123.pt")
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> cb = pyluz.callbacks.ModelCheckpoint("checkpoints/", monitor="train_loss")
+    >>> fitted = model.fit((x, y), epochs=3, verbose=False, callbacks=[cb])
+    >>> pyluz.load_checkpoint(fitted, cb.saved[0], restore_records=True)   # back to the end of epoch 1
+    >>> len(fitted.records["metrics"]["train"])
+    1
     """
     if not isinstance(obj, (Context, nn.Module)) and not isinstance(getattr(obj, "model", None), nn.Module):
         raise TypeError(f"`obj` must be a pyluz.Fitted, a pyluz.Context or an nn.Module, got {type(obj).__name__}.")

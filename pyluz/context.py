@@ -1,5 +1,9 @@
 """`Context` (luz's `ctx`): everything the loop, callbacks and the model share during fit/predict."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from .events import HookTable
 from .records import empty_records
 
@@ -25,12 +29,16 @@ class Context:
     (1-based counts), `training`, `batch`, `input`, `target`, `pred`, `loss` (dict name -> detached
     loss), `loss_grad`, `records`, `buffers` (free-form dict for callbacks), ...
 
-    Example::
+    Example:
 
-        class LogLR(pyluz.Callback):
-            def on_epoch_end(self):
-                lr = self.ctx.opt.param_groups[0]["lr"]
-                self.ctx.log("lr", "train", lr)
+    >>> class LogLR(pyluz.Callback):
+    ...     def on_epoch_end(self):
+    ...         lr = self.ctx.opt.param_groups[0]["lr"]
+    ...         self.ctx.log("lr", "train", lr)
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> model.fit((x, y), epochs=2, verbose=False, callbacks=[LogLR()]).records["lr"]
+    {'train': [0.001, 0.001]}
     """
 
     def __init__(self, *, model, accelerator, callbacks, verbose, training,
@@ -109,12 +117,12 @@ class Context:
         self._opt_name = value
 
     # -- callbacks --------------------------------------------------------------------------
-    def call_callbacks(self, name):
+    def call_callbacks(self, name: str) -> None:
         """Run every callback that defines breakpoint `name` (any `on_*` name, built-in or custom)."""
         self._hooks.call(name, self)
 
     # -- records ----------------------------------------------------------------------------
-    def log(self, what, set, value, index=None):
+    def log(self, what: str, set: str, value: Any, index: int | None = None) -> None:
         """Record `value` under `records[what][set]`.
 
         With `index` (1-based) a dict value is merged into that entry, anything else replaces it;
@@ -137,11 +145,11 @@ class Context:
         else:
             entries[index - 1] = value
 
-    def log_metric(self, name, value):
+    def log_metric(self, name: str, value: Any) -> None:
         """Record metric `name` for the current set (train while training, else valid) and epoch."""
         self.log("metrics", "train" if self.training else "valid", {name: value}, index=self.epoch)
 
-    def get_log(self, what, set, index=None):
+    def get_log(self, what: str, set: str, index: int | None = None) -> Any:
         """The entry at `index` (1-based; default: the last), or None."""
         entries = self._records.get(what, {}).get(set, [])
         if not entries:
@@ -150,15 +158,15 @@ class Context:
             return entries[-1]
         return entries[index - 1] if 1 <= index <= len(entries) else None
 
-    def get_metrics(self, set, epoch=None):
+    def get_metrics(self, set: str, epoch: int | None = None) -> dict:
         """Dict of the metrics of `set` ("train"/"valid") at `epoch` (default: the last one)."""
         return self.get_log("metrics", set, epoch) or {}
 
-    def get_metric(self, name, set, epoch=None):
+    def get_metric(self, name: str, set: str, epoch: int | None = None) -> Any:
         """One metric value, or None when it was not recorded."""
         return self.get_metrics(set, epoch).get(name)
 
-    def set_records(self, records):
+    def set_records(self, records: dict) -> None:
         """Replace all records (used when restoring checkpoints)."""
         self._records = records
 

@@ -8,12 +8,16 @@ class ControlFlow(Exception):
 class StopTraining(ControlFlow):
     """Stop after the current breakpoint: `on_early_stopping`, then `on_fit_end`, then a normal return.
 
-    Example::
+    Example:
 
-        class StopAtLoss(pyluz.Callback):
-            def on_epoch_end(self):
-                if self.ctx.get_metric("loss", "train") < 0.1:
-                    raise pyluz.StopTraining()
+    >>> class StopAtLoss(pyluz.Callback):
+    ...     def on_epoch_end(self):
+    ...         if self.ctx.get_metric("loss", "train") < 10:
+    ...             raise pyluz.StopTraining()
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> len(model.fit((x, y), epochs=5, verbose=False, callbacks=[StopAtLoss()]).records["metrics"]["train"])
+    1
     """
 
 

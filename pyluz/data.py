@@ -28,10 +28,12 @@ class TensorBatches:
     ``DataLoader(TensorDataset(...), batch_size, shuffle, drop_last)`` and consumes the torch RNG
     the same way, so results match a hand-written DataLoader loop.
 
-    Example::
+    Example:
 
-        batches = TensorBatches((x, y), batch_size=64, shuffle=True)
-        for xb, yb in batches: ...
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> batches = TensorBatches((x, y), batch_size=16, shuffle=True)
+    >>> len(batches), [xb.shape[0] for xb, yb in batches]
+    (4, [16, 16, 16, 16])
     """
 
     def __init__(self, tensors, batch_size=DEFAULT_BATCH_SIZE, shuffle=False, drop_last=False, generator=None):

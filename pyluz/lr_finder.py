@@ -1,6 +1,9 @@
 """`lr_finder()`: train with an increasing learning rate and record the loss (luz's `lr_finder`)."""
 
+from __future__ import annotations
+
 import copy
+from typing import Any
 import math
 
 import numpy as np
@@ -41,12 +44,14 @@ class LRFinderResult:
     dotted, smoothed loss as a line) and `suggested_lr` the learning rate where the smoothed loss
     falls fastest.
 
-    Example::
+    Example:
 
-        res = pyluz.lr_finder(model, (x, y), steps=100)
-        res.to_frame().head()
-        res.suggested_lr
-        res.plot().savefig("lr.png")
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> res = pyluz.lr_finder(model, (x, y), steps=20, verbose=False, dataloader_options={"batch_size": 8})
+    >>> list(res.to_frame().columns), len(res)
+    (['lr', 'loss'], 20)
+    >>> res.plot().savefig("lr.png")
     """
 
     def __init__(self, lr, loss, losses=None):
@@ -153,8 +158,9 @@ class LRFinderCallback(Callback):
             self.bar = None
 
 
-def lr_finder(luz_module, data, steps=100, start_lr=1e-7, end_lr=1e-1, log_spaced=True, dataloader_options=None,
-              verbose=None):
+def lr_finder(luz_module: LuzModule, data: Any, steps: int = 100, start_lr: float = 1e-7, end_lr: float = 1e-1,
+              log_spaced: bool = True, dataloader_options: dict | None = None,
+              verbose: bool | None = None) -> LRFinderResult:
     """Train for `steps` batches with a learning rate growing from `start_lr` towards `end_lr` (luz's `lr_finder`).
 
     The learning rate of batch `i` (0-based) is `start_lr * (end_lr / start_lr) ** (i / steps)`
@@ -164,11 +170,14 @@ def lr_finder(luz_module, data, steps=100, start_lr=1e-7, end_lr=1e-1, log_space
     `dataloader_options` are passed to `fit`. A fresh model is trained; the module given is not
     changed. Returns an `LRFinderResult` (`lr`, `loss`, `to_frame()`, `plot()`, `suggested_lr`).
 
-    Example::
+    Example:
 
-        res = pyluz.lr_finder(pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam),
-                              (x, y), steps=100, dataloader_options={"batch_size": 64})
-        res.plot()
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> res = pyluz.lr_finder(pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
+    ...                       .set_hparams(in_features=4, out_features=2),
+    ...                       (x, y), steps=10, dataloader_options={"batch_size": 8}, verbose=False)
+    >>> res.lr[0], len(res.loss)
+    (1e-07, 10)
     """
     owner = "lr_finder"
     check_type(luz_module, "luz_module", LuzModule, "the result of setup()", owner)

@@ -1,10 +1,15 @@
 """`setup()` and the LuzModule it returns: a module plus loss, optimizer, metrics and hparams."""
 
+from __future__ import annotations
+
 import inspect
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from .accelerator import Accelerator
 from .metrics import as_metric_set
 from .results import Fitted
 from .runner import run_fit
@@ -13,15 +18,19 @@ from .runner import run_fit
 class LuzModule:
     """A module ready to train: what `setup()` returns. Immutable; every `set_*` returns a new one.
 
-    Example::
+    Example:
 
-        fitted = (pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
-                  .set_hparams(hidden=32).set_opt_hparams(lr=1e-3)
-                  .fit((x, y), epochs=5))
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> fitted = (pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
+    ...           .set_hparams(in_features=4, out_features=2).set_opt_hparams(lr=1e-3)
+    ...           .fit((x, y), epochs=2, verbose=False))
+    >>> len(fitted.records["metrics"]["train"])
+    2
     """
 
-    def __init__(self, module, loss=None, optimizer=None, metrics=None, backward=None,
-                 hparams=None, opt_hparams=None):
+    def __init__(self, module: Any, loss: Callable | None = None, optimizer: Callable | None = None,
+                 metrics: Any = None, backward: Callable | None = None, hparams: dict | None = None,
+                 opt_hparams: dict | None = None) -> None:
         self.module = module
         self.loss = loss
         self.optimizer = optimizer
@@ -36,19 +45,20 @@ class LuzModule:
         fields.update(changes)
         return LuzModule(**fields)
 
-    def set_hparams(self, **hparams):
+    def set_hparams(self, **hparams: Any) -> LuzModule:
         """Arguments for building the module (replaces earlier ones, as in luz)."""
         if isinstance(self.module, nn.Module):
             raise ValueError("`set_hparams()` needs a module class or factory, but `setup()` got an already built "
                              f"{type(self.module).__name__} instance; pass the class instead.")
         return self._replace(hparams=hparams)
 
-    def set_opt_hparams(self, **opt_hparams):
+    def set_opt_hparams(self, **opt_hparams: Any) -> LuzModule:
         """Arguments for the optimizer factory or `set_optimizers()` (e.g. `lr=1e-3`)."""
         return self._replace(opt_hparams=opt_hparams)
 
-    def fit(self, data, epochs=10, callbacks=None, valid_data=None, accelerator=None, verbose=None,
-            dataloader_options=None):
+    def fit(self, data: Any, epochs: int | tuple[int, int] = 10, callbacks: list | None = None,
+            valid_data: Any = None, accelerator: Accelerator | None = None, verbose: bool | None = None,
+            dataloader_options: dict | None = None) -> Fitted:
         """Train and return a `Fitted`. See `pyluz.fit` for the arguments."""
         run = run_fit(self, data, epochs=epochs, callbacks=callbacks, valid_data=valid_data,
                       accelerator=accelerator, verbose=verbose, dataloader_options=dataloader_options)
@@ -128,7 +138,8 @@ def check_training_args(loss=None, optimizer=None, metrics=None, backward=None):
     as_metric_set(metrics)
 
 
-def setup(module, loss=None, optimizer=None, metrics=None, backward=None):
+def setup(module: Any, loss: Callable | None = None, optimizer: Callable | None = None, metrics: Any = None,
+          backward: Callable | None = None) -> LuzModule:
     """Prepare `module` for training: returns a `LuzModule`.
 
     `module` is an nn.Module class, a callable returning an nn.Module (built in `fit` with the
@@ -136,10 +147,12 @@ def setup(module, loss=None, optimizer=None, metrics=None, backward=None):
     callable; `optimizer` a factory `f(params, **opt_hparams)` such as `torch.optim.Adam`;
     `metrics` a list of Metric instances or a MetricSet; `backward` replaces `loss.backward()`.
 
-    Example::
+    Example:
 
-        model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
-                            metrics=[pyluz.metrics.Accuracy()])
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
+    ...                     metrics=[pyluz.metrics.Accuracy()])
+    >>> model.set_hparams(in_features=4, out_features=2)
+    <LuzModule Linear hparams={'in_features': 4, 'out_features': 2} opt_hparams={}>
     """
     if isinstance(module, type) and not issubclass(module, nn.Module):
         raise TypeError(f"`module` must be an nn.Module subclass, a factory or a module instance, got class {module.__name__}.")
@@ -151,18 +164,19 @@ def setup(module, loss=None, optimizer=None, metrics=None, backward=None):
     return LuzModule(module, loss=loss, optimizer=optimizer, metrics=metrics, backward=backward)
 
 
-def set_hparams(module, **hparams):
+def set_hparams(module: LuzModule, **hparams: Any) -> LuzModule:
     """`module.set_hparams(**hparams)` as a function (for pipes)."""
     return _check_luz_module(module, "set_hparams").set_hparams(**hparams)
 
 
-def set_opt_hparams(module, **opt_hparams):
+def set_opt_hparams(module: LuzModule, **opt_hparams: Any) -> LuzModule:
     """`module.set_opt_hparams(**opt_hparams)` as a function (for pipes)."""
     return _check_luz_module(module, "set_opt_hparams").set_opt_hparams(**opt_hparams)
 
 
-def fit(module, data, epochs=10, callbacks=None, valid_data=None, accelerator=None, verbose=None,
-        dataloader_options=None):
+def fit(module: LuzModule, data: Any, epochs: int | tuple[int, int] = 10, callbacks: list | None = None,
+        valid_data: Any = None, accelerator: Accelerator | None = None, verbose: bool | None = None,
+        dataloader_options: dict | None = None) -> Fitted:
     """Train a LuzModule; returns a `Fitted`.
 
     `data`/`valid_data`: DataLoader, Dataset, IterableDataset, tensor/array, tuple/list/dict of
@@ -171,10 +185,14 @@ def fit(module, data, epochs=10, callbacks=None, valid_data=None, accelerator=No
     inputs that are not DataLoaders (default batch_size=32; training shuffles and drops the last
     incomplete batch). `verbose=None` shows progress when stderr is a terminal or a notebook.
 
-    Example::
+    Example:
 
-        fitted = pyluz.fit(model, (x, y), epochs=(2, 10), valid_data=0.2,
-                           callbacks=[pyluz.callbacks.EarlyStopping(patience=2)])
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> fitted = pyluz.fit(model, (x, y), epochs=(2, 10), valid_data=0.2, verbose=False,
+    ...                    callbacks=[pyluz.callbacks.EarlyStopping(patience=2)])
+    >>> 2 <= len(fitted.get_metrics().epoch.unique()) <= 10
+    True
     """
     return _check_luz_module(module, "fit").fit(data, epochs=epochs, callbacks=callbacks, valid_data=valid_data,
                                                 accelerator=accelerator, verbose=verbose,

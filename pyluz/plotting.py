@@ -15,10 +15,13 @@ def plot_metrics(df):
     column per set (train, valid), points joined by lines over epochs; panels of a row share the
     y axis. Returns the `matplotlib.figure.Figure`.
 
-    Example::
+    Example:
 
-        fig = fitted.plot()
-        fig.savefig("metrics.png")
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> fitted = pyluz.setup(nn.Linear(4, 2), loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).fit(
+    ...     (x, y), epochs=2, valid_data=0.2, verbose=False)
+    >>> fig = fitted.plot()
+    >>> fig.savefig("metrics.png")
     """
     import pandas as pd
 

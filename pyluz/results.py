@@ -1,6 +1,12 @@
 """What fit and evaluate return: `Fitted` and `Evaluation`, with metrics as data frames and luz-style printing."""
 
+from __future__ import annotations
+
+import os
+from typing import Any
+
 import pandas as pd
+import torch
 
 from .checks import check_bool
 from .metrics import format_metric_value
@@ -34,15 +40,21 @@ def _metric_lines(values):
 class Fitted:
     """A trained model with its records (luz's `luz_module_fitted`).
 
-    Example::
+    Example:
 
-        fitted = model.fit((x, y), epochs=3, valid_data=0.2)
-        fitted.get_metrics()            # DataFrame[set, metric, epoch, value]
-        preds = fitted.predict(x_new)
-        fitted.evaluate((x_test, y_test))
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> fitted = model.fit((x, y), epochs=3, valid_data=0.2, verbose=False)
+    >>> fitted.get_metrics().shape            # DataFrame[set, metric, epoch, value]: 3 train + 3 valid rows
+    (6, 4)
+    >>> fitted.predict(torch.randn(5, 4), verbose=False).shape
+    torch.Size([5, 2])
+    >>> fitted.evaluate((x, y), verbose=False).get_metrics().metric.tolist()
+    ['loss']
     """
 
-    def __init__(self, model, records, luz_module, opt_names, example_input=None):
+    def __init__(self, model: torch.nn.Module, records: dict, luz_module: Any, opt_names: list[str],
+                 example_input: Any = None) -> None:
         self.model = model
         self.records = records
         self.luz_module = luz_module
@@ -59,8 +71,8 @@ class Fitted:
     def opt_hparams(self):
         return self.luz_module.opt_hparams
 
-    def predict(self, newdata, stack=True, callbacks=None, accelerator=None, verbose=None, dataloader_options=None,
-                **kwargs):
+    def predict(self, newdata: Any, stack: bool = True, callbacks: list | None = None, accelerator: Any = None,
+                verbose: bool | None = None, dataloader_options: dict | None = None, **kwargs: Any) -> Any:
         """Run the model (or its `predict()` method, with `kwargs`) over `newdata` without gradients.
 
         `stack=True` concatenates batch outputs (tensors, or tuples/dicts of tensors) along dim 0;
@@ -70,13 +82,14 @@ class Fitted:
         return run_predict(self, newdata, stack=stack, callbacks=callbacks, accelerator=accelerator,
                            verbose=verbose, dataloader_options=dataloader_options, **kwargs)
 
-    def evaluate(self, data, metrics=None, callbacks=None, accelerator=None, verbose=None, dataloader_options=None):
+    def evaluate(self, data: Any, metrics: Any = None, callbacks: list | None = None, accelerator: Any = None,
+                 verbose: bool | None = None, dataloader_options: dict | None = None) -> Evaluation:
         """Loss and metrics over `data` (one validation pass); `metrics` overrides setup's metrics."""
         records = run_evaluate(self, data, metrics=metrics, callbacks=callbacks, accelerator=accelerator,
                                verbose=verbose, dataloader_options=dataloader_options)
         return Evaluation(records)
 
-    def get_metrics(self):
+    def get_metrics(self) -> pd.DataFrame:
         """DataFrame[set, metric, epoch, value] of every recorded metric."""
         return metrics_frame(self.records)
 
@@ -84,7 +97,7 @@ class Fitted:
         """A matplotlib figure: one panel per metric, train and valid curves over epochs."""
         return plot_metrics(self.get_metrics())
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike) -> str:
         """Save weights and metadata (records, hparams) to `path`; read back with `pyluz.load(path)`.
 
         A model defined in R is also exported as a program next to `path` (see `pyluz.export`),
@@ -114,16 +127,17 @@ class Fitted:
 class Evaluation:
     """What `evaluate()` returns: `get_metrics()` gives DataFrame[metric, value]."""
 
-    def __init__(self, records):
+    def __init__(self, records: dict) -> None:
         self.records = records
 
-    def get_metrics(self):
+    def get_metrics(self) -> pd.DataFrame:
+        """DataFrame[metric, value] of the evaluation."""
         rows = []
         for values in self.records.get("metrics", {}).get("valid", [])[:1]:
             rows += flat_metrics(values)
         return pd.DataFrame(rows, columns=["metric", "value"])
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> Any:
         """The value of one metric, e.g. `evaluation["loss"]`."""
         return self.records["metrics"]["valid"][0][name]
 

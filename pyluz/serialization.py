@@ -6,6 +6,14 @@ lives in `pyluz.model_file`, the safe readers in `pyluz.files`, training checkpo
 `pyluz.checkpoints` and the programs of R-defined models in `pyluz.export`.
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
 from .checks import check_bool
 from .files import UnsafeFileError
 from .model_file import model_of, read_fitted, read_metadata, read_state_file, load_state, write_weights
@@ -13,22 +21,27 @@ from .module import LuzModule, check_training_args
 from .results import Fitted
 
 
-def save_fitted(fitted, path):
+def save_fitted(fitted: Fitted, path: str | os.PathLike) -> str:
     """Save a fitted model to `path` (one safetensors file: weights + JSON metadata); read it with `pyluz.load`.
 
     Same as `fitted.save(path)`; returns `path`.
 
-    Example::
+    Example:
 
-        pyluz.serialization.save_fitted(fitted, "model.safetensors")
-        again = pyluz.load("model.safetensors")
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> fitted = pyluz.setup(nn.Linear(4, 2), loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).fit(
+    ...     (x, y), epochs=1, verbose=False)
+    >>> pyluz.serialization.save_fitted(fitted, "model.safetensors")
+    'model.safetensors'
+    >>> again = pyluz.load("model.safetensors", module=nn.Linear(4, 2))
     """
     if not isinstance(fitted, Fitted):
         raise TypeError(f"`fitted` must be a pyluz.Fitted (what fit() returns), got {type(fitted).__name__}.")
     return fitted.save(path)
 
 
-def load(path, module=None, loss=None, optimizer=None, metrics=None, trust_program=False):
+def load(path: str | os.PathLike, module: Any = None, loss: Callable | None = None,
+         optimizer: Callable | None = None, metrics: Any = None, trust_program: bool = False) -> Fitted:
     """Load a model saved with `Fitted.save()` / `save_fitted()`; returns a `pyluz.Fitted`.
 
     The module is rebuilt from its saved import path (`package.module:Class`) with the saved
@@ -45,13 +58,19 @@ def load(path, module=None, loss=None, optimizer=None, metrics=None, trust_progr
     torch can run code stored in a program file while loading it, so pass `trust_program=True`
     only for files you trust. `module=` wins when given.
 
-    Example::
+    Example:
 
-        fitted.save("model.safetensors")
-        fitted = pyluz.load("model.safetensors")                 # Net importable from its module
-        fitted = pyluz.load("model.safetensors", module=Net)     # Net defined in this script
-        fitted.predict(x)
-        fitted = pyluz.load("r_model.safetensors", trust_program=True)  # nn_module() saved from R
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> fitted = model.fit((x, y), epochs=1, verbose=False)
+    >>> fitted.save("model.safetensors")
+    'model.safetensors'
+    >>> again = pyluz.load("model.safetensors")                  # nn.Linear is importable: rebuilt with its hparams
+    >>> torch.equal(again.predict(x, verbose=False), fitted.predict(x, verbose=False))
+    True
+    >>> again = pyluz.load("model.safetensors", module=nn.Linear)  # a class defined in a script: pass it
+
+    A model saved from R with `nn_module()` loads with `pyluz.load(path, trust_program=True)`.
     """
     check_training_args(loss, optimizer, metrics)
     check_bool(trust_program, "trust_program")
@@ -62,26 +81,34 @@ def load(path, module=None, loss=None, optimizer=None, metrics=None, trust_progr
                   opt_names=info.get("opt_names") or ["opt"])
 
 
-def save_model_weights(obj, path):
+def save_model_weights(obj: Fitted | nn.Module, path: str | os.PathLike) -> str:
     """Save only the model's weights (its state dict) of a Fitted or an nn.Module, as safetensors.
 
-    Example::
+    Example:
 
-        pyluz.save_model_weights(fitted, "weights.safetensors")
-        pyluz.load_model_weights(other_fitted, "weights.safetensors")   # in place
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> fitted, other = model.fit((x, y), epochs=1, verbose=False), model.fit((x, y), epochs=1, verbose=False)
+    >>> pyluz.save_model_weights(fitted, "weights.safetensors")
+    'weights.safetensors'
+    >>> pyluz.load_model_weights(other, "weights.safetensors")   # in place
+    >>> torch.equal(other.model.weight, fitted.model.weight)
+    True
     """
     return write_weights(path, model_of(obj))
 
 
-def load_model_weights(obj, path):
+def load_model_weights(obj: Fitted | nn.Module, path: str | os.PathLike) -> None:
     """Load weights into the model of a Fitted (or an nn.Module) in place; returns None.
 
     `path` may be a weights file, a fitted model file, a checkpoint (its model part) or a
     `torch.save`d state dict; only tensors are read, never pickled objects.
 
-    Example::
+    Example:
 
-        pyluz.load_model_weights(fitted, "weights.safetensors")
+    >>> net = nn.Linear(4, 2)
+    >>> _ = pyluz.save_model_weights(net, "weights.safetensors")
+    >>> pyluz.load_model_weights(nn.Linear(4, 2), "weights.safetensors")
     """
     model = model_of(obj)
     load_state(model, read_state_file(path), path)

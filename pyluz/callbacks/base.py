@@ -1,5 +1,10 @@
 """The Callback base class and the checks of a `callbacks` argument (dispatch: `pyluz.events.HookTable`)."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 from ..events import HookTable
 
 __all__ = ["Callback", "HookTable", "check_callbacks", "order_callbacks"]
@@ -11,25 +16,30 @@ class Callback:
     `weight` orders callbacks (lower runs first, ties keep list order). `state_dict()` /
     `load_state_dict()` let checkpoints save and restore the callback.
 
-    Example::
+    Example:
 
-        class PrintLoss(pyluz.Callback):
-            def on_epoch_end(self):
-                print(self.ctx.epoch, self.ctx.get_metric("loss", "train"))
+    >>> class PrintLoss(pyluz.Callback):
+    ...     def on_epoch_end(self):
+    ...         print(self.ctx.epoch, round(self.ctx.get_metric("loss", "train"), 1) > 0)
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> fitted = model.fit((x, y), epochs=2, verbose=False, callbacks=[PrintLoss()])
+    1 True
+    2 True
     """
 
     weight = 0
     ctx = None
 
     @property
-    def name(self):
+    def name(self) -> str:
         """The name used in error messages."""
         return type(self).__name__
 
-    def set_ctx(self, ctx):
+    def set_ctx(self, ctx: Any) -> None:
         self.ctx = ctx
 
-    def hook(self, name):
+    def hook(self, name: str) -> Callable[[], Any] | None:
         """The function run at breakpoint `name`, or None: by default the `name` method, if defined.
 
         A callback that picks its breakpoint at run time (e.g. LRScheduler's `call_on`) overrides this.
@@ -37,7 +47,7 @@ class Callback:
         fn = getattr(self, name, None)
         return fn if callable(fn) else None
 
-    def state_dict(self):
+    def state_dict(self) -> dict | None:
         """What a checkpoint keeps of this callback; None means nothing."""
         return None
 

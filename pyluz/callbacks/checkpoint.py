@@ -40,11 +40,14 @@ class ModelCheckpoint(MonitorCallback):
     `pyluz.load_checkpoint(fitted, file)` or `ResumeFromCheckpoint`. The monitored metric is read
     only when the template or `save_best_only` needs it.
 
-    Example::
+    Example:
 
-        cb = pyluz.callbacks.ModelCheckpoint("checkpoints/", monitor="valid_loss", save_best_only=True)
-        fitted = model.fit(train, epochs=10, valid_data=valid, callbacks=[cb])
-        cb.saved   # ['checkpoints/epoch-01-valid_loss-0.693.pt', ...]
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> cb = pyluz.callbacks.ModelCheckpoint("checkpoints/", monitor="valid_loss")
+    >>> fitted = model.fit((x, y), epochs=2, valid_data=0.25, verbose=False, callbacks=[cb])
+    >>> [p.split("-valid")[0] for p in cb.saved]
+    ['checkpoints/epoch-01', 'checkpoints/epoch-02']
     """
 
     def __init__(self, path, monitor="valid_loss", save_best_only=False, mode="min", min_delta=0):
@@ -112,11 +115,14 @@ class KeepBestModel(MonitorCallback):
     model; optimizer states and records are left as they are. The copy is part of the callback's
     state, so AutoResume restores it.
 
-    Example::
+    Example:
 
-        cb = pyluz.callbacks.KeepBestModel(monitor="valid_loss")
-        fitted = model.fit(train, epochs=20, valid_data=valid, callbacks=[cb])
-        cb.best_epoch   # the epoch whose weights fitted.model now holds
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> cb = pyluz.callbacks.KeepBestModel(monitor="valid_loss")
+    >>> fitted = model.fit((x, y), epochs=3, valid_data=0.25, verbose=False, callbacks=[cb])
+    >>> cb.best_epoch in (1, 2, 3)   # the epoch whose weights fitted.model now holds
+    True
     """
 
     def __init__(self, monitor="valid_loss", mode="min", min_delta=0):

@@ -20,11 +20,14 @@ class EarlyStopping(MonitorCallback):
     `on_early_stopping` and `on_fit_end`, and fit returns normally. Weight `inf`: runs after the
     other callbacks of `on_epoch_end`.
 
-    Example::
+    Example:
 
-        cb = pyluz.callbacks.EarlyStopping(monitor="valid_loss", patience=3, min_delta=1e-3)
-        fitted = model.fit(train, epochs=100, valid_data=valid, callbacks=[cb])
-        cb.stopped_epoch  # the epoch training stopped at, or None
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> cb = pyluz.callbacks.EarlyStopping(monitor="valid_loss", patience=1, min_delta=10.0)
+    >>> fitted = model.fit((x, y), epochs=100, valid_data=0.25, verbose=False, callbacks=[cb])
+    >>> cb.stopped_epoch  # the epoch training stopped at, or None
+    2
     """
 
     weight = float("inf")

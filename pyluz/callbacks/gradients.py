@@ -29,9 +29,11 @@ class GradientClip(Callback):
     unscaled first; under `GradientAccumulation` only the accumulated gradient is clipped, once,
     right before the real step. `max_norm=0` zeroes the gradients (no learning).
 
-    Example::
+    Example:
 
-        model.fit(data, epochs=5, callbacks=[pyluz.callbacks.GradientClip(max_norm=1.0)])
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> fitted = model.fit((x, y), epochs=1, verbose=False, callbacks=[pyluz.callbacks.GradientClip(max_norm=1.0)])
     """
 
     def __init__(self, max_norm=1, norm_type=2):
@@ -67,11 +69,12 @@ class GradientAccumulation(Callback):
     rescaled and applied at `on_train_end`. Works with luz's default step (a module's own `step()`
     does its own accumulation).
 
-    Example::
+    Example:
 
-        # batches of 32, updates as with batches of 128
-        model.fit(data, epochs=5, dataloader_options={"batch_size": 32},
-                  callbacks=[pyluz.callbacks.GradientAccumulation(steps=4)])
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> fitted = model.fit((x, y), epochs=1, verbose=False, dataloader_options={"batch_size": 8},
+    ...                    callbacks=[pyluz.callbacks.GradientAccumulation(steps=4)])  # batches of 8, updates as with 32
     """
 
     def __init__(self, steps):
@@ -145,11 +148,14 @@ class TerminateOnNaN(Callback):
     completed epochs. `stopped_at` holds `(epoch, iter)`. The check reads the loss on the host
     once per batch (one device sync per step).
 
-    Example::
+    Example:
 
-        cb = pyluz.callbacks.TerminateOnNaN()
-        fitted = model.fit(data, epochs=100, callbacks=[cb])
-        cb.stopped_at    # None, or (epoch, iter) of the non-finite loss
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> cb = pyluz.callbacks.TerminateOnNaN()
+    >>> fitted = model.fit((x, y), epochs=2, verbose=False, callbacks=[cb])
+    >>> cb.stopped_at is None    # else (epoch, iter) of the non-finite loss
+    True
     """
 
     def __init__(self):

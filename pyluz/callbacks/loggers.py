@@ -19,10 +19,15 @@ class CSVLogger(Callback):
     header is the union of the columns and missing values are empty cells. A per-optimizer loss
     gives `loss_<opt>` columns. Values are written with full precision.
 
-    Example::
+    Example:
 
-        fitted = model.fit(data, epochs=5, valid_data=0.2, callbacks=[pyluz.callbacks.CSVLogger("log.csv")])
-        pandas.read_csv("log.csv")     #   epoch    set      loss    acc
+    >>> import pandas
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> fitted = model.fit((x, y), epochs=2, valid_data=0.2, verbose=False,
+    ...                    callbacks=[pyluz.callbacks.CSVLogger("log.csv")])
+    >>> pandas.read_csv("log.csv")[["epoch", "set"]].values.tolist()
+    [[1, 'train'], [1, 'valid'], [2, 'train'], [2, 'valid']]
     """
 
     def __init__(self, path):
@@ -90,9 +95,12 @@ class TensorBoard(Callback):
     (at the end of training); a list of parameter names logs only those. Files go to `logdir`
     (created if needed); view them with `tensorboard --logdir logs`.
 
-    Example::
+    Example:
 
-        model.fit(data, epochs=10, valid_data=0.2, callbacks=[pyluz.callbacks.TensorBoard("runs/exp1")])
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> fitted = model.fit((x, y), epochs=2, valid_data=0.2, verbose=False,
+    ...                    callbacks=[pyluz.callbacks.TensorBoard("runs/exp1")])
     """
 
     def __init__(self, logdir="logs", histograms=False):

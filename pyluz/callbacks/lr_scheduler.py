@@ -47,13 +47,17 @@ class LRScheduler(Callback):
 
     `state_dict()`/`load_state_dict()` delegate to the scheduler, so checkpoints restore it.
 
-    Example::
+    Example:
 
-        cb = pyluz.callbacks.LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=5, gamma=0.5)
-        fitted = model.fit(data, epochs=20, callbacks=[cb])
-        # one cycle per batch:
-        cb = LRScheduler(torch.optim.lr_scheduler.OneCycleLR, call_on="on_train_batch_end",
-                         max_lr=0.1, total_steps=20 * len(train_dl))
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> cb = pyluz.callbacks.LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+    >>> fitted = model.fit((x, y), epochs=2, verbose=False, callbacks=[cb])
+    >>> cb.scheduler.get_last_lr()
+    [0.00025]
+    >>> per_batch = pyluz.callbacks.LRScheduler(torch.optim.lr_scheduler.OneCycleLR, call_on="on_train_batch_end",
+    ...                                         max_lr=0.1, total_steps=2 * 2)   # 2 epochs of 2 batches
+    >>> fitted = model.fit((x, y), epochs=2, verbose=False, callbacks=[per_batch])
     """
 
     def __init__(self, scheduler, call_on="on_epoch_end", opt_name=None, **kwargs):

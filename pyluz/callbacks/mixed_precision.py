@@ -24,10 +24,13 @@ class MixedPrecision(Callback):
     `growth_interval`, `enabled`). The scaler is in `ctx.buffers["grad_scaler"]` during the fit
     (`GradientClip` unscales with it before clipping).
 
-    Example::
+    Example:
 
-        model.fit(data, epochs=5, callbacks=[pyluz.callbacks.MixedPrecision()])
-        model.fit(data, epochs=5, callbacks=[pyluz.callbacks.MixedPrecision(init_scale=2.0**10)])
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> fitted = model.fit((x, y), epochs=1, verbose=False, callbacks=[pyluz.callbacks.MixedPrecision()])
+
+    (On CPU autocast uses bfloat16 and no gradient scaler; `init_scale=2.0**10` sets the CUDA scaler's start.)
     """
 
     def __init__(self, **scaler_kwargs):

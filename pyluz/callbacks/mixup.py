@@ -17,10 +17,13 @@ def mixup(x, y, weight):
     `(torch.lerp(x, x[perm], weight), ((y, y[perm]), weight))`, the target that `MixupLoss`
     understands; the returned `weight` keeps shape `(B,)`.
 
-    Example::
+    Example:
 
-        w = torch.full((x.shape[0],), 0.3)
-        mixed_x, ((y1, y2), w) = pyluz.callbacks.mixup(x, y, w)
+    >>> x, y = torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
+    >>> w = torch.full((x.shape[0],), 0.3)
+    >>> mixed_x, ((y1, y2), w) = pyluz.callbacks.mixup(x, y, w)
+    >>> mixed_x.shape, y1.tolist() == y.tolist()
+    (torch.Size([4, 3]), True)
     """
     if not isinstance(x, torch.Tensor) or x.dim() == 0:
         raise TypeError(f"mixup: `x` must be a tensor with a batch dimension, got {_describe(x)}.")
@@ -84,11 +87,13 @@ class MixupLoss(nn.Module):
     against `y1` and `y2` (temporarily with `reduction="none"`), interpolates them with the
     per-sample `weight` and averages. Any other target goes to `loss` unchanged (validation).
 
-    Example::
+    Example:
 
-        model = pyluz.setup(Net, loss=pyluz.callbacks.MixupLoss(nn.CrossEntropyLoss()), optimizer=torch.optim.Adam,
-                            metrics=pyluz.MetricSet(valid_metrics=[pyluz.metrics.Accuracy()]))
-        model.fit(data, epochs=5, callbacks=[pyluz.callbacks.MixUp()])
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=pyluz.callbacks.MixupLoss(nn.CrossEntropyLoss()), optimizer=torch.optim.Adam,
+    ...                     metrics=pyluz.MetricSet(valid_metrics=[pyluz.metrics.Accuracy()]))
+    >>> fitted = model.set_hparams(in_features=4, out_features=2).fit((x, y), epochs=1, verbose=False,
+    ...                                                               callbacks=[pyluz.callbacks.MixUp()])
     """
 
     def __init__(self, loss):
@@ -138,11 +143,15 @@ class MixUp(Callback):
     Train targets are no longer class labels, so put label metrics in
     `MetricSet(valid_metrics=[...])`.
 
-    Example::
+    Example:
 
-        model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
-                            metrics=pyluz.MetricSet(valid_metrics=[pyluz.metrics.Accuracy()]))
-        model.fit(data, epochs=10, valid_data=0.2, callbacks=[pyluz.callbacks.MixUp(alpha=0.4, auto_loss=True)])
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
+    ...                     metrics=pyluz.MetricSet(valid_metrics=[pyluz.metrics.Accuracy()]))
+    >>> fitted = model.set_hparams(in_features=4, out_features=2).fit(
+    ...     (x, y), epochs=2, valid_data=0.2, verbose=False, callbacks=[pyluz.callbacks.MixUp(alpha=0.4, auto_loss=True)])
+    >>> sorted(fitted.get_metrics().query("set == 'valid'").metric.unique())
+    ['acc', 'loss']
     """
 
     def __init__(self, alpha=0.4, run_valid=False, auto_loss=False):

@@ -133,11 +133,11 @@ def compare(new, best, mode, min_delta=0.0):
 class Monitor:
     """A monitored metric with its mode and min_delta: `value(ctx)` and `improved(new, best)`.
 
-    Example::
+    Example:
 
-        m = Monitor("valid_loss", mode="min", min_delta=0.01)
-        qty = m.value(ctx)              # the current epoch's validation loss
-        m.improved(0.5, 0.6)            # True
+    >>> m = Monitor("valid_loss", mode="min", min_delta=0.01)
+    >>> m.improved(0.5, 0.6), m.improved(0.595, 0.6)
+    (True, False)
     """
 
     def __init__(self, monitor="valid_loss", mode="min", min_delta=0):

@@ -36,11 +36,13 @@ class AutoResume(Callback):
     resumes. Weight `inf`; list it after EarlyStopping so its checkpoint includes the early
     stopping state of the same epoch.
 
-    Example::
+    Example:
 
-        torch.manual_seed(1)
-        fitted = model.fit(data, epochs=50, callbacks=[pyluz.callbacks.AutoResume("run1/state.pt")])
-        # killed at epoch 17? run the same script again: it continues from the end of epoch 16.
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> fitted = model.fit((x, y), epochs=3, verbose=False, callbacks=[pyluz.callbacks.AutoResume("run1/state.pt")])
+
+    Killed at epoch 17 of 50? Run the same script again: it continues from the end of epoch 16.
     """
 
     weight = float("inf")
@@ -125,12 +127,14 @@ class ResumeFromCheckpoint(Callback):
     issue #149). Flags select what is restored: model weights (default), records, optimizer
     states, callback states. Epochs count from 1 again. Warns when no checkpoint is found.
 
-    Example::
+    Example:
 
-        ckpt = pyluz.callbacks.ModelCheckpoint("checkpoints/")
-        model.fit(data, epochs=5, callbacks=[ckpt])
-        resume = pyluz.callbacks.ResumeFromCheckpoint("checkpoints/", restore_optimizer_state=True)
-        fitted = model.fit(data, epochs=5, callbacks=[resume])   # continues from the epoch-5 weights
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+    >>> ckpt = pyluz.callbacks.ModelCheckpoint("checkpoints/", monitor="train_loss")
+    >>> _ = model.fit((x, y), epochs=2, verbose=False, callbacks=[ckpt])
+    >>> resume = pyluz.callbacks.ResumeFromCheckpoint("checkpoints/", restore_optimizer_state=True)
+    >>> fitted = model.fit((x, y), epochs=2, verbose=False, callbacks=[resume])   # starts from the epoch-2 weights
     """
 
     def __init__(self, path, restore_model_state=True, restore_records=False, restore_optimizer_state=False,

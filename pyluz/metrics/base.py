@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -160,10 +160,10 @@ class Metric:
         pass
 
     # -- interface ---------------------------------------------------------
-    def update(self, preds, target):
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement update(preds, target)")
 
-    def compute(self):
+    def compute(self) -> float | dict | list:
         raise NotImplementedError(f"{type(self).__name__} must implement compute()")
 
     # -- engine support ----------------------------------------------------
@@ -172,13 +172,13 @@ class Metric:
         abbrev = self.abbrev
         return type(self).__name__ if abbrev is None else str(abbrev)
 
-    def fresh(self) -> "Metric":
+    def fresh(self) -> Metric:
         """A new instance of the same class, built with the same arguments."""
         args = getattr(self, "_ctor_args", ())
         kwargs = getattr(self, "_ctor_kwargs", {})
         return type(self)(*args, **kwargs)
 
-    def to(self, device) -> "Metric":
+    def to(self, device: torch.device | str) -> Metric:
         """Move every tensor attribute (also inside dicts/lists) to ``device``.
         float64 becomes float32 on MPS. Returns ``self``."""
         device = torch.device(device)
@@ -206,7 +206,7 @@ class Metric:
                         slots.append((value, k))
         return slots
 
-    def reduce_state(self, all_reduce) -> None:
+    def reduce_state(self, all_reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Sum the state across processes (DDP): ``all_reduce(t)`` is called on
         every state tensor and must sum it in place. State must be additive."""
         for container, key in self._state_tensors():
