@@ -31,11 +31,42 @@ class TwoOpt(nn.Module):
                 "disc": torch.optim.SGD(self.b.parameters(), lr=lr)}
 
 
-def regression_data(n=64, seed=0, features=3, weights=None, noise=0.0):
-    """x (n, features) and y = the row sums (or `x @ weights`), plus `noise` * N(0, 1), from one generator."""
+def regression_data(n=64, seed=0, features=3, weights=None, scale=1.0, noise=0.0):
+    """x (n, features) and y = `scale` * the row sums (or `x @ weights`), plus `noise` * N(0, 1), from one generator."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, features, generator=g)
     y = x.sum(1, keepdim=True) if weights is None else x @ torch.tensor(weights).reshape(-1, 1)
+    if scale != 1.0:
+        y = scale * y
     if noise:
         y = y + noise * torch.randn(n, 1, generator=g)
     return x, y
+
+
+def classification_data(n=64, seed=0, features=4, label=None):
+    """x (n, features) and class indices `label(x)` (default: 1 where x[:, 0] > x[:, 1], else 0)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, features, generator=g)
+    return x, (x[:, 0] > x[:, 1]).long() if label is None else label(x)
+
+
+def hand_loop(model, opt, batches, loss_fn, epochs):
+    """A plain PyTorch training loop (the reference fits are compared with): `batches` is iterated
+    once per epoch (a DataLoader, or a list of `(x, y)` pairs, see `slices`)."""
+    for _ in range(epochs):
+        model.train()
+        for xb, yb in batches:
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    return model
+
+
+def slices(x, y, sizes):
+    """Consecutive `(x, y)` batches of the given sizes."""
+    out, start = [], 0
+    for size in sizes:
+        out.append((x[start:start + size], y[start:start + size]))
+        start += size
+    return out

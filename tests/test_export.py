@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 import pyluz
+from helpers import classification_data
 from pyluz import export as E
 from pyluz import files as F
 from pyluz import model_file as M
@@ -55,9 +56,7 @@ def r_like(kind="mlp"):
 
 
 def data(n=50, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g)
-    return x, (x[:, 0] > x[:, 1]).long() + (x[:, 2] > 0).long()
+    return classification_data(n, seed, label=lambda x: (x[:, 0] > x[:, 1]).long() + (x[:, 2] > 0).long())
 
 
 def train(kind="mlp"):

@@ -9,13 +9,12 @@ from torch import nn
 from torch.utils.data import IterableDataset
 
 import pyluz
+from helpers import hand_loop, regression_data, slices
 from pyluz.callbacks import GradientAccumulation, GradientClip, MixedPrecision, TerminateOnNaN
 
 
 def data(n=40, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, generator=g)
-    return x, 3 * x.sum(1, keepdim=True) + torch.randn(n, 1, generator=g)
+    return regression_data(n, seed, scale=3.0, noise=1.0)
 
 
 def linear(lr=0.1, seed=1):
@@ -91,18 +90,10 @@ def test_gradient_clip_validates_arguments():
 
 # -- GradientAccumulation -------------------------------------------------------------------------
 
-def hand_loop(net, x, y, batch_sizes, epochs, lr=0.1):
-    opt = torch.optim.SGD(net.parameters(), lr=lr)
-    for _ in range(epochs):
-        start = 0
-        for bs in batch_sizes:
-            xb, yb = x[start:start + bs], y[start:start + bs]
-            start += bs
-            loss = nn.functional.mse_loss(net(xb), yb)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-    return net
+def sgd_reference(net, x, y, batch_sizes, epochs, lr=0.1):
+    """The hand-written loop with SGD and MSE over consecutive batches of `batch_sizes`."""
+    return hand_loop(net, torch.optim.SGD(net.parameters(), lr=lr), slices(x, y, batch_sizes),
+                     nn.functional.mse_loss, epochs)
 
 
 class Losses(pyluz.Callback):
@@ -120,7 +111,7 @@ class Losses(pyluz.Callback):
 def test_accumulation_equals_one_step_on_a_bigger_batch(n, steps, groups):
     x, y = data(n)
     net, model = linear()
-    ref = hand_loop(copy.deepcopy(net), x, y, groups, epochs=2)
+    ref = sgd_reference(copy.deepcopy(net), x, y, groups, epochs=2)
     losses = Losses()
     fitted = model.fit((x, y), epochs=2, callbacks=[GradientAccumulation(steps), losses], verbose=False,
                        dataloader_options={"batch_size": 8, "shuffle": False})
@@ -147,7 +138,7 @@ class Stream(IterableDataset):
 def test_accumulation_with_unknown_length_flushes_the_last_group():
     x, y = data(40)
     net, model = linear()
-    ref = hand_loop(copy.deepcopy(net), x, y, [24, 16], epochs=2)
+    ref = sgd_reference(copy.deepcopy(net), x, y, [24, 16], epochs=2)
     fitted = model.fit(Stream(x, y), epochs=2, callbacks=[GradientAccumulation(3)], verbose=False,
                        dataloader_options={"batch_size": 8})
     for p, q in zip(params(fitted.model), params(ref), strict=True):
@@ -207,8 +198,8 @@ def test_terminate_on_nan_stops_at_the_first_non_finite_loss():
     net, model = linear(lr=0.05)
     loss = NaNAt(7)  # 4 batches per epoch: epoch 2, iter 3
     model = pyluz.setup(net, loss=loss, optimizer=torch.optim.SGD).set_opt_hparams(lr=0.05)
-    ref = hand_loop(copy.deepcopy(net), x, y, [8] * 4, epochs=1, lr=0.05)
-    ref = hand_loop(ref, x, y, [8] * 2, epochs=1, lr=0.05)  # SGD has no state: same as one loop
+    ref = sgd_reference(copy.deepcopy(net), x, y, [8] * 4, epochs=1, lr=0.05)
+    ref = sgd_reference(ref, x, y, [8] * 2, epochs=1, lr=0.05)  # SGD has no state: same as one loop
     cb, ends = TerminateOnNaN(), Ends()
     fitted = model.fit((x, y), epochs=5, callbacks=[cb, ends], verbose=False,
                        dataloader_options={"batch_size": 8, "shuffle": False})

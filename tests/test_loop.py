@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import pyluz
-from helpers import Net
+from helpers import Net, hand_loop
 
 
 class Recorder(pyluz.Callback):
@@ -340,17 +340,6 @@ def test_valid_step_sets_opt_with_opt_name(xy):
     pyluz.setup(TwoOpt, loss=nn.MSELoss()).fit((x, y), epochs=1, valid_data=(x, y), verbose=False,
                                                callbacks=[Spy()], dataloader_options={"batch_size": 16})
     assert seen == [(True, "gen", True), (True, "disc", True), (False, "gen", True), (False, "disc", True)]
-
-def hand_loop(model, opt, loader, loss_fn, epochs):
-    for _ in range(epochs):
-        model.train()
-        for xb, yb in loader:
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-    return model
-
 
 @pytest.mark.parametrize("as_tensors", [False, True])
 def test_fit_matches_hand_written_loop(xy, as_tensors):

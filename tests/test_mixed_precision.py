@@ -5,15 +5,14 @@ import torch
 from torch import nn
 
 import pyluz
+from helpers import classification_data
 from pyluz.callbacks import MixedPrecision
 
 CUDA = torch.cuda.is_available()
 
 
 def data(n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g)
-    return x, (x[:, 0] - x[:, 1] > 0).long()
+    return classification_data(n, seed)
 
 
 class Probe(nn.Module):

@@ -1,4 +1,4 @@
-"""Audit of results against the loop contract (docs/loop.md): custom steps in fit/evaluate, predict outputs, list- and
+"""Results follow the loop contract (docs/loop.md): custom steps in fit/evaluate, predict outputs, list- and
 dict-valued metrics in records, get_metrics and printing."""
 
 import pytest
