@@ -21,7 +21,7 @@ from .results import Evaluation, Fitted
 from .checkpoints import load_checkpoint
 from .serialization import UnsafeFileError, load, load_model_weights, save_model_weights
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "Accelerator", "Callback", "CallbackError", "Context", "Evaluation", "Fitted", "LRFinderResult", "LuzModule",
