@@ -20,7 +20,7 @@ WHEEL := dist/pyluz-$(VERSION)-py3-none-any.whl
 RTARBALL := dist/pyluz_$(VERSION).tar.gz
 RPKG_FILES := $(shell find rpkg -type f -not -path '*/.Rcheck/*' -not -path 'rpkg/inst/python/*' 2>/dev/null)
 
-.PHONY: setup demo test test-python test-r check-r test-vignettes test-ddp test-install dist bench clean
+.PHONY: setup demo test test-python test-r check-r test-vignettes test-ddp test-install dist engine bench clean
 
 setup: .stamp-system .stamp-venv .stamp-rpkg
 
@@ -45,6 +45,9 @@ $(RTARBALL): .stamp-engine .stamp-rpkg $(RPKG_FILES)
 
 # Both languages' artifacts: dist/pyluz-<v>-py3-none-any.whl, dist/pyluz-<v>.tar.gz, dist/pyluz_<v>.tar.gz.
 dist: $(RTARBALL)
+
+# Only the engine staged into rpkg/inst/python/: then `R CMD build rpkg` makes the same tarball.
+engine: .stamp-engine
 
 .stamp-rpkg: .stamp-system .stamp-venv $(RPKG_FILES)
 	mkdir -p $(RLIB)
@@ -75,8 +78,7 @@ test-ddp: setup
 # Both fresh installs, in throwaway locations: the wheel into a new venv; the R tarball into a new
 # library, then install_pyluz() into a new virtualenv root, with RETICULATE_PYTHON unset.
 test-install: setup $(RTARBALL)
-	bash scripts/check-wheel-install.sh $(WHEEL)
-	bash scripts/check-rpkg-install.sh $(RTARBALL)
+	bash scripts/check-fresh-installs.sh $(WHEEL) $(RTARBALL)
 
 # The peers the benchmark compares with (they keep the pinned torch; see bench/README.md).
 .stamp-bench: .stamp-venv

@@ -138,7 +138,9 @@ describe_changes <- function(before, after) {
 
 next_step_message <- function(envname, env_python) {
   chosen <- Sys.getenv("RETICULATE_PYTHON", unset = "")
-  how <- if (nzchar(chosen) && !identical(normalizePath(chosen, mustWork = FALSE), normalizePath(env_python))) {
+  elsewhere <- nzchar(chosen) &&
+    !identical(normalizePath(chosen, mustWork = FALSE), normalizePath(env_python, mustWork = FALSE))
+  how <- if (elsewhere) {
     sprintf("RETICULATE_PYTHON is set to '%s', which reticulate prefers: unset it to use this environment.",
             chosen)
   } else if (!identical(envname, default_envname)) {
