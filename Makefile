@@ -9,11 +9,18 @@ RLIB := $(CURDIR)/.rlib
 export R_LIBS := $(RLIB)
 # R tests and vignettes fail (instead of skipping) when the engine can't be found.
 export PYLUZ_REQUIRE_ENGINE := 1
-# Debian's reticulate 1.28 speaks only the numpy 1.x C API; torch is pinned to the local CPU wheel.
-PIP_PINS := torch==2.13.0 "numpy<2" "pandas>=2,<3" tqdm matplotlib safetensors tensorboard scikit-learn pytest "rpy2==3.5.17"
-RPKG_FILES := $(shell find rpkg -type f -not -path '*/.Rcheck/*' 2>/dev/null)
+# What pyluz needs is declared once, in pyproject.toml (with its extras); constraints.txt pins the
+# versions of this machine (torch==2.13.0, the local CPU wheel; numpy<2 for Debian's reticulate 1.28; ...).
+PIP := $(VPY) -m pip install -q --disable-pip-version-check -c constraints.txt
+# The one version source; rpkg/DESCRIPTION must agree (scripts/build-engine.sh and a test check it).
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' pyluz/_version.py)
+ENGINE_FILES := pyproject.toml README.md constraints.txt \
+  $(shell find pyluz -type f -not -name '*.pyc' -not -path '*/__pycache__/*' 2>/dev/null)
+WHEEL := dist/pyluz-$(VERSION)-py3-none-any.whl
+RTARBALL := dist/pyluz_$(VERSION).tar.gz
+RPKG_FILES := $(shell find rpkg -type f -not -path '*/.Rcheck/*' -not -path 'rpkg/inst/python/*' 2>/dev/null)
 
-.PHONY: setup demo test test-python test-doctest test-r check-r test-vignettes test-ddp bench clean lint format
+.PHONY: setup demo test test-python test-doctest test-r check-r test-vignettes test-ddp test-install dist engine bench clean lint format
 
 setup: .stamp-system .stamp-venv .stamp-rpkg
 
@@ -23,9 +30,24 @@ setup: .stamp-system .stamp-venv .stamp-rpkg
 
 .stamp-venv: pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check $(PIP_PINS)
-	$(VPY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(PIP) -e ".[r,test]"
 	touch $@
+
+# The engine's wheel and sdist in dist/, the wheel (and constraints.txt) also staged in rpkg/inst/python/
+# (git-ignored) so that the R package's tarball carries it.
+.stamp-engine: .stamp-venv $(ENGINE_FILES) rpkg/DESCRIPTION
+	VPY=$(VPY) bash scripts/build-engine.sh
+	touch $@
+
+# The R package's source tarball (with the engine), as `R CMD build rpkg` makes it.
+$(RTARBALL): .stamp-engine .stamp-rpkg $(RPKG_FILES)
+	cd dist && R CMD build --no-manual ../rpkg >r-build.log 2>&1 || { cat r-build.log; exit 1; }
+
+# Both languages' artifacts: dist/pyluz-<v>-py3-none-any.whl, dist/pyluz-<v>.tar.gz, dist/pyluz_<v>.tar.gz.
+dist: $(RTARBALL)
+
+# Only the engine staged into rpkg/inst/python/: then `R CMD build rpkg` makes the same tarball.
+engine: .stamp-engine
 
 .stamp-rpkg: .stamp-system .stamp-venv $(RPKG_FILES)
 	mkdir -p $(RLIB)
@@ -36,7 +58,7 @@ demo: setup
 	$(VPY) examples/demo.py
 	Rscript examples/demo.R
 
-test: setup test-python test-doctest test-r check-r test-vignettes test-ddp
+test: setup test-python test-doctest test-r check-r test-vignettes test-ddp test-install
 
 test-python: setup
 	$(VPY) -m pytest -q tests
@@ -48,14 +70,19 @@ test-doctest: setup
 test-r: setup
 	cd rpkg/tests && Rscript testthat.R
 
-check-r: setup
-	bash scripts/check-rpkg.sh
+check-r: setup $(RTARBALL)
+	bash scripts/check-rpkg.sh $(RTARBALL)
 
 test-vignettes: setup
 	bash scripts/render-vignettes.sh
 
 test-ddp: setup
 	$(VENV)/bin/torchrun --standalone --nproc_per_node=2 tests/distributed/ddp_check.py
+
+# Both fresh installs, in throwaway locations: the wheel into a new venv; the R tarball into a new
+# library, then install_pyluz() into a new virtualenv root, with RETICULATE_PYTHON unset.
+test-install: setup $(RTARBALL)
+	bash scripts/check-fresh-installs.sh $(WHEEL) $(RTARBALL)
 
 # The peers the benchmark compares with (they keep the pinned torch; see bench/README.md).
 .stamp-bench: .stamp-venv
@@ -80,4 +107,4 @@ format: .stamp-ruff
 	$(VENV)/bin/ruff format pyluz tests bench scripts examples
 
 clean:
-	rm -rf .stamp-* $(VENV) $(RLIB) rpkg.Rcheck
+	rm -rf .stamp-* $(VENV) $(RLIB) rpkg.Rcheck dist rpkg/inst/python

@@ -22,8 +22,8 @@ from .module import LuzModule, fit, set_hparams, set_opt_hparams, setup
 from .results import Evaluation, Fitted
 from .checkpoints import load_checkpoint
 from .serialization import UnsafeFileError, load, load_model_weights, save_model_weights
-from .version import __version__
 
+from ._version import __version__
 
 __all__ = [
     "Accelerator", "Callback", "CallbackError", "Context", "Evaluation", "Fitted", "LRFinderResult", "LuzModule",

@@ -56,7 +56,7 @@ from .distributed import unwrap
 from .export import ExportError, ProgramModule, check_entry, is_r_backed, load_program, save_program
 from .files import (UnsafeFileError, atomic_write, check_existing, check_output_path, looks_like_safetensors,
                     read_safetensors, torch_load)
-from .version import __version__
+from ._version import __version__
 
 FITTED_FORMAT = "pyluz-fitted"
 WEIGHTS_FORMAT = "pyluz-weights"

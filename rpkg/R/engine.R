@@ -1,7 +1,9 @@
-# The Python engine: imported lazily (on first use), kept in a package environment.
-# Nothing here runs at package load, so `library(pyluz)` never starts Python.
+# The Python engine and every Python module the package uses: one lazy mechanism, py_module().
+# Nothing here runs at package load, so `library(pyluz)` never starts Python; the first call that
+# needs Python finds it (reticulate's discovery, which `.onLoad` points at the "r-pyluz" environment),
+# checks it (numpy, the engine's version) and configures it, once.
 
-.engine <- new.env(parent = emptyenv())
+.engine <- new.env(parent = emptyenv())  # `modules`: name -> imported Python module
 
 #' The pyluz Python engine
 #'
@@ -9,10 +11,10 @@
 #' reticulate) after checking that it can be used from R. `pyluz_engine_available()` says
 #' whether that works, without failing.
 #'
-#' reticulate finds Python through `RETICULATE_PYTHON` (or `reticulate::use_virtualenv()` called
-#' before anything starts Python). The engine and its dependencies (torch, `numpy<2` with
-#' reticulate < 1.38) must be installed there; in the pyluz repository `make setup` creates
-#' such a virtual environment in `.venv`.
+#' The engine lives in a Python environment that [install_pyluz()] creates (the virtual
+#' environment `"r-pyluz"`, which `library(pyluz)` finds by itself). reticulate's own choices
+#' take precedence: `RETICULATE_PYTHON`, or `reticulate::use_virtualenv(..., required = TRUE)`
+#' called before anything starts Python. The engine's version must be the R package's.
 #'
 #' @return The `pyluz` Python module; `pyluz_engine_available()` returns `TRUE`/`FALSE`.
 #' @examples
@@ -20,49 +22,35 @@
 #'   pyluz_engine()$`__version__`
 #' }
 #' @export
-pyluz_engine <- function() {
-  eng <- .engine$pyluz
-  if (is.null(eng)) eng <- load_engine()
-  eng
-}
+pyluz_engine <- function() py_module("pyluz")
 
 #' @rdname pyluz_engine
 #' @export
 pyluz_engine_available <- function() {
-  !is.null(.engine$pyluz) || isTRUE(tryCatch({
+  !is.null(.engine$modules) || isTRUE(tryCatch({
     load_engine()
     TRUE
   }, error = function(e) FALSE))
 }
 
-# Submodules of the engine used by the R package (cached).
-engine_module <- function(name) {
+# The one way the package reaches a Python module ("torch", "pyluz.interop.rops", "copy", ...):
+# imported on first use, after the engine has been loaded and checked, and cached.
+py_module <- function(name) {
+  if (is.null(.engine$modules)) load_engine()
   mod <- .engine$modules[[name]]
   if (is.null(mod)) {
-    pyluz_engine()
-    mod <- import_pyluz(paste0("pyluz.", name))
+    mod <- reticulate::import(name)
     .engine$modules[[name]] <- mod
   }
   mod
 }
 
-engine_setup_message <- function(problem) {
-  python <- Sys.getenv("RETICULATE_PYTHON", unset = "")
-  where <- if (nzchar(python)) {
-    sprintf("RETICULATE_PYTHON is set to '%s'.", python)
-  } else {
-    "RETICULATE_PYTHON is not set, so reticulate picked a Python on its own."
-  }
-  paste0(
-    "The pyluz Python engine can't be used: ", problem, "\n",
-    where, "\n",
-    "To set it up:\n",
-    "  * in the pyluz repository run `make setup` (creates .venv with torch, numpy<2 and pyluz), then\n",
-    "  * start R with RETICULATE_PYTHON=<repo>/.venv/bin/python, or call\n",
-    "    reticulate::use_virtualenv(\"<repo>/.venv\", required = TRUE) before using pyluz.\n",
-    "  * Elsewhere: `pip install <repo> \"numpy<2\"` into the Python that reticulate uses."
-  )
-}
+# Short names of the modules the R-torch layer calls through `.py("rops", "op")` (torch-utils.R).
+module_handles <- c(torch = "torch", rops = "pyluz.interop.rops", rnn = "pyluz.interop.rnn",
+                    rtorch = "pyluz.interop.rtorch")
+
+# A submodule of the engine: engine_module("serialization") is `pyluz.serialization`.
+engine_module <- function(name) py_module(paste0("pyluz.", name))
 
 load_engine <- function() {
   started <- tryCatch(reticulate::py_available(initialize = TRUE), error = function(e) e)
@@ -73,7 +61,7 @@ load_engine <- function() {
   python <- tryCatch(reticulate::py_config()$python, error = function(e) "unknown")
   if (!reticulate::py_numpy_available()) {
     stop(engine_error(engine_setup_message(sprintf(
-      "reticulate %s can't use the numpy of %s (it needs numpy < 2 there: `pip install \"numpy<2\"`).",
+      "reticulate %s can't use the numpy of %s (it needs numpy < 2 there).",
       utils::packageVersion("reticulate"), python
     ))))
   }
@@ -86,10 +74,41 @@ load_engine <- function() {
     }
     stop(engine_error(engine_setup_message(problem)))
   })
-  .engine$modules <- list()
-  .engine$pyluz <- eng
+  mismatch <- engine_version_problem(as.character(eng$`__version__`), package_version_string(), python)
+  if (!is.null(mismatch)) stop(engine_error(engine_setup_message(mismatch)))
+  .engine$modules <- list(pyluz = eng)
   configure_engine()
   eng
+}
+
+package_version_string <- function() as.character(utils::packageVersion("pyluz"))
+
+# NULL when the engine's version is the R package's, else what is wrong (the engine and the R
+# package are released together, so any difference is a stale installation).
+engine_version_problem <- function(engine_version, package_version, python) {
+  if (identical(as.character(engine_version), as.character(package_version))) return(NULL)
+  sprintf("the engine in %s is version %s, but the R package is version %s.",
+          python, engine_version, package_version)
+}
+
+engine_setup_message <- function(problem) {
+  python <- Sys.getenv("RETICULATE_PYTHON", unset = "")
+  where <- if (nzchar(python)) {
+    sprintf("RETICULATE_PYTHON is set to '%s'.", python)
+  } else {
+    "RETICULATE_PYTHON is not set, so reticulate looked for the \"r-pyluz\" environment, then any Python."
+  }
+  paste0(
+    "The pyluz Python engine can't be used: ", problem, "\n",
+    where, "\n",
+    "To set it up, run `pyluz::install_pyluz()` (again, if you ran it before), then restart R.\n",
+    "It puts torch and the engine (version ", package_version_string(), ") into the virtual environment ",
+    "\"r-pyluz\", which library(pyluz) finds by itself.\n",
+    "To use a Python of your own instead, install the engine there ",
+    "(`pyluz::install_pyluz(envname = \"/path/to/env\")` does it for a virtual environment) and ",
+    "point reticulate at it before using pyluz: set RETICULATE_PYTHON=/path/to/env/bin/python, or call ",
+    "reticulate::use_virtualenv(\"/path/to/env\", required = TRUE)."
+  )
 }
 
 # Import the `pyluz` package itself (before any of its submodules) ignoring the working directory:
@@ -143,10 +162,10 @@ preimport_torch <- function() {
   invisible()
 }
 
-import_pyluz <- function(module = "pyluz") {
+import_pyluz <- function() {
   preimport_torch()
   preimport_pyluz()
-  reticulate::import(module)
+  reticulate::import("pyluz")
 }
 
 engine_error <- function(message) {
@@ -158,7 +177,7 @@ engine_error <- function(message) {
 # background thread when output is remapped) and the cli progress renderer.
 configure_engine <- function() {
   if (reticulate::py_module_available("tqdm")) {
-    tqdm <- reticulate::import("tqdm")
+    tqdm <- py_module("tqdm")
     tqdm$tqdm$monitor_interval <- 0L
   }
   engine_module("interop.progress")$use_r_renderer(r_callable(new_cli_renderer))

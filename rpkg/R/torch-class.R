@@ -365,9 +365,9 @@
 
 .default_base <- function(kind) {
   switch(kind,
-         module = torch$nn$Module,
-         dataset = torch$utils$data$Dataset,
-         iterable_dataset = torch$utils$data$IterableDataset)
+         module = py_module("torch")$nn$Module,
+         dataset = py_module("torch")$utils$data$Dataset,
+         iterable_dataset = py_module("torch")$utils$data$IterableDataset)
 }
 
 .super_call <- function(st, base, name, args) {

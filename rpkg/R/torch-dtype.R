@@ -1,6 +1,6 @@
 # Data types, devices, seeding and autograd mode (R torch names).
 
-.dtype <- function(name) reticulate::py_get_attr(torch, name)
+.dtype <- function(name) reticulate::py_get_attr(py_module("torch"), name)
 
 #' Tensor data types
 #'
@@ -112,7 +112,7 @@ Ops.torch.dtype <- function(e1, e2) {
 #' }
 #' @export
 torch_device <- function(type, index = NULL) {
-  if (is.null(index)) torch$device(type) else torch$device(type, as.integer(index))
+  if (is.null(index)) py_module("torch")$device(type) else py_module("torch")$device(type, as.integer(index))
 }
 
 #' @export
@@ -133,15 +133,15 @@ as.character.torch.device <- function(x, ...) reticulate::py_str(x)
 #'   cuda_is_available()
 #' }
 #' @export
-cuda_is_available <- function() isTRUE(torch$cuda$is_available())
+cuda_is_available <- function() isTRUE(py_module("torch")$cuda$is_available())
 
 #' @rdname cuda_is_available
 #' @export
-cuda_device_count <- function() as.numeric(torch$cuda$device_count())
+cuda_device_count <- function() as.numeric(py_module("torch")$cuda$device_count())
 
 #' @rdname cuda_is_available
 #' @export
-backends_mps_is_available <- function() isTRUE(torch$backends$mps$is_available())
+backends_mps_is_available <- function() isTRUE(py_module("torch")$backends$mps$is_available())
 
 #' Seed torch's random number generator
 #'

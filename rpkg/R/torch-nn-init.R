@@ -2,7 +2,7 @@
 # Each is one line over torch.nn.init / torch.nn.utils; all modify `tensor`
 # in place (under no_grad) and return it invisibly.
 
-.init <- function(name, tensor, ...) invisible(.pycall(reticulate::py_get_attr(torch$nn$init, name), tensor, ...))
+.init <- function(name, tensor, ...) invisible(.pycall(reticulate::py_get_attr(py_module("torch")$nn$init, name), tensor, ...))
 
 #' Initialize tensors in place
 #'
@@ -66,12 +66,12 @@ nn_init_kaiming_normal_ <- function(tensor, a = 0, mode = "fan_in", nonlinearity
 #' @export
 nn_utils_clip_grad_norm_ <- function(parameters, max_norm, norm_type = 2) {
   params <- if (is.list(parameters)) unname(parameters) else parameters
-  .pycall(torch$nn$utils$clip_grad_norm_, params, max_norm = max_norm, norm_type = norm_type)
+  .pycall(py_module("torch")$nn$utils$clip_grad_norm_, params, max_norm = max_norm, norm_type = norm_type)
 }
 
 #' @rdname nn_utils_clip_grad_norm_
 #' @export
 nn_utils_clip_grad_value_ <- function(parameters, clip_value) {
   params <- if (is.list(parameters)) unname(parameters) else parameters
-  invisible(.pycall(torch$nn$utils$clip_grad_value_, params, clip_value = clip_value))
+  invisible(.pycall(py_module("torch")$nn$utils$clip_grad_value_, params, clip_value = clip_value))
 }

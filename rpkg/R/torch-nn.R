@@ -77,7 +77,7 @@ r_to_py.rtorch_generator <- function(x, convert = FALSE) {
 #' }
 #' @export
 nn_parameter <- function(x, requires_grad = TRUE) {
-  torch$nn$Parameter(x, requires_grad = isTRUE(requires_grad))
+  py_module("torch")$nn$Parameter(x, requires_grad = isTRUE(requires_grad))
 }
 
 #' @rdname nn_parameter
@@ -113,7 +113,7 @@ nn_buffer <- function(x, persistent = TRUE) {
       function(...) invisible(f(...))
     },
     clone = function(deep = TRUE) {
-      copy <- reticulate::import("copy")
+      copy <- py_module("copy")
       if (isTRUE(deep)) copy$deepcopy(x) else copy$copy(x)
     },
     NextMethod()

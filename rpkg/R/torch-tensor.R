@@ -302,7 +302,7 @@ print.torch.Tensor <- function(x, ...) {
 
 #' @export
 .DollarNames.torch.Tensor <- function(x, pattern = "") {
-  nms <- reticulate::py_to_r(reticulate::import_builtins()$dir(torch$Tensor))
+  nms <- reticulate::py_to_r(reticulate::import_builtins()$dir(py_module("torch")$Tensor))
   nms <- c("shape", nms[!startsWith(nms, "_")])
   nms[grepl(pattern, nms)]
 }

@@ -12,9 +12,7 @@
   key <- paste0(module, ".", name)
   f <- .pycache[[key]]
   if (is.null(f)) {
-    mod <- switch(module, rops = rops, rnn = rnn, rtorch = rtorch, torch = torch,
-                  builtins = reticulate::import_builtins(),
-                  stop("unknown module handle ", module))
+    mod <- if (module == "builtins") reticulate::import_builtins() else py_module(module_handles[[module]])
     f <- reticulate::py_get_attr(mod, name)
     assign(key, f, envir = .pycache)
   }

@@ -1,48 +1,19 @@
-# Package load hooks and Python module handles.
+# Package load hooks.
 #
-# Python modules are imported lazily (`delay_load = TRUE`), so loading the R
-# package never starts Python; the first call that needs torch does.  Point
-# reticulate at the environment that has torch and pyluz installed with
-# `RETICULATE_PYTHON=/path/to/.venv/bin/python` (or
-# `reticulate::use_virtualenv(..., required = TRUE)`) *before* that first call.
-#
-# Handles (package-level variables, assigned in .onLoad):
-#   torch  - Python `torch`
-#   rops   - `pyluz.interop.rops`  (R-torch conventions for tensors)
-#   rnn    - `pyluz.interop.rnn`   (layers, losses, nnf, optimizers)
-#   rtorch - `pyluz.interop.rtorch` (R-backed nn.Module / Dataset classes)
-# A later part of the package adds the engine handle (`pyluz`) here.
+# Loading the package never starts Python (py_module() in engine.R imports on first use). `.onLoad`
+# only tells reticulate which Python to look for when something starts it: one that has the module
+# `pyluz`, preferring the virtual environment "r-pyluz" that install_pyluz() creates (reticulate's
+# convention for packages that wrap Python, as tensorflow and keras do; RETICULATE_PYTHON and
+# `reticulate::use_virtualenv(..., required = TRUE)` still come first).
 
-torch <- NULL
-rops <- NULL
-rnn <- NULL
-rtorch <- NULL
-
-.engine_missing_message <- function(what, e) {
-  paste0(
-    "pyluz: could not import the Python module '", what, "'.\n",
-    "The R package needs a Python environment with torch, numpy<2 and the pyluz ",
-    "engine installed (see the pyluz README; e.g. `python3 -m venv .venv && ",
-    ".venv/bin/pip install -e . 'numpy<2'` in the repository), then set ",
-    "RETICULATE_PYTHON=<repo>/.venv/bin/python before loading pyluz.\n",
-    "Original error: ", conditionMessage(e)
-  )
-}
-
-.lazy_import <- function(module) {
-  hooks <- list(on_error = function(e) stop(.engine_missing_message(module, e), call. = FALSE))
-  hooks$before_load <- function() {
-    preimport_torch()
-    if (startsWith(module, "pyluz.")) preimport_pyluz()
-  }
-  reticulate::import(module, delay_load = hooks)
-}
+# The environment install_pyluz() creates by default, and which reticulate looks for.
+default_envname <- "r-pyluz"
 
 .onLoad <- function(libname, pkgname) {
-  torch <<- .lazy_import("torch")
-  rops <<- .lazy_import("pyluz.interop.rops")
-  rnn <<- .lazy_import("pyluz.interop.rnn")
-  rtorch <<- .lazy_import("pyluz.interop.rtorch")
+  if (!reticulate::py_available(initialize = FALSE)) {
+    # Registers the preference only; the returned proxy is not used (py_module() imports).
+    reticulate::import("pyluz", delay_load = list(priority = 5, environment = default_envname))
+  }
   .py_call_impl <<- .find_call_impl()
   .install_cache_clearer()
   invisible()

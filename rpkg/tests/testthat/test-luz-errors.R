@@ -154,13 +154,15 @@ test_that("a missing or misconfigured engine gives a message saying how to set i
   # a Python that does not exist
   out <- engine_message(file.path(tempdir(), "no-such-venv", "bin", "python"))
   expect_match(out, "^pyluz_engine_error The pyluz Python engine can't be used")
-  expect_match(out, "make setup", fixed = TRUE)
+  expect_match(out, "pyluz::install_pyluz()", fixed = TRUE)
   expect_match(out, "RETICULATE_PYTHON", fixed = TRUE)
+  expect_match(out, "reticulate::use_virtualenv(", fixed = TRUE)
+  expect_false(grepl("make setup", out, fixed = TRUE))
   # a Python without the engine (Debian's, if there is one besides the venv)
   system_python <- "/usr/bin/python3"
   skip_if_not(file.exists(system_python) && system_python != Sys.getenv("RETICULATE_PYTHON"))
   out <- engine_message(system_python)
   skip_if(!grepl("pyluz_engine_error", out), "the system Python has the engine")
-  expect_match(out, "make setup", fixed = TRUE)
+  expect_match(out, "pyluz::install_pyluz()", fixed = TRUE)
   expect_match(out, "numpy|not installed")
 })
