@@ -160,7 +160,7 @@ torch_manual_seed <- function(seed) {
   if (!(is.numeric(seed) || is.character(seed)) || length(seed) != 1L || is.na(seed)) {
     stop("`seed` must be a single number.", call. = FALSE)
   }
-  .pycall(.py("rops", "manual_seed"), if (is.character(seed)) seed else as.double(seed))
+  .pycall(.py("tensor", "manual_seed"), if (is.character(seed)) seed else as.double(seed))
   invisible(NULL)
 }
 
@@ -176,15 +176,15 @@ torch_manual_seed <- function(seed) {
 #' }
 #' @export
 with_no_grad <- function(code) {
-  prev <- .pycall(.py("rops", "set_grad"), FALSE)
-  on.exit(.pycall(.py("rops", "set_grad"), prev), add = TRUE)
+  prev <- .pycall(.py("tensor", "set_grad"), FALSE)
+  on.exit(.pycall(.py("tensor", "set_grad"), prev), add = TRUE)
   force(code)
 }
 
 #' @rdname with_no_grad
 #' @export
 with_enable_grad <- function(code) {
-  prev <- .pycall(.py("rops", "set_grad"), TRUE)
-  on.exit(.pycall(.py("rops", "set_grad"), prev), add = TRUE)
+  prev <- .pycall(.py("tensor", "set_grad"), TRUE)
+  on.exit(.pycall(.py("tensor", "set_grad"), prev), add = TRUE)
   force(code)
 }

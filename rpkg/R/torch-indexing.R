@@ -9,7 +9,7 @@
 #     for R matrices); logical vectors and boolean tensors are masks;
 #     integer tensors are 1-based indices; `NULL`/`newaxis` adds a dim.
 # The unevaluated arguments are turned into tokens here and interpreted by
-# `pyluz.interop.rops.getitem()` / `setitem()`.
+# `pyluz.interop.torch_indexing.getitem()` / `setitem()`.
 
 #' Indexing tensors
 #'
@@ -139,7 +139,7 @@ slc <- function(start = 1, end = Inf, step = 1) {
 `[.torch.Tensor` <- function(x, ..., drop = TRUE) {
   exprs <- as.list(substitute(list(...)))[-1L]
   toks <- .index_tokens(x, exprs, parent.frame())
-  .pycall(.py("rops", "getitem"), x, toks, isTRUE(drop))
+  .pycall(.py("indexing", "getitem"), x, toks, isTRUE(drop))
 }
 
 #' @rdname tensor_indexing
@@ -148,6 +148,6 @@ slc <- function(start = 1, end = Inf, step = 1) {
   exprs <- as.list(substitute(list(...)))[-1L]
   toks <- .index_tokens(x, exprs, parent.frame())
   if (!.is_py(value)) value <- if (length(value) == 1L && is.null(dim(value))) value else .as_py_data(value)
-  .pycall(.py("rops", "setitem"), x, toks, value)
+  .pycall(.py("indexing", "setitem"), x, toks, value)
   x
 }

@@ -33,7 +33,7 @@
 #' }
 #' @export
 torch_tensor <- function(data, dtype = NULL, device = NULL, requires_grad = FALSE, pin_memory = FALSE) {
-  .pycall(.py("rops", "from_r"), .as_py_data(data), dtype = dtype, device = device,
+  .pycall(.py("tensor", "from_r"), .as_py_data(data), dtype = dtype, device = device,
           requires_grad = isTRUE(requires_grad))
 }
 
@@ -58,7 +58,7 @@ is_torch_tensor <- function(x) inherits(x, "torch.Tensor")
 }
 
 .create <- function(kind, size = NULL, dtype = NULL, device = NULL, requires_grad = FALSE, ...) {
-  .pycall(.py("rops", "create"), kind, size = size, dtype = dtype, device = device,
+  .pycall(.py("tensor", "create"), kind, size = size, dtype = dtype, device = device,
           requires_grad = isTRUE(requires_grad), ...)
 }
 
@@ -185,7 +185,7 @@ torch_arange <- function(start, end, step = 1, dtype = NULL, layout = NULL, devi
     start <- if (is.integer(end)) 1L else 1
   }
   integer <- is.integer(start) && is.integer(end) && (is.integer(step) || missing(step))
-  .pycall(.py("rops", "arange"), start, end, step, dtype = dtype, device = device,
+  .pycall(.py("tensor", "arange"), start, end, step, dtype = dtype, device = device,
           requires_grad = isTRUE(requires_grad), integer = integer)
 }
 
@@ -214,7 +214,7 @@ as_array.default <- function(x, ...) as.array(x, ...)
 
 #' @export
 as_array.torch.Tensor <- function(x, ...) {
-  r <- .pycall(.py("rops", "to_r"), x)
+  r <- .pycall(.py("tensor", "to_r"), x)
   a <- r[[1]]
   if (isTRUE(r[[2]])) {
     warning("int64 values exceed R's integer range; returning doubles.", call. = FALSE)
@@ -243,13 +243,13 @@ as.logical.torch.Tensor <- function(x, ...) as.logical(as_array.torch.Tensor(x))
 
 #' @export
 dim.torch.Tensor <- function(x) {
-  s <- .pycall(.py("rops", "shape"), x)
+  s <- .pycall(.py("tensor", "shape"), x)
   if (is.list(s)) as.integer(unlist(s)) else s
 }
 
 #' @export
 length.torch.Tensor <- function(x) {
-  n <- .pycall(.py("rops", "method"), "numel", x)
+  n <- .pycall(.py("ops", "method"), "numel", x)
   n
 }
 
@@ -270,7 +270,7 @@ print.torch.Tensor <- function(x, ...) {
 .tensor_kind <- function(name) {
   k <- .tensor_kinds[[name]]
   if (is.null(k)) {
-    k <- switch(name, shape = "shape", .pycall(.py("rops", "is_method"), name))
+    k <- switch(name, shape = "shape", .pycall(.py("ops", "is_method"), name))
     assign(name, k, envir = .tensor_kinds)
   }
   k
@@ -280,7 +280,7 @@ print.torch.Tensor <- function(x, ...) {
 `$.torch.Tensor` <- function(x, name) {
   switch(
     .tensor_kind(name),
-    method = function(...) .pycall(.py("rops", "method"), name, x, ...),
+    method = function(...) .pycall(.py("ops", "method"), name, x, ...),
     shape = dim.torch.Tensor(x),
     property = {
       r <- reticulate::py_get_attr(x, name)
@@ -335,10 +335,10 @@ NULL
 #' @rdname tensor_ops
 #' @export
 Ops.torch.Tensor <- function(e1, e2) {
-  if (missing(e2)) return(.pycall(.py("rops", "unop"), .Generic, e1))
+  if (missing(e2)) return(.pycall(.py("ops", "unop"), .Generic, e1))
   if (!.is_py(e1)) e1 <- .as_operand(e1)
   if (!.is_py(e2)) e2 <- .as_operand(e2)
-  .pycall(.py("rops", "binop"), .Generic, e1, e2)
+  .pycall(.py("ops", "binop"), .Generic, e1, e2)
 }
 
 .as_operand <- function(x) {
@@ -348,4 +348,4 @@ Ops.torch.Tensor <- function(e1, e2) {
 
 #' @rdname tensor_ops
 #' @export
-Math.torch.Tensor <- function(x, ...) .pycall(.py("rops", "mathop"), .Generic, x, ...)
+Math.torch.Tensor <- function(x, ...) .pycall(.py("ops", "mathop"), .Generic, x, ...)

@@ -7,14 +7,15 @@
 .py_call_impl <- NULL
 .pycache <- new.env(parent = emptyenv())
 
-# A Python callable from one of the module handles, cached: .py("rops", "op").
+# A Python callable of the R-torch layer, cached: .py("ops", "op") is
+# `pyluz.interop.torch_ops.op`.  Each torch-<x>.R file is served by
+# `pyluz.interop.torch_<x>`; "torch" and "builtins" are torch and Python's builtins.
 .py <- function(module, name) {
   key <- paste0(module, ".", name)
   f <- .pycache[[key]]
   if (is.null(f)) {
-    mod <- switch(module, rops = rops, rnn = rnn, rtorch = rtorch, torch = torch,
-                  builtins = reticulate::import_builtins(),
-                  stop("unknown module handle ", module))
+    mod <- switch(module, torch = torch, builtins = reticulate::import_builtins(),
+                  reticulate::import(paste0("pyluz.interop.torch_", module)))
     f <- reticulate::py_get_attr(mod, name)
     assign(key, f, envir = .pycache)
   }
