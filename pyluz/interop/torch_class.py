@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 _keys = itertools.count(1)
+_class_ids = itertools.count(1)
 
 # R method names (datasets) -> Python instance attribute names
 _DATASET_ATTRS = {".getitem": "_r_getitem", ".length": "_r_length",
@@ -208,7 +209,9 @@ def make_class(kind, name, method_names, r_init, r_clone, parent=None, py_base=N
     else:
         bases = (base,)
     ns = {
-        "__module__": __name__,
+        # one module per generator: R reads the class vector from the qualified names
+        # (pyluz.interop.torch_class.g3.Net), so two generators named alike never share one
+        "__module__": f"{__name__}.g{next(_class_ids)}",
         "__qualname__": str(name),
         "_r_init": staticmethod(guard(r_init, f"{name}.initialize")),
         "_r_clone": staticmethod(guard(r_clone, f"{name}.clone")),

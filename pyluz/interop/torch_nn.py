@@ -18,10 +18,11 @@ import torch.nn as nn
 from .torch_indices import index, to_0_based, to_int
 from .torch_nn_args import convert_kwargs
 from .torch_nnf import class_loss, float_target, py_ignore_index
+from .torch_print import str_tensor
 
 __all__ = [
     "new_layer", "layer_class", "sequential", "module_list", "named", "module_device",
-    "n_parameters", "RCrossEntropyLoss", "RNLLLoss", "RBCELoss", "RBCEWithLogitsLoss", "REmbedding",
+    "n_parameters", "summary", "RCrossEntropyLoss", "RNLLLoss", "RBCELoss", "RBCEWithLogitsLoss", "REmbedding",
 ]
 
 
@@ -120,6 +121,17 @@ def module_device(module):
     for t in itertools.chain(module.parameters(), module.buffers()):
         return t.device
     return torch.device("cpu")
+
+
+def summary(module):
+    """What R torch's module print shows: total parameter count, and per direct child,
+    parameter and buffer (``str()`` of tensors)."""
+    return {
+        "n": float(n_parameters(module)),
+        "children": {k: float(n_parameters(m)) for k, m in module.named_children()},
+        "parameters": {k: str_tensor(p) for k, p in module.named_parameters(recurse=False)},
+        "buffers": {k: str_tensor(b) for k, b in module.named_buffers(recurse=False)},
+    }
 
 
 def n_parameters(module):

@@ -125,6 +125,14 @@ Ops.torch.device <- function(e1, e2) {
 #' @export
 as.character.torch.device <- function(x, ...) reticulate::py_str(x)
 
+#' @export
+print.torch_device <- function(x, ...) {
+  index <- reticulate::py_to_r(reticulate::py_get_attr(x, "index"))
+  type <- reticulate::py_to_r(reticulate::py_get_attr(x, "type"))
+  cat("torch_device(type='", type, "'", if (!is.null(index)) paste0(", index=", index), ") \n", sep = "")
+  invisible(x)
+}
+
 #' CUDA and MPS availability
 #'
 #' @return `TRUE`/`FALSE` (`cuda_device_count()`: a number).

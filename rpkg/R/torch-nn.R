@@ -120,13 +120,43 @@ nn_buffer <- function(x, persistent = TRUE) {
   )
 }
 
+#' Print a module in R torch's layout
+#'
+#' The parameter count, then the direct submodules (`<class> #n parameters`),
+#' parameters and buffers (`Float [1:5, 1:10]`), as R torch prints them.
+#'
+#' @param x A module.
+#' @param ... Unused.
+#' @return `x`, invisibly.
+#' @examples
+#' if (reticulate::py_module_available("torch")) {
+#'   print(nn_sequential(nn_linear(4, 8), nn_relu(), nn_linear(8, 1)))
+#' }
 #' @export
-print.torch.nn.modules.module.Module <- function(x, ...) {
-  n <- .pycall(.py("nn", "n_parameters"), x)
-  cat("An `nn_module` containing ", format(n, big.mark = ",", scientific = FALSE), " parameters.\n\n", sep = "")
-  cat(reticulate::py_repr(x), "\n", sep = "")
+print.nn_module <- function(x, ...) {
+  info <- .pycall(.py("nn", "summary"), x)
+  cat("An `nn_module` containing ", .comma(info$n), " parameters.\n", sep = "")
+  children <- .module_named(x, "children")
+  if (length(children)) {
+    cat("\n")
+    cli::cat_rule("Modules")
+    for (nm in names(children)) {
+      cli::cat_bullet(paste0(nm, ": <", class(children[[nm]])[1], "> #",
+                             .comma(info$children[[nm]]), " parameters"))
+    }
+  }
+  for (what in c("parameters", "buffers")) {
+    items <- info[[what]]
+    if (length(items)) {
+      cat("\n")
+      cli::cat_rule(if (what == "parameters") "Parameters" else "Buffers")
+      for (nm in names(items)) cli::cat_bullet(paste0(nm, ": ", items[[nm]]))
+    }
+  }
   invisible(x)
 }
+
+.comma <- function(n) format(n, big.mark = ",", scientific = FALSE, trim = TRUE)
 
 #' @export
 `[[.torch.nn.modules.module.Module` <- function(x, i) {

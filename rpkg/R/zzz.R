@@ -45,6 +45,7 @@ rtorch <- NULL
   rtorch <<- .lazy_import("pyluz.interop.rtorch")
   .py_call_impl <<- .find_call_impl()
   .install_cache_clearer()
+  .register_torch_classes()
   invisible()
 }
 
