@@ -1,7 +1,7 @@
 """Programs that run an R-defined model's forward pass without R.
 
 A module written with R's ``nn_module()`` is a Python ``torch.nn.Module`` whose ``forward`` calls
-back into R (see ``pyluz.interop.rtorch``), so a Python process without R can't rebuild it from a
+back into R (see ``pyluz.interop.torch_class``), so a Python process without R can't rebuild it from a
 saved file. When such a model is saved (``save_fitted`` / R's ``luz_save``), pyluz also captures
 its forward pass as a program, next to the model file:
 

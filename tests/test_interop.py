@@ -175,3 +175,36 @@ def test_r_callback_hooks_run_without_grad():
     cb = RCallback("clamp", {"on_train_batch_end": lambda: seen.append(torch.is_grad_enabled())})
     cb.on_train_batch_end()
     assert seen == [False] and torch.is_grad_enabled()  # as luz: callbacks run with gradients off
+
+
+# ---------------------------------------------------------------------------
+# the R-torch layer's one "indices start at 1" rule
+# ---------------------------------------------------------------------------
+
+def test_one_based_rule_for_scalars_dims_and_tensors():
+    import torch
+
+    from pyluz.interop.torch_indices import dim, index, index_tensor, to_0_based, to_1_based
+
+    assert [to_0_based(1), to_0_based(3.0), to_0_based(-1), to_0_based(-2, size=5)] == [0, 2, -1, 3]
+    with pytest.raises(ValueError, match="Indexing starts at 1 but found a 0"):
+        to_0_based(0)
+    with pytest.raises(ValueError, match="Dimension is 1-based, but found 0"):
+        dim(0)
+    assert dim([1.0, -1]) == [0, -1]
+    assert index_tensor(torch.tensor([1, 3, -1]), size=4).tolist() == [0, 2, 3]
+    assert index(torch.tensor([2, -1])).tolist() == [1, -1]
+    with pytest.raises(ValueError, match="starts at 1"):
+        index_tensor(torch.tensor([1, 0]))
+    assert to_1_based(torch.tensor([0, 2])).tolist() == [1, 3] and to_1_based(4) == 5
+
+
+def test_r_slices_are_inclusive_and_one_based():
+    import torch
+
+    from pyluz.interop.torch_indexing import getitem
+
+    x = torch.arange(10)
+    assert getitem(x, [["slice", 2.0, 5.0, None]]).tolist() == [1, 2, 3, 4]   # x[2:5]
+    assert getitem(x, [["slice", 8.0, -1.0, None]]).tolist() == [7, 8, 9]     # x[8:-1]
+    assert getitem(x, [["vec", [1.0, -1.0]]]).tolist() == [0, 9]             # x[c(1, -1)]

@@ -1,12 +1,19 @@
 """Adapters that only the R front end needs.
 
 * ``guard``  -- the main-thread check every Python->R call goes through.
-* ``rops``   -- R-torch conventions for tensors (1-based dims and indices,
-  R array conversion, ``[`` indexing, dim-translated ops).
-* ``rnn``    -- layers, losses, functional ops and optimizer/scheduler
-  factories with R-torch conventions (1-based class targets, ...).
-* ``rtorch`` -- ``RModule`` / ``RDataset`` / ``RIterableDataset``: Python
+
+The R-torch compatibility layer: ``torch_<x>.py`` serves ``rpkg/R/torch-<x>.R``.
+
+* ``torch_indices``  -- the one "indices start at 1" rule (dims, positions, results).
+* ``torch_tensor``   -- R values <-> tensors, creation (``torch_arange`` inclusive, ...).
+* ``torch_ops``      -- ops and ``$`` methods with 1-based dims, R operators.
+* ``torch_indexing`` -- ``[`` / ``[<-`` with R semantics.
+* ``torch_nn_args``, ``torch_nn``, ``torch_nnf`` -- layers, losses and functional
+  ops (1-based class targets, R argument types).
+* ``torch_optim``    -- optimizer and LR-scheduler factories.
+* ``torch_class``    -- ``RModule`` / ``RDataset`` / ``RIterableDataset``: Python
   classes whose methods are R closures (``nn_module()`` / ``dataset()``).
+* ``torch_data``     -- R items and batches, ``tensor_dataset``, ``dataloader``.
 
 The luz part of the R package adds its own adapters here (R callbacks,
 metrics, progress renderer, error tags).

@@ -33,7 +33,7 @@ pyluz_engine_available <- function() {
   }, error = function(e) FALSE))
 }
 
-# The one way the package reaches a Python module ("torch", "pyluz.interop.rops", "copy", ...):
+# The one way the package reaches a Python module ("torch", "pyluz.interop.torch_ops", "copy", ...):
 # imported on first use, after the engine has been loaded and checked, and cached.
 py_module <- function(name) {
   if (is.null(.engine$modules)) load_engine()
@@ -44,10 +44,6 @@ py_module <- function(name) {
   }
   mod
 }
-
-# Short names of the modules the R-torch layer calls through `.py("rops", "op")` (torch-utils.R).
-module_handles <- c(torch = "torch", rops = "pyluz.interop.rops", rnn = "pyluz.interop.rnn",
-                    rtorch = "pyluz.interop.rtorch")
 
 # A submodule of the engine: engine_module("serialization") is `pyluz.serialization`.
 engine_module <- function(name) py_module(paste0("pyluz.", name))

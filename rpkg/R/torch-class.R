@@ -4,7 +4,7 @@
 # A generator holds a definition (`def`): public members, private members,
 # active bindings, the parent definition (R `inherit`) or a Python base class.
 # Its Python class is created lazily (first instantiation) by
-# `pyluz.interop.rtorch.make_class()`.
+# `pyluz.interop.torch_class.make_class()`.
 #
 # Each instance has an R-side state environment `st`:
 #   st$pub     public fields, methods (re-enclosed) and active bindings
@@ -201,7 +201,7 @@
   while (!is.null(def$parent)) def <- def$parent
   b <- def$py_base
   if (is.character(b)) {
-    b <- .pycall(.py("rnn", "layer_class"), b)
+    b <- .pycall(.py("nn", "layer_class"), b)
     def$py_base <- b
   }
   b
@@ -222,7 +222,7 @@
     NULL
   }
   py_base <- if (is.null(def$parent)) .root_py_base(def) else NULL
-  cls <- .pycall(.py("rtorch", "make_class"), def$kind, def$classname, as.list(own),
+  cls <- .pycall(.py("class", "make_class"), def$kind, def$classname, as.list(own),
                  .py_facing(r_init), .py_facing(r_clone), parent = parent, py_base = py_base)
   def$pycls <- cls
   cls
@@ -231,7 +231,7 @@
 # Instantiate from R: arguments stay R values (not converted through Python).
 .rclass_new <- function(def, args) {
   cls <- .rclass_pyclass(def)
-  r <- .pycall(.py("rtorch", "new_instance"), cls)
+  r <- .pycall(.py("class", "new_instance"), cls)
   obj <- r[[1]]
   st <- .rclass_setup(def, obj, r[[2]], args, run_init = TRUE)
   obj
@@ -255,7 +255,7 @@
   st$key <- key
   st$key_chr <- as.character(key)
   st$def <- def
-  st$weak <- .pycall(.py("rtorch", "weak"), pyself)
+  st$weak <- .pycall(.py("class", "weak"), pyself)
   st$strong <- pyself
   st$ctx <- NULL
   st$py_names <- new.env(parent = emptyenv())
@@ -310,7 +310,7 @@
       f <- get(n, envir = st$pub)
       if (n == ".iter" && def$kind == "iterable_dataset") .py_facing_iter(f) else .py_facing(f)
     })
-    .pycall(.py("rtorch", "attach"), pyself, as.list(mnames), fns)
+    .pycall(.py("class", "attach"), pyself, as.list(mnames), fns)
   }
   if (run_init) {
     init <- if (exists("initialize", envir = st$pub, inherits = FALSE)) get("initialize", envir = st$pub)
@@ -372,7 +372,7 @@
 
 .super_call <- function(st, base, name, args) {
   nms <- names(args) %or% rep("", length(args))
-  .pycall(.py("rtorch", "call_super"), base, name, .self_of(st), unname(args[!nzchar(nms)]), args[nzchar(nms)])
+  .pycall(.py("class", "call_super"), base, name, .self_of(st), unname(args[!nzchar(nms)]), args[nzchar(nms)])
 }
 
 #' @export
@@ -425,7 +425,7 @@ rtorch_bind_ctx <- function(module, ctx) {
 # ---------------------------------------------------------------------------
 
 #' @export
-`$.pyluz.interop.rtorch.RObject` <- function(x, name) {
+`$.pyluz.interop.torch_class.RObject` <- function(x, name) {
   st <- .rstate(x)
   if (is.null(st)) return(NextMethod())
   v <- get0(name, envir = st$cache, inherits = FALSE)
@@ -448,8 +448,8 @@ rtorch_bind_ctx <- function(module, ctx) {
 }
 
 #' @export
-`[[.pyluz.interop.rtorch.RObject` <- function(x, name) {
-  if (is.character(name)) return(`$.pyluz.interop.rtorch.RObject`(x, name))
+`[[.pyluz.interop.torch_class.RObject` <- function(x, name) {
+  if (is.character(name)) return(`$.pyluz.interop.torch_class.RObject`(x, name))
   NextMethod()
 }
 
@@ -458,7 +458,7 @@ rtorch_bind_ctx <- function(module, ctx) {
 }
 
 #' @export
-`$<-.pyluz.interop.rtorch.RObject` <- function(x, name, value) {
+`$<-.pyluz.interop.torch_class.RObject` <- function(x, name, value) {
   st <- .rstate(x)
   if (is.null(st)) {
     .py_setattr(x, name, value)
@@ -485,12 +485,12 @@ rtorch_bind_ctx <- function(module, ctx) {
 }
 
 #' @export
-`[[<-.pyluz.interop.rtorch.RObject` <- function(x, name, value) {
-  `$<-.pyluz.interop.rtorch.RObject`(x, name, value)
+`[[<-.pyluz.interop.torch_class.RObject` <- function(x, name, value) {
+  `$<-.pyluz.interop.torch_class.RObject`(x, name, value)
 }
 
 #' @export
-.DollarNames.pyluz.interop.rtorch.RObject <- function(x, pattern = "") {
+.DollarNames.pyluz.interop.torch_class.RObject <- function(x, pattern = "") {
   st <- .rstate(x)
   nms <- c(if (!is.null(st)) ls(st$pub), "parameters", "modules", "children", "train", "eval",
            "to", "state_dict", "load_state_dict", "zero_grad")

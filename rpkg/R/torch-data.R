@@ -64,7 +64,7 @@ iterable_dataset <- function(name = NULL, inherit = NULL, ..., private = NULL, a
 }
 
 #' @export
-`[.pyluz.interop.rtorch.RDataset` <- function(x, i) {
+`[.pyluz.interop.torch_class.RDataset` <- function(x, i) {
   st <- .rstate(x)
   if (!is.null(st) && length(i) > 1L && exists(".getbatch", envir = st$pub, inherits = FALSE)) {
     return(get(".getbatch", envir = st$pub)(i))
@@ -77,7 +77,7 @@ iterable_dataset <- function(name = NULL, inherit = NULL, ..., private = NULL, a
 }
 
 #' @export
-length.pyluz.interop.rtorch.RDataset <- function(x) {
+length.pyluz.interop.torch_class.RDataset <- function(x) {
   st <- .rstate(x)
   if (!is.null(st) && exists(".length", envir = st$pub, inherits = FALSE)) {
     return(get(".length", envir = st$pub)())
@@ -113,8 +113,8 @@ tensor_dataset <- function(...) {
   tensors <- list(...)
   nms <- names(tensors)
   tensors <- lapply(unname(tensors), function(t) if (.is_py(t)) t else torch_tensor(t))
-  if (is.null(nms)) .pycall(.py("rtorch", "tensor_dataset"), tensors)
-  else .pycall(.py("rtorch", "tensor_dataset"), tensors, as.list(nms))
+  if (is.null(nms)) .pycall(.py("data", "tensor_dataset"), tensors)
+  else .pycall(.py("data", "tensor_dataset"), tensors, as.list(nms))
 }
 
 #' Subset of a dataset
@@ -129,7 +129,7 @@ tensor_dataset <- function(...) {
 #' }
 #' @export
 dataset_subset <- function(dataset, indices) {
-  .pycall(.py("rtorch", "subset"), dataset, as.list(as.numeric(indices)))
+  .pycall(.py("data", "subset"), dataset, as.list(as.numeric(indices)))
 }
 
 #' Data loaders
@@ -174,7 +174,7 @@ dataloader <- function(dataset, batch_size = 1, shuffle = FALSE, sampler = NULL,
     set.seed(seed)
     NULL
   }
-  .pycall(.py("rtorch", "dataloader"), dataset,
+  .pycall(.py("data", "dataloader"), dataset,
           batch_size = as.numeric(batch_size), shuffle = isTRUE(shuffle), sampler = sampler,
           batch_sampler = batch_sampler, num_workers = as.numeric(num_workers),
           collate_fn = collate_fn, pin_memory = isTRUE(pin_memory), drop_last = isTRUE(drop_last),
@@ -190,7 +190,7 @@ dataloader_make_iter <- function(dataloader) {
 #' @rdname dataloader
 #' @export
 dataloader_next <- function(iter, completed = NULL) {
-  r <- with_r_errors(.pycall(.py("rtorch", "iter_next"), iter))
+  r <- with_r_errors(.pycall(.py("data", "iter_next"), iter))
   if (isTRUE(r[[1]])) r[[2]] else completed
 }
 

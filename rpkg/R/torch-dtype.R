@@ -125,6 +125,14 @@ Ops.torch.device <- function(e1, e2) {
 #' @export
 as.character.torch.device <- function(x, ...) reticulate::py_str(x)
 
+#' @export
+print.torch_device <- function(x, ...) {
+  index <- reticulate::py_to_r(reticulate::py_get_attr(x, "index"))
+  type <- reticulate::py_to_r(reticulate::py_get_attr(x, "type"))
+  cat("torch_device(type='", type, "'", if (!is.null(index)) paste0(", index=", index), ") \n", sep = "")
+  invisible(x)
+}
+
 #' CUDA and MPS availability
 #'
 #' @return `TRUE`/`FALSE` (`cuda_device_count()`: a number).
@@ -160,7 +168,7 @@ torch_manual_seed <- function(seed) {
   if (!(is.numeric(seed) || is.character(seed)) || length(seed) != 1L || is.na(seed)) {
     stop("`seed` must be a single number.", call. = FALSE)
   }
-  .pycall(.py("rops", "manual_seed"), if (is.character(seed)) seed else as.double(seed))
+  .pycall(.py("tensor", "manual_seed"), if (is.character(seed)) seed else as.double(seed))
   invisible(NULL)
 }
 
@@ -176,15 +184,15 @@ torch_manual_seed <- function(seed) {
 #' }
 #' @export
 with_no_grad <- function(code) {
-  prev <- .pycall(.py("rops", "set_grad"), FALSE)
-  on.exit(.pycall(.py("rops", "set_grad"), prev), add = TRUE)
+  prev <- .pycall(.py("tensor", "set_grad"), FALSE)
+  on.exit(.pycall(.py("tensor", "set_grad"), prev), add = TRUE)
   force(code)
 }
 
 #' @rdname with_no_grad
 #' @export
 with_enable_grad <- function(code) {
-  prev <- .pycall(.py("rops", "set_grad"), TRUE)
-  on.exit(.pycall(.py("rops", "set_grad"), prev), add = TRUE)
+  prev <- .pycall(.py("tensor", "set_grad"), TRUE)
+  on.exit(.pycall(.py("tensor", "set_grad"), prev), add = TRUE)
   force(code)
 }

@@ -9,7 +9,7 @@
 #     for R matrices); logical vectors and boolean tensors are masks;
 #     integer tensors are 1-based indices; `NULL`/`newaxis` adds a dim.
 # The unevaluated arguments are turned into tokens here and interpreted by
-# `pyluz.interop.rops.getitem()` / `setitem()`.
+# `pyluz.interop.torch_indexing.getitem()` / `setitem()`.
 
 #' Indexing tensors
 #'
@@ -84,7 +84,7 @@ slc <- function(start = 1, end = Inf, step = 1) {
   ell <- which(vapply(exprs, function(e) identical(e, quote(..)), logical(1)))
   shape <- NULL
   size_of <- function(pos) {
-    if (is.null(shape)) shape <<- dim.torch.Tensor(x)
+    if (is.null(shape)) shape <<- dim.torch_tensor(x)
     d <- if (length(ell) && pos > ell[1]) length(shape) - (n - pos) else pos
     shape[[d]]
   }
@@ -136,18 +136,18 @@ slc <- function(start = 1, end = Inf, step = 1) {
 
 #' @rdname tensor_indexing
 #' @export
-`[.torch.Tensor` <- function(x, ..., drop = TRUE) {
+`[.torch_tensor` <- function(x, ..., drop = TRUE) {
   exprs <- as.list(substitute(list(...)))[-1L]
   toks <- .index_tokens(x, exprs, parent.frame())
-  .pycall(.py("rops", "getitem"), x, toks, isTRUE(drop))
+  .pycall(.py("indexing", "getitem"), x, toks, isTRUE(drop))
 }
 
 #' @rdname tensor_indexing
 #' @export
-`[<-.torch.Tensor` <- function(x, ..., value) {
+`[<-.torch_tensor` <- function(x, ..., value) {
   exprs <- as.list(substitute(list(...)))[-1L]
   toks <- .index_tokens(x, exprs, parent.frame())
   if (!.is_py(value)) value <- if (length(value) == 1L && is.null(dim(value))) value else .as_py_data(value)
-  .pycall(.py("rops", "setitem"), x, toks, value)
+  .pycall(.py("indexing", "setitem"), x, toks, value)
   x
 }

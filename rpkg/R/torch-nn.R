@@ -90,7 +90,7 @@ nn_buffer <- function(x, persistent = TRUE) {
 # R torch conventions for every nn.Module (Python-defined or R-defined)
 # ---------------------------------------------------------------------------
 
-.module_named <- function(x, what) .pycall(.py("rtorch", "named"), x, what)
+.module_named <- function(x, what) .pycall(.py("nn", "named_members"), x, what)
 
 #' @export
 `$.torch.nn.modules.module.Module` <- function(x, name) {
@@ -103,7 +103,7 @@ nn_buffer <- function(x, persistent = TRUE) {
     named_parameters = function(...) .module_named(x, "parameters"),
     device = {
       if (reticulate::py_has_attr(x, "device")) return(NextMethod())
-      .pycall(.py("rtorch", "module_device"), x)
+      .pycall(.py("nn", "module_device"), x)
     },
     named_buffers = function(...) .module_named(x, "buffers"),
     train = , eval = , to = , cuda = , cpu = , zero_grad = , load_state_dict = , apply = ,
@@ -120,13 +120,43 @@ nn_buffer <- function(x, persistent = TRUE) {
   )
 }
 
+#' Print a module in R torch's layout
+#'
+#' The parameter count, then the direct submodules (`<class> #n parameters`),
+#' parameters and buffers (`Float [1:5, 1:10]`), as R torch prints them.
+#'
+#' @param x A module.
+#' @param ... Unused.
+#' @return `x`, invisibly.
+#' @examples
+#' if (reticulate::py_module_available("torch")) {
+#'   print(nn_sequential(nn_linear(4, 8), nn_relu(), nn_linear(8, 1)))
+#' }
 #' @export
-print.torch.nn.modules.module.Module <- function(x, ...) {
-  n <- .pycall(.py("rtorch", "n_parameters"), x)
-  cat("An `nn_module` containing ", format(n, big.mark = ",", scientific = FALSE), " parameters.\n\n", sep = "")
-  cat(reticulate::py_repr(x), "\n", sep = "")
+print.nn_module <- function(x, ...) {
+  info <- .pycall(.py("nn", "summary"), x)
+  cat("An `nn_module` containing ", .comma(info$n), " parameters.\n", sep = "")
+  children <- .module_named(x, "children")
+  if (length(children)) {
+    cat("\n")
+    cli::cat_rule("Modules")
+    for (nm in names(children)) {
+      cli::cat_bullet(paste0(nm, ": <", class(children[[nm]])[1], "> #",
+                             .comma(info$children[[nm]]), " parameters"))
+    }
+  }
+  for (what in c("parameters", "buffers")) {
+    items <- info[[what]]
+    if (length(items)) {
+      cat("\n")
+      cli::cat_rule(if (what == "parameters") "Parameters" else "Buffers")
+      for (nm in names(items)) cli::cat_bullet(paste0(nm, ": ", items[[nm]]))
+    }
+  }
   invisible(x)
 }
+
+.comma <- function(n) format(n, big.mark = ",", scientific = FALSE, trim = TRUE)
 
 #' @export
 `[[.torch.nn.modules.module.Module` <- function(x, i) {
@@ -161,7 +191,7 @@ py_to_r_wrapper.torch.nn.modules.module.Module <- function(x) {
   fn <- sys.function(-1)
   args <- .args_with_defaults(env, formals(fn))
   names(args)[names(args) == ".weight"] <- "_weight"
-  .pycall_list(.py("rnn", "new_layer"), list(name), args)
+  .pycall_list(.py("nn", "new_layer"), list(name), args)
 }
 
 # layer constructors usable as `inherit =` in nn_module()
@@ -273,7 +303,7 @@ nn_flatten <- function(start_dim = 2, end_dim = -1) .layer("Flatten")
 nn_unflatten <- function(dim, unflattened_size) .layer("Unflatten")
 #' @rdname nn_layers
 #' @export
-nn_identity <- function(...) .pycall_list(.py("rnn", "new_layer"), list("Identity"))
+nn_identity <- function(...) .pycall_list(.py("nn", "new_layer"), list("Identity"))
 #' @rdname nn_layers
 #' @export
 nn_batch_norm1d <- function(num_features, eps = 1e-05, momentum = 0.1, affine = TRUE,
@@ -335,16 +365,16 @@ nn_sequential <- function(...) {
   mods <- list(...)
   nms <- names(mods)
   if (!is.null(nms) && all(nzchar(nms))) {
-    .pycall(.py("rnn", "sequential"), unname(mods), as.list(nms))
+    .pycall(.py("nn", "sequential"), unname(mods), as.list(nms))
   } else {
-    .pycall(.py("rnn", "sequential"), unname(mods))
+    .pycall(.py("nn", "sequential"), unname(mods))
   }
 }
 
 #' @rdname nn_sequential
 #' @export
 nn_module_list <- function(modules = list()) {
-  .pycall(.py("rnn", "module_list"), unname(modules))
+  .pycall(.py("nn", "module_list"), unname(modules))
 }
 
 # ---------------------------------------------------------------------------

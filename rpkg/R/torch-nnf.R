@@ -2,12 +2,12 @@
 #
 # One line per function: `.nnf("<torch.nn.functional name>")` passes the
 # first argument positionally and the others by name to
-# `pyluz.interop.rnn.nnf()`, which makes sizes ints, shifts 1-based `dim`s
+# `pyluz.interop.torch_nnf.nnf()`, which makes sizes ints, shifts 1-based `dim`s
 # and 1-based class targets.
 
 # Loss functions carry the torch.nn.functional name: passed to Python (e.g.
 # `setup(loss = nnf_cross_entropy)`), reticulate converts them with r_to_py()
-# into the pure-Python `pyluz.interop.rnn.Functional(name)`, so the engine
+# into the pure-Python `pyluz.interop.torch_nnf.Functional(name)`, so the engine
 # computes the loss without calling back into R.
 .nnf_loss <- function(py_name, fn) {
   structure(fn, py_name = py_name, class = c("rtorch_nnf", "function"))
@@ -15,7 +15,7 @@
 
 #' @export
 r_to_py.rtorch_nnf <- function(x, convert = FALSE) {
-  .pycall(.py("rnn", "Functional"), attr(x, "py_name"))
+  .pycall(.py("nnf", "Functional"), attr(x, "py_name"))
 }
 
 #' @export
@@ -24,12 +24,12 @@ print.rtorch_nnf <- function(x, ...) {
   invisible(x)
 }
 
-.nnf_call <- function(name, input, ...) .pycall(.py("rnn", "nnf"), name, input, ...)
+.nnf_call <- function(name, input, ...) .pycall(.py("nnf", "nnf"), name, input, ...)
 
 .nnf <- function(name, env = parent.frame()) {
   fn <- sys.function(-1)
   args <- .args_with_defaults(env, formals(fn))
-  .pycall_list(.py("rnn", "nnf"), c(list(name), unname(args[1L])), args[-1L])
+  .pycall_list(.py("nnf", "nnf"), c(list(name), unname(args[1L])), args[-1L])
 }
 
 #' Functional neural network operations
@@ -125,7 +125,7 @@ nnf_normalize <- function(input, p = 2, dim = 2, eps = 1e-12) .nnf("normalize")
 #' @rdname nnf
 #' @export
 nnf_cosine_similarity <- function(x1, x2, dim = 2, eps = 1e-08) {
-  .pycall(.py("rnn", "nnf"), "cosine_similarity", x1, x2 = x2, dim = dim, eps = eps)
+  .pycall(.py("nnf", "nnf"), "cosine_similarity", x1, x2 = x2, dim = dim, eps = eps)
 }
 #' @rdname nnf
 #' @export

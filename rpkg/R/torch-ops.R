@@ -1,12 +1,12 @@
 # Tensor operations with R torch conventions.
 #
 # Every op is one line: `.op("<torch function>", ...)` calls
-# `pyluz.interop.rops.op()`, which translates 1-based `dim`-like arguments,
-# 1-based index arguments and size arguments from the table `rops.SPECS`
+# `pyluz.interop.torch_ops.op()`, which translates 1-based `dim`-like arguments,
+# 1-based index arguments and size arguments from the table `torch_ops.SPECS`
 # (add an entry there when a new op takes dims/indices), and adds 1 to
 # returned indices (argmax, max(dim), sort, topk, ...).
 
-.op <- function(name, ...) .pycall(.py("rops", "op"), name, ...)
+.op <- function(name, ...) .pycall(.py("ops", "op"), name, ...)
 
 #' Tensor operations (R torch conventions)
 #'

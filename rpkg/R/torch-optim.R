@@ -6,7 +6,7 @@
 # and the name of the PyTorch class.  When such a function is passed to
 # Python (e.g. `setup(optimizer = optim_adam)` handing it to the engine),
 # reticulate converts it with `r_to_py()` into a pure-Python factory
-# (`pyluz.interop.rnn.OptimFactory` / `SchedulerFactory`, `.cls` holds
+# (`pyluz.interop.torch_optim.OptimFactory` / `SchedulerFactory`, `.cls` holds
 # `torch.optim.Adam` etc.): the engine calls `optimizer(params, **hparams)`
 # without crossing back into R.  `rtorch_py_factory(optim_adam)` returns that
 # factory explicitly.
@@ -34,7 +34,7 @@
 }
 
 .factory_call <- function(kind, py_name, first, args) {
-  f <- .pycall(.py("rnn", kind), py_name)
+  f <- .pycall(.py("optim", kind), py_name)
   .pycall_list(f, list(first), args)
 }
 
@@ -100,12 +100,12 @@ optim_adagrad <- .optim_generator("Adagrad", function(params, lr = 0.01, lr_deca
 
 #' @export
 r_to_py.rtorch_optim_generator <- function(x, convert = FALSE) {
-  .pycall(.py("rnn", "optim"), attr(x, "py_name"))
+  .pycall(.py("optim", "optim"), attr(x, "py_name"))
 }
 
 #' @export
 r_to_py.rtorch_lr_generator <- function(x, convert = FALSE) {
-  .pycall(.py("rnn", "scheduler"), attr(x, "py_name"))
+  .pycall(.py("optim", "scheduler"), attr(x, "py_name"))
 }
 
 #' @export
@@ -212,7 +212,7 @@ lr_cosine_annealing <- .lr_generator("CosineAnnealingLR", function(optimizer, T_
 #' @export
 `$<-.torch.optim.optimizer.Optimizer` <- function(x, name, value) {
   if (identical(name, "param_groups")) {
-    .pycall(.py("rnn", "update_param_groups"), x, value)
+    .pycall(.py("optim", "update_param_groups"), x, value)
   } else {
     reticulate::py_set_attr(x, name, value)
   }

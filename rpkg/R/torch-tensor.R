@@ -33,7 +33,7 @@
 #' }
 #' @export
 torch_tensor <- function(data, dtype = NULL, device = NULL, requires_grad = FALSE, pin_memory = FALSE) {
-  .pycall(.py("rops", "from_r"), .as_py_data(data), dtype = dtype, device = device,
+  .pycall(.py("tensor", "from_r"), .as_py_data(data), dtype = dtype, device = device,
           requires_grad = isTRUE(requires_grad))
 }
 
@@ -43,7 +43,7 @@ torch_tensor <- function(data, dtype = NULL, device = NULL, requires_grad = FALS
 #' @examples
 #' is_torch_tensor(1)
 #' @export
-is_torch_tensor <- function(x) inherits(x, "torch.Tensor")
+is_torch_tensor <- function(x) inherits(x, "torch_tensor")
 
 # ---------------------------------------------------------------------------
 # creation
@@ -58,7 +58,7 @@ is_torch_tensor <- function(x) inherits(x, "torch.Tensor")
 }
 
 .create <- function(kind, size = NULL, dtype = NULL, device = NULL, requires_grad = FALSE, ...) {
-  .pycall(.py("rops", "create"), kind, size = size, dtype = dtype, device = device,
+  .pycall(.py("tensor", "create"), kind, size = size, dtype = dtype, device = device,
           requires_grad = isTRUE(requires_grad), ...)
 }
 
@@ -185,7 +185,7 @@ torch_arange <- function(start, end, step = 1, dtype = NULL, layout = NULL, devi
     start <- if (is.integer(end)) 1L else 1
   }
   integer <- is.integer(start) && is.integer(end) && (is.integer(step) || missing(step))
-  .pycall(.py("rops", "arange"), start, end, step, dtype = dtype, device = device,
+  .pycall(.py("tensor", "arange"), start, end, step, dtype = dtype, device = device,
           requires_grad = isTRUE(requires_grad), integer = integer)
 }
 
@@ -213,8 +213,8 @@ as_array <- function(x, ...) UseMethod("as_array")
 as_array.default <- function(x, ...) as.array(x, ...)
 
 #' @export
-as_array.torch.Tensor <- function(x, ...) {
-  r <- .pycall(.py("rops", "to_r"), x)
+as_array.torch_tensor <- function(x, ...) {
+  r <- .pycall(.py("tensor", "to_r"), x)
   a <- r[[1]]
   if (isTRUE(r[[2]])) {
     warning("int64 values exceed R's integer range; returning doubles.", call. = FALSE)
@@ -224,40 +224,66 @@ as_array.torch.Tensor <- function(x, ...) {
 }
 
 #' @export
-as.array.torch.Tensor <- function(x, ...) {
-  a <- as_array.torch.Tensor(x)
+as.array.torch_tensor <- function(x, ...) {
+  a <- as_array.torch_tensor(x)
   if (is.null(dim(a))) array(a) else a
 }
 
 #' @export
-as.matrix.torch.Tensor <- function(x, ...) as.matrix(as_array.torch.Tensor(x))
+as.matrix.torch_tensor <- function(x, ...) as.matrix(as_array.torch_tensor(x))
 
 #' @export
-as.double.torch.Tensor <- function(x, ...) as.double(as_array.torch.Tensor(x))
+as.double.torch_tensor <- function(x, ...) as.double(as_array.torch_tensor(x))
 
 #' @export
-as.integer.torch.Tensor <- function(x, ...) as.integer(as_array.torch.Tensor(x))
+as.integer.torch_tensor <- function(x, ...) as.integer(as_array.torch_tensor(x))
 
 #' @export
-as.logical.torch.Tensor <- function(x, ...) as.logical(as_array.torch.Tensor(x))
+as.logical.torch_tensor <- function(x, ...) as.logical(as_array.torch_tensor(x))
 
 #' @export
-dim.torch.Tensor <- function(x) {
-  s <- .pycall(.py("rops", "shape"), x)
+dim.torch_tensor <- function(x) {
+  s <- .pycall(.py("tensor", "shape"), x)
   if (is.list(s)) as.integer(unlist(s)) else s
 }
 
 #' @export
-length.torch.Tensor <- function(x) {
-  n <- .pycall(.py("rops", "method"), "numel", x)
+length.torch_tensor <- function(x) {
+  n <- .pycall(.py("ops", "method"), "numel", x)
   n
 }
 
+#' Print a tensor in R torch's layout
+#'
+#' The layout of R torch (libtorch's printer): one value per line for 1-d
+#' tensors, a matrix for 2-d ones, `(i,j,.,.) =` slices (1-based) beyond,
+#' then the type and shape, e.g. `[ CPUFloatType{2,3} ]`, and the autograd
+#' state (`[ requires_grad = TRUE ]`, `[ grad_fn = <AddBackward0> ]`).
+#' `str()` gives the one-line summary `Float [1:2, 1:3]`.
+#'
+#' @param x,object A tensor.
+#' @param n Maximum number of lines printed (`-1`: no limit).
+#' @param ... Unused.
+#' @return `x`, invisibly.
+#' @examples
+#' if (reticulate::py_module_available("torch")) {
+#'   x <- torch_tensor(matrix(1:6, nrow = 2))
+#'   print(x)
+#'   str(x)
+#' }
 #' @export
-print.torch.Tensor <- function(x, ...) {
+print.torch_tensor <- function(x, n = 30, ...) {
   cat("torch_tensor\n")
-  cat(reticulate::py_str(x), "\n", sep = "")
+  cat(.pycall(.py("print", "format_tensor"), x, n = as.integer(n)), "\n", sep = "")
   invisible(x)
+}
+
+#' @rdname print.torch_tensor
+#' @importFrom utils str
+#' @export
+str.torch_tensor <- function(object, ...) {
+  cat(.pycall(.py("print", "str_tensor"), object), "\n", sep = "")
+  invisible()
 }
 
 # ---------------------------------------------------------------------------
@@ -270,18 +296,18 @@ print.torch.Tensor <- function(x, ...) {
 .tensor_kind <- function(name) {
   k <- .tensor_kinds[[name]]
   if (is.null(k)) {
-    k <- switch(name, shape = "shape", .pycall(.py("rops", "is_method"), name))
+    k <- switch(name, shape = "shape", .pycall(.py("ops", "is_method"), name))
     assign(name, k, envir = .tensor_kinds)
   }
   k
 }
 
 #' @export
-`$.torch.Tensor` <- function(x, name) {
+`$.torch_tensor` <- function(x, name) {
   switch(
     .tensor_kind(name),
-    method = function(...) .pycall(.py("rops", "method"), name, x, ...),
-    shape = dim.torch.Tensor(x),
+    method = function(...) .pycall(.py("ops", "method"), name, x, ...),
+    shape = dim.torch_tensor(x),
     property = {
       r <- reticulate::py_get_attr(x, name)
       if (inherits(r, "torch.Tensor")) r else reticulate::py_to_r(r)
@@ -295,13 +321,13 @@ print.torch.Tensor <- function(x, ...) {
 }
 
 #' @export
-`[[.torch.Tensor` <- function(x, name) {
-  if (is.character(name)) return(`$.torch.Tensor`(x, name))
+`[[.torch_tensor` <- function(x, name) {
+  if (is.character(name)) return(`$.torch_tensor`(x, name))
   stop("use `[` to index tensors", call. = FALSE)
 }
 
 #' @export
-.DollarNames.torch.Tensor <- function(x, pattern = "") {
+.DollarNames.torch_tensor <- function(x, pattern = "") {
   nms <- reticulate::py_to_r(reticulate::import_builtins()$dir(py_module("torch")$Tensor))
   nms <- c("shape", nms[!startsWith(nms, "_")])
   nms[grepl(pattern, nms)]
@@ -334,11 +360,11 @@ NULL
 
 #' @rdname tensor_ops
 #' @export
-Ops.torch.Tensor <- function(e1, e2) {
-  if (missing(e2)) return(.pycall(.py("rops", "unop"), .Generic, e1))
+Ops.torch_tensor <- function(e1, e2) {
+  if (missing(e2)) return(.pycall(.py("ops", "unop"), .Generic, e1))
   if (!.is_py(e1)) e1 <- .as_operand(e1)
   if (!.is_py(e2)) e2 <- .as_operand(e2)
-  .pycall(.py("rops", "binop"), .Generic, e1, e2)
+  .pycall(.py("ops", "binop"), .Generic, e1, e2)
 }
 
 .as_operand <- function(x) {
@@ -348,4 +374,4 @@ Ops.torch.Tensor <- function(e1, e2) {
 
 #' @rdname tensor_ops
 #' @export
-Math.torch.Tensor <- function(x, ...) .pycall(.py("rops", "mathop"), .Generic, x, ...)
+Math.torch_tensor <- function(x, ...) .pycall(.py("ops", "mathop"), .Generic, x, ...)

@@ -7,12 +7,15 @@
 .py_call_impl <- NULL
 .pycache <- new.env(parent = emptyenv())
 
-# A Python callable from one of the module handles, cached: .py("rops", "op").
+# A Python callable of the R-torch layer, cached: .py("ops", "op") is
+# `pyluz.interop.torch_ops.op`.  Each torch-<x>.R file is served by
+# `pyluz.interop.torch_<x>`; "torch" and "builtins" are torch and Python's builtins.
 .py <- function(module, name) {
   key <- paste0(module, ".", name)
   f <- .pycache[[key]]
   if (is.null(f)) {
-    mod <- if (module == "builtins") reticulate::import_builtins() else py_module(module_handles[[module]])
+    mod <- switch(module, torch = py_module("torch"), builtins = reticulate::import_builtins(),
+                  py_module(paste0("pyluz.interop.torch_", module)))
     f <- reticulate::py_get_attr(mod, name)
     assign(key, f, envir = .pycache)
   }

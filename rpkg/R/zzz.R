@@ -16,6 +16,7 @@ default_envname <- "r-pyluz"
   }
   .py_call_impl <<- .find_call_impl()
   .install_cache_clearer()
+  .register_torch_classes()
   invisible()
 }
 

@@ -2,7 +2,7 @@
 
 skip_if_no_torch <- function() {
   if (nzchar(Sys.getenv("PYLUZ_REQUIRE_ENGINE"))) {  # `make test`: a missing engine is a failure, not a skip
-    testthat::expect_true(reticulate::py_module_available("pyluz.interop.rops"),
+    testthat::expect_true(reticulate::py_module_available("pyluz.interop.torch_ops"),
                           label = "the pyluz Python package is available")
     return(invisible())
   }
@@ -11,7 +11,7 @@ skip_if_no_torch <- function() {
     "Python torch is not available (set RETICULATE_PYTHON to the pyluz venv)"
   )
   testthat::skip_if_not(
-    reticulate::py_module_available("pyluz.interop.rops"),
+    reticulate::py_module_available("pyluz.interop.torch_ops"),
     "the pyluz Python package is not available in the Python reticulate uses"
   )
 }

@@ -233,7 +233,7 @@ test_that("module helpers: device, print", {
   expect_equal(as.character(m$device), "cpu")
   expect_output(print(m), "containing 9 parameters")
   Net <- nn_module("Net", initialize = function() self$fc <- nn_linear(2, 2), forward = function(x) x)
-  expect_output(print(Net()), "Net\\(")
+  expect_output(print(Net()), "fc: <nn_linear> #6 parameters")
   expect_output(print(Net), "nn_module_generator")
 })
 

@@ -1,5 +1,7 @@
 """Python classes whose methods are R closures (R's ``nn_module()`` / ``dataset()``).
 
+Serves ``rpkg/R/torch-class.R`` (the object system behind ``nn_module()``, ``dataset()``).
+
 How an R-defined class looks from Python
 -----------------------------------------
 ``nn_module("Net", initialize = ..., forward = ..., loss = ...)`` in R creates,
@@ -40,20 +42,20 @@ import weakref
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
-from torch.utils.data._utils.collate import default_collate, default_collate_fn_map
+from torch.utils.data import Dataset, IterableDataset
 
 from .guard import guard
-from .rnn import coerce_init
-from .rops import from_r, to_int
+from .torch_data import RBatch, r_item
+from .torch_indices import to_1_based
+from .torch_nn_args import coerce_init
 
 __all__ = [
-    "RObject", "RModule", "RDataset", "RIterableDataset", "RBatch", "RNamedTensorDataset",
-    "make_class", "new_instance", "attach", "weak", "r_item", "r_collate",
-    "tensor_dataset", "dataloader", "iter_next", "is_r_object", "call_super",
+    "RObject", "RModule", "RDataset", "RIterableDataset",
+    "make_class", "new_instance", "attach", "weak", "is_r_object", "call_super",
 ]
 
 _keys = itertools.count(1)
+_class_ids = itertools.count(1)
 
 # R method names (datasets) -> Python instance attribute names
 _DATASET_ATTRS = {".getitem": "_r_getitem", ".length": "_r_length",
@@ -146,7 +148,7 @@ class RDataset(_RData, Dataset):
         fn = self.__dict__.get("_r_getitem")
         if fn is None:
             raise NotImplementedError(f"{type(self).__name__} defines no .getitem method")
-        return r_item(fn(int(i) + 1))
+        return r_item(fn(to_1_based(int(i))))
 
     def __len__(self):
         fn = self.__dict__.get("_r_length")
@@ -158,7 +160,7 @@ class RDataset(_RData, Dataset):
     def __getitems__(self, indices):
         if isinstance(indices, torch.Tensor):
             indices = indices.tolist()
-        idx = [int(i) + 1 for i in indices]
+        idx = [to_1_based(int(i)) for i in indices]
         fn = self.__dict__.get("_r_getbatch")
         if fn is not None:
             return [RBatch(r_item(fn(idx)))]
@@ -207,7 +209,9 @@ def make_class(kind, name, method_names, r_init, r_clone, parent=None, py_base=N
     else:
         bases = (base,)
     ns = {
-        "__module__": __name__,
+        # one module per generator: R reads the class vector from the qualified names
+        # (pyluz.interop.torch_class.g3.Net), so two generators named alike never share one
+        "__module__": f"{__name__}.g{next(_class_ids)}",
         "__qualname__": str(name),
         "_r_init": staticmethod(guard(r_init, f"{name}.initialize")),
         "_r_clone": staticmethod(guard(r_clone, f"{name}.clone")),
@@ -262,155 +266,3 @@ def call_super(base, name, self, args, kwargs):
             return None
         args, kwargs = coerce_init(args, kwargs)
     return getattr(base, name)(self, *args, **kwargs)
-
-
-# ---------------------------------------------------------------------------
-# items and batches
-# ---------------------------------------------------------------------------
-
-class RBatch:
-    """A batch already assembled by R's ``.getbatch``.
-
-    ``__getitems__`` returns ``[RBatch(batch)]``; torch's ``default_collate``
-    (through ``default_collate_fn_map``, registered below) and
-    :func:`r_collate` unwrap it, so any DataLoader over such a dataset gets
-    R's batch unchanged.
-    """
-
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
-
-
-def _collate_rbatch(batch, *, collate_fn_map=None):
-    if len(batch) != 1:
-        raise RuntimeError("a .getbatch() result can't be combined with other items")
-    return batch[0].value
-
-
-default_collate_fn_map[RBatch] = _collate_rbatch
-
-
-def _is_number(v):
-    return isinstance(v, (int, float, bool))
-
-
-def r_item(obj):
-    """R value -> tensors, R-torch style (doubles -> float32, integers -> int64)."""
-    if isinstance(obj, torch.Tensor):
-        return obj
-    if isinstance(obj, float):
-        return torch.tensor(obj, dtype=torch.float32)
-    if isinstance(obj, bool):
-        return torch.tensor(obj)
-    if isinstance(obj, int):
-        return torch.tensor(obj, dtype=torch.int64)
-    if isinstance(obj, np.ndarray):
-        return from_r(obj)
-    if isinstance(obj, dict):
-        return {k: r_item(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        if obj and all(_is_number(v) for v in obj):
-            return from_r(list(obj))  # an R atomic vector
-        return [r_item(v) for v in obj]
-    return obj
-
-
-def r_collate(batch):
-    """Default collate that passes :class:`RBatch` (from ``.getbatch``) through."""
-    if isinstance(batch, RBatch):
-        return batch.value
-    if isinstance(batch, list) and len(batch) == 1 and isinstance(batch[0], RBatch):
-        return batch[0].value
-    return default_collate(batch)
-
-
-class RNamedTensorDataset(TensorDataset):
-    """``TensorDataset`` whose items are dicts keyed by ``names`` (named R args)."""
-
-    def __init__(self, *tensors, names=()):
-        super().__init__(*tensors)
-        self.names = list(names)
-
-    def __getitem__(self, index):
-        return {n: t[index] for n, t in zip(self.names, self.tensors)}
-
-
-def tensor_dataset(tensors, names=None):
-    tensors = [t if isinstance(t, torch.Tensor) else from_r(t) for t in tensors]
-    if names and any(names):
-        names = [n if n else f"V{i + 1}" for i, n in enumerate(names)]
-        return RNamedTensorDataset(*tensors, names=names)
-    return TensorDataset(*tensors)
-
-
-def dataloader(dataset, batch_size=1, shuffle=False, sampler=None, batch_sampler=None,
-               num_workers=0, collate_fn=None, pin_memory=False, drop_last=False,
-               timeout=0, worker_init_fn=None, r_reseed=None, **kwargs):
-    """A ``torch.utils.data.DataLoader`` built from R arguments."""
-    batch_size = to_int(batch_size) if batch_size is not None else None
-    num_workers = to_int(num_workers)
-    timeout = float(timeout) if timeout and timeout > 0 else 0
-    if collate_fn is None:
-        collate_fn = r_collate if getattr(dataset, "has_getbatch", False) else None
-    elif not isinstance(collate_fn, type) and getattr(collate_fn, "__module__", "") == "rpytools.call":
-        collate_fn = guard(collate_fn, "collate_fn")
-    if worker_init_fn is not None and getattr(worker_init_fn, "__module__", "") == "rpytools.call":
-        worker_init_fn = guard(worker_init_fn, "worker_init_fn")
-    if num_workers > 0 and r_reseed is not None and isinstance(dataset, RObject):
-        user_init = worker_init_fn
-        reseed = guard(r_reseed, "worker reseed")
-
-        def worker_init_fn(worker_id):
-            reseed(float(torch.initial_seed() % 2**31))
-            if user_init is not None:
-                user_init(worker_id)
-    if "prefetch_factor" in kwargs and kwargs["prefetch_factor"] is not None:
-        kwargs["prefetch_factor"] = to_int(kwargs["prefetch_factor"])
-    if sampler is not None or batch_sampler is not None:
-        shuffle = None if shuffle is False else shuffle
-    if batch_sampler is not None:
-        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
-                          collate_fn=collate_fn, pin_memory=bool(pin_memory), timeout=timeout,
-                          worker_init_fn=worker_init_fn, **kwargs)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
-                      num_workers=num_workers, collate_fn=collate_fn, pin_memory=bool(pin_memory),
-                      drop_last=bool(drop_last), timeout=timeout, worker_init_fn=worker_init_fn,
-                      **kwargs)
-
-
-_DONE = object()
-
-
-def iter_next(it):
-    """[True, value] or [False, None] when the iterator is exhausted."""
-    v = next(it, _DONE)
-    if v is _DONE:
-        return [False, None]
-    return [True, v]
-
-
-def subset(dataset, indices):
-    """``dataset_subset()`` with 1-based indices."""
-    idx = [to_int(i) for i in (indices if isinstance(indices, (list, tuple)) else [indices])]
-    if any(i == 0 for i in idx):
-        raise ValueError("Indexing starts at 1 but found a 0.")
-    n = len(dataset)
-    return torch.utils.data.Subset(dataset, [i - 1 if i > 0 else n + i for i in idx])
-
-
-def named(module, what):
-    """``model$parameters`` & co: dict of ``named_<what>()``."""
-    return dict(getattr(module, "named_" + what)())
-
-
-def module_device(module):
-    """Device of a module's first parameter (or buffer); cpu when it has none."""
-    for t in itertools.chain(module.parameters(), module.buffers()):
-        return t.device
-    return torch.device("cpu")
-
-
-def n_parameters(module):
-    return float(sum(p.numel() for p in module.parameters()))
