@@ -119,7 +119,7 @@ def test_predict_dataloader_options_never_shuffle_and_honour_drop_last(xy):
     dropped = fitted.predict(x, dataloader_options={"drop_last": True, "batch_size": 40})
     assert torch.allclose(dropped, expected[:80])
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=40)
-    with pytest.warns(UserWarning, match="`dataloader_options` are ignored because `newdata` is already a DataLoader"):
+    with pytest.warns(UserWarning, match="`dataloader_options` are ignored because `newdata` is already a dataloader"):
         assert torch.allclose(fitted.predict(loader, dataloader_options={"batch_size": 8}), expected)
 
 
@@ -137,7 +137,7 @@ def test_valid_data_as_dataset_iterable_dataset_or_dataloader(xy):
         fitted = model.fit(xy, epochs=1, valid_data=valid, verbose=False)
         _, loss = manual_valid(fitted.model, x, y)
         assert fitted.records["metrics"]["valid"][0]["loss"] == pytest.approx(loss, abs=1e-6)
-    with pytest.warns(UserWarning, match="ignored because `valid_data` is already a DataLoader"):
+    with pytest.warns(UserWarning, match="ignored because `valid_data` is already a dataloader"):
         model.fit(xy, epochs=1, valid_data=valid, verbose=False, dataloader_options={"batch_size": 16})
 
 

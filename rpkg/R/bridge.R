@@ -73,11 +73,18 @@ rethrow_engine_error <- function(e, info, call) {
   message <- info$message
   if (is.null(info$kind) && !is.null(context)) message <- paste0(message, "\n", context)
   cond <- structure(
-    class = c(paste0("pyluz_", info$type), "pyluz_error", "error", "condition"),
+    class = c(paste0("pyluz_", info$type), luz_condition_class(info$type), "pyluz_error", "error",
+              "condition"),
     list(message = message, call = if (is.environment(call)) rlang::frame_call(call) else call,
          py_type = info$type, pyluz_context = info[c("kind", "name", "where", "epoch", "iter")])
   )
   stop(cond)
+}
+
+# luz signals its argument errors with class `value_error` (its tests catch that class); the
+# engine's ValueError/TypeError mean the same thing.
+luz_condition_class <- function(py_type) {
+  switch(py_type %||% "", ValueError = "value_error", TypeError = "type_error", NULL)
 }
 
 # ---- values ---------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ fit.luz_module_generator <- function(object, data, epochs = 10, callbacks = NULL
     object$py,
     as_engine_data(data, "data"),
     epochs = as_epochs(epochs),
-    callbacks = as_engine_callbacks(callbacks),
+    callbacks = c(as_engine_callbacks(callbacks), ctx_binder(object$ctx_env)),
     valid_data = as_engine_valid(valid_data),
     accelerator = as_engine_accelerator(accelerator),
     verbose = as_verbose(verbose),
@@ -55,10 +55,12 @@ fit.default <- function(object, ...) {
                        paste(class(object), collapse = "/")), class = "value_error")
 }
 
+# luz accepts TRUE/FALSE, 0/1 (its examples write `verbose = 0`) and NULL (interactive()).
 as_verbose <- function(verbose) {
   if (is.null(verbose)) return(interactive())
+  if (is.numeric(verbose) && length(verbose) == 1 && verbose %in% c(0, 1)) return(verbose == 1)
   if (!(is.logical(verbose) && length(verbose) == 1 && !is.na(verbose))) {
-    rlang::abort("`verbose` must be TRUE, FALSE or NULL.", class = "value_error")
+    rlang::abort("`verbose` must be TRUE, FALSE, 0, 1 or NULL.", class = "value_error")
   }
   verbose
 }

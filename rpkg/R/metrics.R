@@ -81,7 +81,8 @@ new_metric_generator <- function(r6_class, ...) {
   name <- r6_class$classname
   structure(
     list(new = function() do.call(r6_class$new, args), r6_class = r6_class, args = args),
-    class = c(if (!is.null(name)) paste0(name, "_generator"), "luz_metric_generator")
+    # luz's class vector (its generators claim R6ClassGenerator too; `$new()` is all they offer)
+    class = c(if (!is.null(name)) paste0(name, "_generator"), "luz_metric_generator", "R6ClassGenerator")
   )
 }
 
