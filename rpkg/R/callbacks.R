@@ -107,6 +107,7 @@ r_callback_adapter <- function(cb) {
   hooks <- lapply(bps, r_callback_hook, cb = cb)
   names(hooks) <- bps
   name <- class(cb)[1]
+  .callback_classes[[name]] <- class(cb)
   weight <- cb$weight %||% 0
   if (!is.numeric(weight) || length(weight) != 1) {
     rlang::abort(sprintf("The `weight` of callback `%s` must be a number.", name), class = "value_error")
@@ -133,7 +134,7 @@ r_callback_hook <- function(bp, cb) {
   force(bp)
   force(cb)
   reticulate::r_to_py(function() {
-    withCallingHandlers(cb[[bp]](), error = r_error_tag)
+    withCallingHandlers(cb[[bp]](), error = r_error_tag, interrupt = r_interrupt_tag)
     NULL
   }, convert = FALSE)
 }

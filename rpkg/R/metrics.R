@@ -184,23 +184,28 @@ as_engine_metric <- function(m, argument = "metrics") {
 }
 
 # The functions of one R metric instance, for the engine (see pyluz/interop/metrics.py).
-r_metric_parts <- function(obj, label) {
-  abbrev <- obj$abbrev %||% label
+r_metric_parts <- function(metric, label) {
+  abbrev <- metric$abbrev %||% label
+  # Errors carry the metric's class for luz's message ("... and class <name/LuzMetric/R6>").
+  tag <- function(e) {
+    e$luz_class <- class(metric)
+    r_error_tag(e)
+  }
   # `update` runs every batch: one R closure (errors tagged as by `r_callable()`). The engine
   # calls `update_tensors`, the same closure without argument conversion (cheaper; a tensor
   # reaches R as the same tensor object either way), when preds and target are tensors, and
   # `update` (arguments converted: lists of tensors become R lists) otherwise.
   update <- function(preds, target) {
-    withCallingHandlers(obj$update(preds, target), error = r_error_tag)
+    withCallingHandlers(metric$update(preds, target), error = tag, interrupt = r_interrupt_tag)
     NULL
   }
   list(
     abbrev = as.character(abbrev)[1],
     update = update,
     update_tensors = reticulate::r_to_py(update, convert = FALSE),
-    compute = r_callable(function() as_plain_value(obj$compute())),
-    bind_ctx = r_callable(function(ctx) bind_context(obj, ctx), returns = FALSE),
-    to = r_callable(function(device) obj$to(device = device), returns = FALSE)
+    compute = function() withCallingHandlers(as_plain_value(metric$compute()), error = tag, interrupt = r_interrupt_tag),
+    bind_ctx = r_callable(function(ctx) bind_context(metric, ctx), returns = FALSE),
+    to = r_callable(function(device) metric$to(device = device), returns = FALSE)
   )
 }
 
@@ -223,7 +228,11 @@ builtin_metric <- function(name, abbrev, py_class, initialize, to_py_args = func
       self$.py$update(preds, target)
       invisible(NULL)
     },
-    compute = function() self$.py$compute(),
+    compute = function() {
+      value <- self$.py$compute()
+      # one value per class (average = "none") is a list in luz, not a vector
+      if (is.numeric(value) && length(value) > 1) as.list(value) else value
+    },
     parent_env = environment(builtin_metric)
   )
   defaults <- lapply(formals(initialize), eval)
