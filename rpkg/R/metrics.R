@@ -17,14 +17,9 @@ LuzMetric <- R6::R6Class(
   )
 )
 
+# luz's display of a metric value (round(v, 4)); the rule lives in the engine.
 format_metric_value <- function(x) {
-  if (is.list(x) && length(x) > 1) {
-    nms <- names(x) %||% as.character(seq_along(x))
-    return(paste0(nms, ": ", vapply(x, format_metric_value, character(1)), collapse = " | "))
-  }
-  if (is.list(x)) x <- x[[1]]
-  if (is.numeric(x) && length(x) == 1) return(format(round(x, 4), nsmall = 4))
-  paste(format(x), collapse = ", ")
+  engine_module("metrics")$format_metric_value(x)
 }
 
 #' Create a new metric
