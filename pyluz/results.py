@@ -25,12 +25,19 @@ def metrics_frame(records):
     return pd.DataFrame(rows, columns=["set", "metric", "epoch", "value"])
 
 
-def _pretty_seconds(s):
+def pretty_seconds(s):
+    """A duration the way both front ends print it: `50ms`, `3.2s`, `1m 15s`, `2h 3m 4s`.
+
+    >>> pretty_seconds(75.2)
+    '1m 15s'
+    """
     if s < 1:
         return f"{s * 1000:.0f}ms"
     if s < 60:
         return f"{s:.1f}s"
-    return f"{int(s // 60)}m {s % 60:.0f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m {s % 60:.0f}s"
+    return f"{int(s // 3600)}h {int(s % 3600 // 60)}m {s % 60:.0f}s"
 
 
 def _rule(title, width=60):
@@ -110,9 +117,9 @@ class Fitted:
         profile = self.records.get("profile", {})
         lines = ["A `luz_module_fitted`", _rule("Time")]
         if profile.get("fit"):
-            lines.append(f"• Total time: {_pretty_seconds(sum(profile['fit']))}")
+            lines.append(f"• Total time: {pretty_seconds(sum(profile['fit']))}")
         if profile.get("train"):
-            lines.append(f"• Avg time per training epoch: {_pretty_seconds(sum(profile['train']) / len(profile['train']))}")
+            lines.append(f"• Avg time per training epoch: {pretty_seconds(sum(profile['train']) / len(profile['train']))}")
         lines += ["", _rule("Results"), "Metrics observed in the last epoch.", ""]
         for set_name, title in (("train", "Training"), ("valid", "Validation")):
             entries = self.records.get("metrics", {}).get(set_name) or []

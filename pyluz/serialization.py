@@ -342,8 +342,12 @@ def _module_kind(module):
     return "factory"
 
 
-def save_fitted(fitted, path):
+def save_fitted(fitted, path, front_end=None):
     """Save a fitted model to `path` (one safetensors file: weights + JSON metadata); read it with `pyluz.load`.
+
+    `front_end`: a dict of strings a front end stores with the model and reads back itself with
+    `read_metadata(path)["front_end"]` (the R package keeps an R-defined model's definition
+    there); the engine never interprets it.
 
     Example::
 
@@ -373,6 +377,11 @@ def save_fitted(fitted, path):
         "pyluz_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
     }
+    if front_end is not None:
+        if not (isinstance(front_end, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in front_end.items())):
+            raise TypeError("`front_end` must be None or a dict of strings.")
+        meta["front_end"] = dict(front_end)
     if is_r_backed(model):
         meta["defined_in"] = "R"
         meta["class_name"] = type(model).__name__
@@ -511,13 +520,17 @@ def load(path, module=None, loss=None, optimizer=None, metrics=None, trust_progr
     try:
         model, source = _build_module(info, module, path)
     except (ImportError, ValueError, RuntimeError) as e:
+        # `reason` tells front ends which of their own arguments to suggest, without parsing text
         if not program:
+            e.reason = "module_needed"
             raise
         if not trust_program:
-            raise type(e)(f"{e}\nThe file comes with a program ({program.get('file')!r}, {program.get('format')}) that "
-                          "runs the forward pass without the module class: pyluz.load(path, trust_program=True). "
-                          "Loading a program can run code stored in it (torch.export.load unpickles parts of it), so "
-                          "do this only for files you trust.") from e
+            error = type(e)(f"{e}\nThe file comes with a program ({program.get('file')!r}, {program.get('format')}) "
+                            "that runs the forward pass without the module class: pyluz.load(path, "
+                            "trust_program=True). Loading a program can run code stored in it (torch.export.load "
+                            "unpickles parts of it), so do this only for files you trust.")
+            error.reason = "module_or_trust_needed"
+            raise error from e
         model = source = load_program(program, path, name=info.get("class_name"))
     else:
         _load_state(model, tensors, path)

@@ -54,8 +54,9 @@ class LRScheduler(Callback):
 
     `state_dict()`/`load_state_dict()` delegate to the scheduler, so checkpoints restore it.
 
-    `report(step, group, lr, by_metric)`, if given, is called after each step for every parameter
-    group (metric-driven schedulers: only the groups whose rate was reduced); the R package prints
+    `report(step, group, lr, by_metric)`, if given, is called when the scheduler is built (step 0)
+    and after each step for every parameter group (metric-driven schedulers: only after steps,
+    for the groups whose rate was reduced); the R package prints
     R torch's "Adjusting learning rate ..." lines with it.
 
     Example::
@@ -104,6 +105,10 @@ class LRScheduler(Callback):
             raise TypeError("LRScheduler: `scheduler(optimizer, ...)` must return an object with a step() method, "
                             f"got {type(self.scheduler).__name__}.")
         self._wants_metric = wants_metric(self.scheduler)
+        if self.report is not None and not self._wants_metric:
+            # R torch's schedules announce the starting rate when they are built
+            for i, group in enumerate(self._groups(), start=1):
+                self.report(0, i, float(group["lr"]), False)
         if self._pending_state is not None:
             self.scheduler.load_state_dict(self._pending_state)
             self._pending_state = None

@@ -59,7 +59,7 @@ def describe(error) -> dict:
     """
     info = {"tag": find_tag(error), "type": type(error).__name__, "message": strip_tags(str(error)),
             "kind": None, "name": None, "where": None, "epoch": None, "iter": None, "training": None,
-            "notes": []}
+            "reason": None, "notes": []}
     for e in _chain(error):
         if isinstance(e, CallbackError) and info["kind"] is None:
             info.update(kind=e.kind, name=str(e.name), where=e.where, training=e.training,
@@ -69,6 +69,8 @@ def describe(error) -> dict:
             info["original_type"] = type(original).__name__
             info["original_message"] = strip_tags(str(original))
         info["notes"] += [strip_tags(n) for n in getattr(e, "__notes__", ()) or ()]
+        if info.get("reason") is None and isinstance(getattr(e, "reason", None), str):
+            info["reason"] = e.reason  # machine-readable cause (e.g. "module_needed"), for R's own hint
     return info
 
 

@@ -95,7 +95,8 @@ rethrow_engine_error <- function(e, info, call) {
     class = c(paste0("pyluz_", info$type), luz_condition_class(info$type), "pyluz_error", "error",
               "condition"),
     list(message = message, call = if (is.environment(call)) rlang::frame_call(call) else call,
-         py_type = info$type, pyluz_context = info[c("kind", "name", "where", "epoch", "iter")])
+         py_type = info$type, reason = info$reason,
+         pyluz_context = info[c("kind", "name", "where", "epoch", "iter")])
   )
   stop(cond)
 }

@@ -46,7 +46,7 @@ fit.luz_module_generator <- function(object, data, epochs = 10, callbacks = NULL
     verbose = as_verbose(verbose),
     dataloader_options = as_py_dataloader_options(dataloader_options)
   )
-  new_fitted(py)
+  new_fitted(py, object$r_setup)
 }
 
 #' @export
@@ -86,13 +86,13 @@ as_engine_accelerator <- function(accelerator) {
   rlang::abort("`accelerator` must be created with `accelerator()`.", class = "value_error")
 }
 
-new_fitted <- function(py) {
+new_fitted <- function(py, r_setup = NULL) {
   structure(
+    # `$records` and `$model` are read from the engine (results.R)
     list(
-      model = py$model,
-      records = py$records,
       ctx = list(hparams = py$hparams, opt_hparams = py$opt_hparams),
-      py = py
+      py = py,
+      r_setup = r_setup
     ),
     class = "luz_module_fitted"
   )

@@ -39,15 +39,19 @@ setup <- function(module, loss = NULL, optimizer = NULL, metrics = NULL, backwar
     metrics = as_engine_metrics(metrics),
     backward = if (!is.null(backward)) as_engine_function(backward, "backward", returns = FALSE)
   )
-  new_luz_module(py, module, ctx_env)
+  # What luz_save() stores to rebuild an R-defined model in another R session (see serialize.R).
+  r_setup <- list(module = module, loss = loss, loss_call = substitute(loss), optimizer = optimizer,
+                  metrics = metrics, backward = backward)
+  new_luz_module(py, module, ctx_env, r_setup)
 }
 
 # As luz's, the result is still a module generator: `mod(...)` builds the module (what `fit()`
 # does with the hyperparameters of `set_hparams()`). The engine's LuzModule travels as an attribute.
-new_luz_module <- function(py, module, ctx_env = NULL) {
+new_luz_module <- function(py, module, ctx_env = NULL, r_setup = NULL) {
   force(module)
   gen <- function(...) module(...)
-  structure(gen, py = py, module = module, ctx_env = ctx_env, class = "luz_module_generator")
+  structure(gen, py = py, module = module, ctx_env = ctx_env, r_setup = r_setup,
+            class = "luz_module_generator")
 }
 
 #' @export
@@ -89,7 +93,7 @@ set_hparams <- function(module, ...) {
   check_luz_module(module, "set_hparams")
   args <- named_dots("set_hparams", ...)
   py <- engine_call_kwargs(pyluz_engine()$set_hparams, list(module$py), as_py_hparams(args))
-  new_luz_module(py, module$module, module$ctx_env)
+  new_luz_module(py, module$module, module$ctx_env, module$r_setup)
 }
 
 #' @rdname set_hparams
@@ -98,7 +102,7 @@ set_opt_hparams <- function(module, ...) {
   check_luz_module(module, "set_opt_hparams")
   args <- named_dots("set_opt_hparams", ...)
   py <- engine_call_kwargs(pyluz_engine()$set_opt_hparams, list(module$py), args)
-  new_luz_module(py, module$module, module$ctx_env)
+  new_luz_module(py, module$module, module$ctx_env, module$r_setup)
 }
 
 named_dots <- function(fn, ...) {
