@@ -193,8 +193,8 @@ def apply_checkpoint(obj, state, path, restore_model_state=True, restore_records
         obj.records = state.get("records") or empty_records()
 
 
-def load_checkpoint(obj, path, restore_model_state=True, restore_records=False, restore_optimizer_state=False,
-                    restore_callbacks_state=False, restore_rng_state=False):
+def load_checkpoint(obj, path, restore_model_state=True, restore_records=None, restore_optimizer_state=None,
+                    restore_callbacks_state=None, restore_rng_state=False):
     """Load a checkpoint (ModelCheckpoint / AutoResume / `write_checkpoint` file) into `obj`, in place.
 
     `obj` is a `pyluz.Fitted` or an nn.Module (model weights; `restore_records` too for a Fitted), or
@@ -202,6 +202,8 @@ def load_checkpoint(obj, path, restore_model_state=True, restore_records=False, 
     records, optimizer states (matched by name) and callback states (matched by name and order; a
     callback with a saved state must define `load_state_dict`). `restore_rng_state` also restores
     the random number generators. Files are read weights-only: a crafted file can't run code.
+    Flags left at None take luz's defaults: everything but the RNG state for a `Context`, the
+    weights only for a `Fitted` or a module.
 
     Example:
 
@@ -215,9 +217,11 @@ def load_checkpoint(obj, path, restore_model_state=True, restore_records=False, 
     """
     if not isinstance(obj, (Context, nn.Module)) and not isinstance(getattr(obj, "model", None), nn.Module):
         raise TypeError(f"`obj` must be a pyluz.Fitted, a pyluz.Context or an nn.Module, got {type(obj).__name__}.")
+    in_loop = isinstance(obj, Context)
     flags = dict(restore_model_state=restore_model_state, restore_records=restore_records,
                  restore_optimizer_state=restore_optimizer_state, restore_callbacks_state=restore_callbacks_state,
                  restore_rng_state=restore_rng_state)
+    flags = {name: (in_loop if value is None else value) for name, value in flags.items()}
     for name, value in flags.items():
         check_bool(value, name)
     state = read_checkpoint(path)

@@ -32,9 +32,10 @@ class CallbackError(RuntimeError):
     so tags that front ends put in messages survive.
     """
 
-    def __init__(self, kind, name, where, epoch, iteration, original):
+    def __init__(self, kind, name, where, epoch, iteration, original, training=None):
         self.kind, self.name, self.where = kind, name, where
         self.epoch, self.iter = epoch, iteration
+        self.training = training  # the loop's mode when it happened (None: not known)
         self.original = original
         super().__init__(
             f"Error in {kind} {name} at {where} (epoch {epoch}, iter {iteration}): "

@@ -198,9 +198,9 @@ def as_batches(data, options=None, phase="train", argument="data", pin_memory=Fa
     if isinstance(data, (DataLoader, TensorBatches)):
         if user_options:
             if phase == "train":
-                raise ValueError(f"`dataloader_options` can't be used when `{argument}` is already a DataLoader; "
+                raise ValueError(f"`dataloader_options` can't be used when `{argument}` is already a dataloader; "
                                  "set them on the DataLoader instead.")
-            warnings.warn(f"`dataloader_options` are ignored because `{argument}` is already a DataLoader.",
+            warnings.warn(f"`dataloader_options` are ignored because `{argument}` is already a dataloader.",
                           stacklevel=3)
         return data
     opts = phase_options(user_options, phase)
@@ -251,7 +251,7 @@ def split_valid(data, fraction, argument="valid_data"):
     if fraction == 0:
         return data, None
     if isinstance(data, (DataLoader, TensorBatches)):
-        raise ValueError(f"`{argument}` can't be a fraction when `data` is a DataLoader; pass a Dataset or tensors.")
+        raise ValueError(f"`{argument}` can't be a fraction when `data` is a dataloader (DataLoader); pass a Dataset or tensors.")
     tensors = in_memory_tensors(data, "data")
     if tensors is None and (isinstance(data, IterableDataset) or not hasattr(data, "__len__")):
         raise ValueError(f"`{argument}` can't be a fraction when `data` has no known length (e.g. an "

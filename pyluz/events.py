@@ -100,7 +100,7 @@ class HookTable:
             except (ControlFlow, CallbackError):
                 raise
             except Exception as e:
-                raise CallbackError("callback", cb.name, name, ctx.epoch, ctx.iter, e) from e
+                raise CallbackError("callback", cb.name, name, ctx.epoch, ctx.iter, e, training=ctx.training) from e
         if stop is not None:
             try:
                 raise stop

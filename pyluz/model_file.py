@@ -201,11 +201,14 @@ def _module_kind(module):
 
 
 
-def write_fitted(path, model, module, hparams, opt_hparams, opt_names, records, example_input=None):
+def write_fitted(path, model, module, hparams, opt_hparams, opt_names, records, example_input=None, front_end=None):
     """Write a fitted model file (format above) and, for a model defined in R, its program; returns `path`.
 
     `model` is the trained nn.Module, `module` what `setup()` got (class, factory or instance; it
     names the import path), `example_input` a small model input for exporting an R-defined model.
+    `front_end`: a dict of strings a front end stores with the model and reads back itself with
+    `read_metadata(path)["front_end"]` (the R package keeps an R-defined model's definition
+    there); the engine never interprets it.
     """
     path = check_output_path(path)
     model = unwrap(model)
@@ -224,6 +227,11 @@ def write_fitted(path, model, module, hparams, opt_hparams, opt_names, records, 
         "pyluz_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
     }
+    if front_end is not None:
+        if not (isinstance(front_end, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in front_end.items())):
+            raise TypeError("`front_end` must be None or a dict of strings.")
+        meta["front_end"] = dict(front_end)
     if is_r_backed(model):
         meta["defined_in"] = "R"
         meta["class_name"] = type(model).__name__
@@ -345,13 +353,17 @@ def read_fitted(path, module=None, trust_program=False):
     try:
         model, source = build_module(info, module, path)
     except (ImportError, ValueError, RuntimeError) as e:
+        # `reason` tells front ends which of their own arguments to suggest, without parsing text
         if not program:
+            e.reason = "module_needed"
             raise
         if not trust_program:
-            raise type(e)(f"{e}\nThe file comes with a program ({program.get('file')!r}, {program.get('format')}) that "
-                          "runs the forward pass without the module class: pyluz.load(path, trust_program=True). "
-                          "Loading a program can run code stored in it (torch.export.load unpickles parts of it), so "
-                          "do this only for files you trust.") from e
+            error = type(e)(f"{e}\nThe file comes with a program ({program.get('file')!r}, {program.get('format')}) "
+                            "that runs the forward pass without the module class: pyluz.load(path, "
+                            "trust_program=True). Loading a program can run code stored in it (torch.export.load "
+                            "unpickles parts of it), so do this only for files you trust.")
+            error.reason = "module_or_trust_needed"
+            raise error from e
         model = source = load_program(program, path, name=info.get("class_name"))
     else:
         load_state(model, tensors, path)

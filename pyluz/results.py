@@ -21,12 +21,19 @@ def metrics_frame(records):
     return pd.DataFrame(metric_rows(records), columns=["set", "metric", "epoch", "value"])
 
 
-def _pretty_seconds(s):
+def pretty_seconds(s):
+    """A duration the way both front ends print it: `50ms`, `3.2s`, `1m 15s`, `2h 3m 4s`.
+
+    >>> pretty_seconds(75.2)
+    '1m 15s'
+    """
     if s < 1:
         return f"{s * 1000:.0f}ms"
     if s < 60:
         return f"{s:.1f}s"
-    return f"{int(s // 60)}m {s % 60:.0f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m {s % 60:.0f}s"
+    return f"{int(s // 3600)}h {int(s % 3600 // 60)}m {s % 60:.0f}s"
 
 
 def _rule(title, width=60):
@@ -97,23 +104,24 @@ class Fitted:
         """A matplotlib figure: one panel per metric, train and valid curves over epochs."""
         return plot_metrics(self.get_metrics())
 
-    def save(self, path: str | os.PathLike) -> str:
+    def save(self, path: str | os.PathLike, front_end: dict[str, str] | None = None) -> str:
         """Save weights and metadata (records, hparams) to `path`; read back with `pyluz.load(path)`.
 
         A model defined in R is also exported as a program next to `path` (see `pyluz.export`),
-        from `example_input`. Returns `path`.
+        from `example_input`. `front_end`: strings a front end keeps in the file for itself (see
+        `pyluz.model_file.write_fitted`). Returns `path`.
         """
         module = self.luz_module.module if self.luz_module is not None else self.model
         return write_fitted(path, self.model, module, self.hparams, self.opt_hparams, self.opt_names, self.records,
-                            example_input=self.example_input)
+                            example_input=self.example_input, front_end=front_end)
 
     def __repr__(self):
         profile = self.records.get("profile", {})
         lines = ["A `luz_module_fitted`", _rule("Time")]
         if profile.get("fit"):
-            lines.append(f"• Total time: {_pretty_seconds(sum(profile['fit']))}")
+            lines.append(f"• Total time: {pretty_seconds(sum(profile['fit']))}")
         if profile.get("train"):
-            lines.append(f"• Avg time per training epoch: {_pretty_seconds(sum(profile['train']) / len(profile['train']))}")
+            lines.append(f"• Avg time per training epoch: {pretty_seconds(sum(profile['train']) / len(profile['train']))}")
         lines += ["", _rule("Results"), "Metrics observed in the last epoch.", ""]
         for set_name, title in (("train", "Training"), ("valid", "Validation")):
             entries = self.records.get("metrics", {}).get(set_name) or []

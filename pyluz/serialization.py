@@ -21,10 +21,12 @@ from .module import LuzModule, check_training_args
 from .results import Fitted
 
 
-def save_fitted(fitted: Fitted, path: str | os.PathLike) -> str:
+def save_fitted(fitted: Fitted, path: str | os.PathLike, front_end: dict[str, str] | None = None) -> str:
     """Save a fitted model to `path` (one safetensors file: weights + JSON metadata); read it with `pyluz.load`.
 
-    Same as `fitted.save(path)`; returns `path`.
+    Same as `fitted.save(path)`; returns `path`. `front_end`: a dict of strings a front end stores
+    with the model and reads back itself with `read_metadata(path)["front_end"]` (the R package
+    keeps an R-defined model's definition there); the engine never interprets it.
 
     Example:
 
@@ -37,7 +39,7 @@ def save_fitted(fitted: Fitted, path: str | os.PathLike) -> str:
     """
     if not isinstance(fitted, Fitted):
         raise TypeError(f"`fitted` must be a pyluz.Fitted (what fit() returns), got {type(fitted).__name__}.")
-    return fitted.save(path)
+    return fitted.save(path, front_end=front_end)
 
 
 def load(path: str | os.PathLike, module: Any = None, loss: Callable | None = None,

@@ -9,6 +9,7 @@ from torch import nn
 import pyluz
 from pyluz.metrics import Accuracy, MulticlassAUROC
 from helpers import Net, TwoOpt, regression_data
+from pyluz.metrics import format_metric_value as fmt
 
 
 class StepNet(Net):
@@ -70,7 +71,7 @@ def test_list_valued_and_duplicate_metrics_in_records_frames_and_printing(xy):
     assert last_valid["metric"].tolist() == ["loss", "acc", "acc_2", "auc_0", "auc_1"]
     assert last_valid["value"].tolist()[3:] == fitted.records["metrics"]["valid"][1]["auc"]
     text = repr(evaluation)
-    assert f"auc_0: {evaluation['auc'][0]:.4f}\nauc_1: {evaluation['auc'][1]:.4f}" in text
+    assert f"auc_0: {fmt(evaluation['auc'][0])}\nauc_1: {fmt(evaluation['auc'][1])}" in text
 
 
 def test_repr_with_several_optimizers_shows_each_loss_for_train_and_valid():
@@ -81,7 +82,7 @@ def test_repr_with_several_optimizers_shows_each_loss_for_train_and_valid():
         loss = fitted.records["metrics"][set_name][0]["loss"]
         assert list(loss) == ["gen", "disc"]
         section = text.split(f"ℹ {title}:")[1]
-        assert section.splitlines()[1] == f"loss: gen: {loss['gen']:.4f} | disc: {loss['disc']:.4f}"
+        assert section.splitlines()[1] == f"loss: gen: {fmt(loss['gen'])} | disc: {fmt(loss['disc'])}"
     frame = fitted.get_metrics()
     assert frame["metric"].tolist() == ["loss_gen", "loss_disc"] * 2
 
@@ -119,7 +120,7 @@ def test_predict_dataloader_options_never_shuffle_and_honour_drop_last(xy):
     dropped = fitted.predict(x, dataloader_options={"drop_last": True, "batch_size": 40})
     assert torch.allclose(dropped, expected[:80])
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=40)
-    with pytest.warns(UserWarning, match="`dataloader_options` are ignored because `newdata` is already a DataLoader"):
+    with pytest.warns(UserWarning, match="`dataloader_options` are ignored because `newdata` is already a dataloader"):
         assert torch.allclose(fitted.predict(loader, dataloader_options={"batch_size": 8}), expected)
 
 
@@ -137,7 +138,7 @@ def test_valid_data_as_dataset_iterable_dataset_or_dataloader(xy):
         fitted = model.fit(xy, epochs=1, valid_data=valid, verbose=False)
         _, loss = manual_valid(fitted.model, x, y)
         assert fitted.records["metrics"]["valid"][0]["loss"] == pytest.approx(loss, abs=1e-6)
-    with pytest.warns(UserWarning, match="ignored because `valid_data` is already a DataLoader"):
+    with pytest.warns(UserWarning, match="ignored because `valid_data` is already a dataloader"):
         model.fit(xy, epochs=1, valid_data=valid, verbose=False, dataloader_options={"batch_size": 16})
 
 

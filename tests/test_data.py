@@ -119,7 +119,7 @@ def test_input_errors_name_the_argument():
     with pytest.raises(ValueError, match="batch_size"):
         as_batches(torch.zeros(3), {"batch_size": 0}, "train")
     dl = DataLoader(TensorDataset(torch.zeros(4)))
-    with pytest.raises(ValueError, match="already a DataLoader"):
+    with pytest.raises(ValueError, match="already a dataloader"):
         as_batches(dl, {"batch_size": 2}, "train")
     with pytest.warns(UserWarning, match="ignored"):
         as_batches(dl, {"batch_size": 2}, "valid", argument="valid_data")

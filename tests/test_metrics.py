@@ -481,13 +481,17 @@ def test_custom_metric_subclass():
 
 def test_format():
     m = Accuracy()
-    assert m.format(0.95) == "0.9500"
+    # luz: round(v, 4), printed as R prints numbers
+    assert m.format(0.95) == "0.95"
     assert m.format(0.123456) == "0.1235"
-    assert m.format(1) == "1.0000"
-    assert m.format(float("nan")) == "nan"
-    assert m.format({"a": 0.5, "b": 2}) == "a: 0.5000 | b: 2.0000"
-    assert m.format([0.5, 0.25]) == "0.5000 | 0.2500"
-    assert m.format(torch.tensor(0.5)) == "0.5000"
+    assert m.format(1.645) == "1.645"
+    assert m.format(1) == "1"
+    assert m.format(123456.789123) == "123456.7891"
+    assert m.format(float("nan")) == "NaN"
+    assert m.format(float("inf")) == "Inf"
+    assert m.format({"a": 0.5, "b": 2}) == "a: 0.5 | b: 2"
+    assert m.format([0.5, 0.25]) == "0.5 | 0.25"
+    assert m.format(torch.tensor(0.5)) == "0.5"
 
 
 def test_names():

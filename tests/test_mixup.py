@@ -26,8 +26,15 @@ def test_mixup_matches_manual_computation_for_a_fixed_seed():
 
 def test_mixup_validates_inputs():
     x = torch.randn(4, 3)
-    with pytest.raises(ValueError, match="`weight` must have shape \\(4,\\), got \\(4, 1\\)"):
-        mixup(x, torch.zeros(4), torch.ones(4, 1))
+    with pytest.raises(ValueError, match="`weight` must have shape \\(4,\\) or \\(4, 1\\), got \\(4, 2\\)"):
+        mixup(x, torch.zeros(4), torch.ones(4, 2))
+    # luz's B x 1 weights are the same weights
+    torch.manual_seed(0)
+    a = mixup(x, torch.zeros(4), torch.full((4, 1), 0.3))
+    torch.manual_seed(0)
+    b = mixup(x, torch.zeros(4), torch.full((4,), 0.3))
+    torch.testing.assert_close(a[0], b[0])
+    assert a[1][1].shape == (4,)
     with pytest.raises(ValueError, match="`y` must be a tensor with first dimension 4"):
         mixup(x, torch.zeros(3), torch.ones(4))
     with pytest.raises(TypeError, match="floating point"):

@@ -9,6 +9,7 @@ from torch import nn
 import pyluz
 from pyluz.callbacks import progress
 from helpers import Net
+from pyluz.metrics import format_metric_value as fmt
 
 
 def fit(xy, **kw):
@@ -21,8 +22,8 @@ def test_log_mode_prints_one_line_per_epoch(xy, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2
     m = f.records["metrics"]
-    assert lines[1] == (f"Epoch 2/2 - Train metrics: Loss: {m['train'][1]['loss']:.4f} - Acc: {m['train'][1]['acc']:.4f}"
-                        f" - Valid metrics: Loss: {m['valid'][1]['loss']:.4f} - Acc: {m['valid'][1]['acc']:.4f}")
+    assert lines[1] == (f"Epoch 2/2 - Train metrics: Loss: {fmt(m['train'][1]['loss'])} - Acc: {fmt(m['train'][1]['acc'])}"
+                        f" - Valid metrics: Loss: {fmt(m['valid'][1]['loss'])} - Acc: {fmt(m['valid'][1]['acc'])}")
 
 
 def test_verbose_false_prints_nothing(xy, capsys):
@@ -93,7 +94,7 @@ def test_epoch_line_matches_metrics_by_key_when_callbacks_log_other_values(xy, c
     train = f.records["metrics"]["train"][0]
     assert list(train) == ["lr", "loss", "acc"]
     line = capsys.readouterr().err.strip()
-    assert line == f"Epoch 1/1 - Train metrics: Loss: {train['loss']:.4f} - Acc: {train['acc']:.4f}"
+    assert line == f"Epoch 1/1 - Train metrics: Loss: {fmt(train['loss'])} - Acc: {fmt(train['acc'])}"
 
 
 def test_a_stop_or_ctrl_c_mid_phase_closes_the_open_bar_first(xy):

@@ -6,6 +6,7 @@ from torch import nn
 
 import pyluz
 from helpers import Net
+from pyluz.metrics import format_metric_value as fmt
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ def test_repr_shows_train_and_valid_metrics(fitted):
     assert "Total time:" in text and "Avg time per training epoch:" in text
     last_valid = fitted.records["metrics"]["valid"][-1]
     assert "ℹ Training:" in text and "ℹ Validation:" in text
-    assert f"acc: {last_valid['acc']:.4f}" in text.split("ℹ Validation:")[1]
+    assert f"acc: {fmt(last_valid['acc'])}" in text.split("ℹ Validation:")[1]
     assert "Net(" in text
 
 

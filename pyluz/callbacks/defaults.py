@@ -83,7 +83,7 @@ class MetricsCallback(Callback):
             try:
                 m.update(pred, target)
             except Exception as e:
-                raise CallbackError("metric", m.name, "update", ctx.epoch, ctx.iter, e) from e
+                raise CallbackError("metric", m.name, "update", ctx.epoch, ctx.iter, e, training=ctx.training) from e
 
     def _end(self, phase):
         ctx = self.ctx
@@ -93,7 +93,7 @@ class MetricsCallback(Callback):
             try:
                 value = m.compute()
             except Exception as e:
-                raise CallbackError("metric", m.name, "compute", ctx.epoch, ctx.iter, e) from e
+                raise CallbackError("metric", m.name, "compute", ctx.epoch, ctx.iter, e, training=ctx.training) from e
             ctx.log_metric(key, value)
             if key == "loss":
                 self._warn_non_finite(value)

@@ -47,6 +47,11 @@ class LRScheduler(Callback):
 
     `state_dict()`/`load_state_dict()` delegate to the scheduler, so checkpoints restore it.
 
+    `report(step, group, lr, by_metric)`, if given, is called when the scheduler is built (step 0)
+    and after each step for every parameter group (metric-driven schedulers: only after steps,
+    for the groups whose rate was reduced); the R package prints
+    R torch's "Adjusting learning rate ..." lines with it.
+
     Example:
 
     >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
@@ -60,7 +65,7 @@ class LRScheduler(Callback):
     >>> fitted = model.fit((x, y), epochs=2, verbose=False, callbacks=[per_batch])
     """
 
-    def __init__(self, scheduler, call_on="on_epoch_end", opt_name=None, **kwargs):
+    def __init__(self, scheduler, call_on="on_epoch_end", opt_name=None, report=None, **kwargs):
         if not callable(scheduler):
             raise TypeError("LRScheduler: `scheduler` must be a scheduler class or a factory f(optimizer, **kwargs) "
                             f"such as torch.optim.lr_scheduler.StepLR, got {type(scheduler).__name__}.")
@@ -69,7 +74,11 @@ class LRScheduler(Callback):
         check_event(call_on, "call_on")
         if opt_name is not None and not isinstance(opt_name, str):
             raise TypeError(f"LRScheduler: `opt_name` must be None or an optimizer name (str), got {opt_name!r}.")
+        if report is not None and not callable(report):
+            raise TypeError(f"LRScheduler: `report` must be None or a function, got {type(report).__name__}.")
         self.scheduler_fn = scheduler
+        self.report = report
+        self.steps = 0
         self.call_on = call_on
         self.opt_name = opt_name
         self.kwargs = kwargs
@@ -93,6 +102,10 @@ class LRScheduler(Callback):
             raise TypeError("LRScheduler: `scheduler(optimizer, ...)` must return an object with a step() method, "
                             f"got {type(self.scheduler).__name__}.")
         self._wants_metric = wants_metric(self.scheduler)
+        if self.report is not None and not self._wants_metric:
+            # R torch's schedules announce the starting rate when they are built
+            for i, group in enumerate(self._groups(), start=1):
+                self.report(0, i, float(group["lr"]), False)
         if self._pending_state is not None:
             self.scheduler.load_state_dict(self._pending_state)
             self._pending_state = None
@@ -100,10 +113,24 @@ class LRScheduler(Callback):
             self._step()
 
     def _step(self):
+        before = [g["lr"] for g in self._groups()] if self.report is not None else None
         if self._wants_metric:
             self.scheduler.step(self.current_metric())
         else:
             self.scheduler.step()
+        self.steps += 1
+        if before is not None:
+            self._report(before)
+
+    def _groups(self):
+        return self.ctx.optimizers[self._name].param_groups
+
+    def _report(self, before):
+        # `report(step, group, lr, by_metric)` after every step (group 1-based, as front ends count):
+        # every group for schedules, only the groups whose rate went down for metric-driven ones.
+        for i, (old, group) in enumerate(zip(before, self._groups(), strict=True), start=1):
+            if not self._wants_metric or group["lr"] < old:
+                self.report(self.steps, i, float(group["lr"]), self._wants_metric)
 
     def current_metric(self):
         """The value given to metric-driven schedulers (see the class docs)."""

@@ -12,8 +12,8 @@ from .base import Callback
 def mixup(x, y, weight):
     """Mix each sample of `x` with another one of the batch (luz's `nnf_mixup`).
 
-    A random permutation `perm` of the batch (torch RNG) pairs the samples; `weight` (shape `(B,)`,
-    the share of the partner) is reshaped to `x`'s rank for `x` only. Returns
+    A random permutation `perm` of the batch (torch RNG) pairs the samples; `weight` (shape `(B,)`
+    or luz's `(B, 1)`, the share of the partner) is reshaped to `x`'s rank for `x` only. Returns
     `(torch.lerp(x, x[perm], weight), ((y, y[perm]), weight))`, the target that `MixupLoss`
     understands; the returned `weight` keeps shape `(B,)`.
 
@@ -34,8 +34,10 @@ def mixup(x, y, weight):
         raise ValueError(f"mixup: `y` must be a tensor with first dimension {batch} (the batch size of `x`), "
                          f"got {_describe(y)}.")
     weight = torch.as_tensor(weight, device=x.device)
+    if weight.dim() > 1 and weight.shape[0] == batch and weight[0].numel() == 1:
+        weight = weight.reshape(batch)  # luz's callback passes (B, 1)
     if weight.dim() != 1 or weight.shape[0] != batch:
-        raise ValueError(f"mixup: `weight` must have shape ({batch},), got {tuple(weight.shape)}.")
+        raise ValueError(f"mixup: `weight` must have shape ({batch},) or ({batch}, 1), got {tuple(weight.shape)}.")
     perm = torch.randperm(batch, device=x.device)
     w_x = weight.to(x.dtype).reshape(batch, *([1] * (x.dim() - 1)))
     mixed = torch.lerp(x, x[perm], w_x)

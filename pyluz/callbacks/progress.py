@@ -148,6 +148,9 @@ class Progress(Callback):
         self.show = bool(self.ctx.verbose) and is_main_process()
         if self.renderer is None and self.show:
             self.renderer = default_renderer()
+        wanted = getattr(self.renderer, "interval", None)  # e.g. luz's forced bars: every step
+        if wanted is not None:
+            self.interval = float(wanted)
 
     def on_fit_begin(self):
         self._start()

@@ -16,14 +16,17 @@ Example (what R does)::
 from __future__ import annotations
 
 import re
+import warnings
 
 from ..control import CallbackError
+from .interrupts import python_sigint
 
-__all__ = ["TAG_RE", "call", "describe", "find_tag", "last_error", "strip_tags", "clear"]
+__all__ = ["TAG_RE", "call", "describe", "find_tag", "last_error", "strip_tags", "clear", "take_warnings"]
 
 TAG_RE = re.compile(r"\[\[rcond:(\d+)\]\] ?")
 
 _last = None
+_warnings = []
 
 
 def strip_tags(text: str) -> str:
@@ -55,28 +58,46 @@ def describe(error) -> dict:
     Counts are sent as floats (reticulate 1.28 corrupts ints above 2**31 - 1).
     """
     info = {"tag": find_tag(error), "type": type(error).__name__, "message": strip_tags(str(error)),
-            "kind": None, "name": None, "where": None, "epoch": None, "iter": None, "notes": []}
+            "kind": None, "name": None, "where": None, "epoch": None, "iter": None, "training": None,
+            "reason": None, "notes": []}
     for e in _chain(error):
         if isinstance(e, CallbackError) and info["kind"] is None:
-            info.update(kind=e.kind, name=str(e.name), where=e.where,
+            info.update(kind=e.kind, name=str(e.name), where=e.where, training=e.training,
                         epoch=None if e.epoch is None else float(e.epoch),
                         iter=None if e.iter is None else float(e.iter))
             original = e.original
             info["original_type"] = type(original).__name__
             info["original_message"] = strip_tags(str(original))
         info["notes"] += [strip_tags(n) for n in getattr(e, "__notes__", ()) or ()]
+        if info.get("reason") is None and isinstance(getattr(e, "reason", None), str):
+            info["reason"] = e.reason  # machine-readable cause (e.g. "module_needed"), for R's own hint
     return info
 
 
 def call(fn, *args, **kwargs):
-    """Call `fn`; on failure remember :func:`describe` of the error for R, then re-raise."""
-    global _last
+    """Call `fn`; on failure remember :func:`describe` of the error for R, then re-raise.
+
+    Python warnings raised meanwhile are kept for :func:`take_warnings` (R re-signals them as R
+    warnings, which `suppressWarnings()` and `expect_warning()` see).
+    """
+    global _last, _warnings
     _last = None
-    try:
-        return fn(*args, **kwargs)
-    except BaseException as error:  # noqa: B902 - KeyboardInterrupt too: R wants the context
-        _last = describe(error)
-        raise
+    _warnings = []
+    with warnings.catch_warnings(record=True) as caught, python_sigint():
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as error:  # noqa: B902 - KeyboardInterrupt too: R wants the context
+            _last = describe(error)
+            raise
+        finally:
+            _warnings = [{"type": w.category.__name__, "message": strip_tags(str(w.message))} for w in caught]
+
+
+def take_warnings():
+    """The warnings of the last :func:`call` (list of {type, message}), once."""
+    global _warnings
+    out, _warnings = _warnings, []
+    return out
 
 
 def last_error():
@@ -85,5 +106,6 @@ def last_error():
 
 
 def clear():
-    global _last
+    global _last, _warnings
     _last = None
+    _warnings = []

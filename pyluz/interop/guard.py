@@ -15,6 +15,8 @@ import threading
 
 import torch
 
+from .interrupts import raise_if_interrupt
+
 __all__ = ["ensure_main_thread", "guard", "is_r_callable", "RThreadError"]
 
 _current = threading.current_thread
@@ -57,22 +59,32 @@ def guard(fn, what: str | None = None, no_grad: bool = False):
         fn = getattr(fn, "__wrapped_r__", fn)
     label = what or getattr(fn, "__name__", "an R function")
 
+    # An R interrupt (`rlang::interrupt()`) comes back as an R error carrying INTERRUPT_TAG: a
+    # KeyboardInterrupt here, so the Interrupt callback ends the fit and keeps the work.
     if no_grad:
         def r_call(*args, **kwargs):
             if _current() is not _main():
                 raise RThreadError(_message(label))
-            if _grad_enabled():
-                _set_grad(False)
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    _set_grad(True)
-            return fn(*args, **kwargs)
+            try:
+                if _grad_enabled():
+                    _set_grad(False)
+                    try:
+                        return fn(*args, **kwargs)
+                    finally:
+                        _set_grad(True)
+                return fn(*args, **kwargs)
+            except RuntimeError as e:
+                raise_if_interrupt(e)
+                raise
     else:
         def r_call(*args, **kwargs):
             if _current() is not _main():
                 raise RThreadError(_message(label))
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except RuntimeError as e:
+                raise_if_interrupt(e)
+                raise
 
     try:
         functools.update_wrapper(r_call, fn, assigned=("__doc__",), updated=())

@@ -89,12 +89,14 @@ def _sorted_keys(d):
 
 
 def format_metric_value(value) -> str:
-    """luz-style display of a computed metric value.
+    """luz's display of a computed metric value: rounded to 4 decimals, printed as R prints numbers.
 
     >>> format_metric_value(0.95)
-    '0.9500'
+    '0.95'
+    >>> format_metric_value(1.23456)
+    '1.2346'
     >>> format_metric_value({"gen": 1.0, "disc": 0.123456})
-    'gen: 1.0000 | disc: 0.1235'
+    'gen: 1 | disc: 0.1235'
     """
     if isinstance(value, torch.Tensor):
         value = value.item() if value.numel() == 1 else value.tolist()
@@ -103,8 +105,17 @@ def format_metric_value(value) -> str:
     if isinstance(value, (list, tuple)):
         return " | ".join(format_metric_value(v) for v in value)
     if isinstance(value, numbers.Real) and not _is_bool(value):
-        return f"{float(value):.4f}"
+        return _r_number(round(float(value), 4))
     return str(value)
+
+
+def _r_number(x: float) -> str:
+    # R's as.character(): 15 significant digits, no trailing zeros, NaN/Inf spelled as in R
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Inf" if x > 0 else "-Inf"
+    return format(x, ".15g")
 
 
 # --------------------------------------------------------------------------
@@ -216,7 +227,7 @@ class Metric:
                 container[key] = out
 
     def format(self, value) -> str:
-        """Display a computed value the luz way (``0.1234``; dicts as ``a: 1.0000 | b: 2.0000``)."""
+        """Display a computed value the luz way (``0.1234``, ``0.95``; dicts as ``a: 1 | b: 2.5``)."""
         return format_metric_value(value)
 
     def __repr__(self) -> str:

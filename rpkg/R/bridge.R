@@ -20,14 +20,19 @@ take_condition <- function(id) {
 r_callable <- function(f, returns = TRUE) {
   force(f)
   if (returns) {
-    function(...) withCallingHandlers(f(...), error = r_error_tag)
+    function(...) withCallingHandlers(f(...), error = r_error_tag, interrupt = r_interrupt_tag)
   } else {
     function(...) {
-      withCallingHandlers(f(...), error = r_error_tag)
+      withCallingHandlers(f(...), error = r_error_tag, interrupt = r_interrupt_tag)
       NULL
     }
   }
 }
+
+# An R interrupt (`rlang::interrupt()`, or a Ctrl-C R sees) inside R code the engine called: an R
+# error with the engine's interrupt tag, which the engine turns into a KeyboardInterrupt
+# (pyluz/interop/interrupts.py), so `fit()` ends after `on_interrupt` and returns the model.
+r_interrupt_tag <- function(cnd) stop("[[rinterrupt]] interrupted", call. = FALSE)
 
 # A Python callable running the R function `f`: tagged errors and the main-thread guard.
 py_function <- function(f, what = "an R function", returns = TRUE) {
@@ -39,10 +44,21 @@ engine_call <- function(fn, ..., call = rlang::caller_env()) {
   args <- list(...)  # R errors while converting arguments are not engine errors
   errors <- engine_module("interop.errors")
   errors$clear()  # an argument reticulate can't convert fails before errors.call() runs
+  on.exit(resignal_engine_warnings(errors$take_warnings(), call), add = TRUE)
   tryCatch(
     do.call(errors$call, c(list(fn), args)),
     error = function(e) rethrow_engine_error(e, errors$last_error(), call)
   )
+}
+
+resignal_engine_warnings <- function(warnings, call) {
+  for (w in warnings) {
+    cond <- structure(
+      class = c(paste0("pyluz_", w$type), "pyluz_warning", "warning", "condition"),
+      list(message = w$message, call = if (is.environment(call)) rlang::frame_call(call) else call)
+    )
+    warning(cond)
+  }
 }
 
 engine_context_text <- function(info) {
@@ -64,21 +80,70 @@ rethrow_engine_error <- function(e, info, call) {
   if (!is.null(info$tag)) {
     orig <- take_condition(info$tag)
     if (!is.null(orig)) {
-      if (!is.null(context)) orig$message <- paste0(orig$message, "\n", context)
       orig$py_message <- NULL
       orig$pyluz_context <- info[c("kind", "name", "where", "epoch", "iter")]
+      if (identical(info$kind, "callback") || identical(info$kind, "metric")) {
+        stop(luz_wrapped_error(orig, info, call))
+      }
+      if (!is.null(context)) orig$message <- paste0(orig$message, "\n", context)
       stop(orig)
     }
   }
   message <- info$message
   if (is.null(info$kind) && !is.null(context)) message <- paste0(message, "\n", context)
   cond <- structure(
-    class = c(paste0("pyluz_", info$type), "pyluz_error", "error", "condition"),
+    class = c(paste0("pyluz_", info$type), luz_condition_class(info$type), "pyluz_error", "error",
+              "condition"),
     list(message = message, call = if (is.environment(call)) rlang::frame_call(call) else call,
-         py_type = info$type, pyluz_context = info[c("kind", "name", "where", "epoch", "iter")])
+         py_type = info$type, reason = info$reason,
+         pyluz_context = info[c("kind", "name", "where", "epoch", "iter")])
   )
   stop(cond)
 }
+
+# luz signals its argument errors with class `value_error` (its tests catch that class); the
+# engine's ValueError/TypeError mean the same thing.
+luz_condition_class <- function(py_type) {
+  switch(py_type %||% "", ValueError = "value_error", TypeError = "type_error", NULL)
+}
+
+# An R error in a callback or a metric, wrapped the way luz wraps it: "Error while calling
+# callback with class <...> at <breakpoint>." caused by (for metrics) "Error when evaluating
+# update/compute for metric ...", caused by the original condition. The wrapper also carries the
+# original's classes and `pyluz_context`, so handlers for those classes still catch it.
+luz_wrapped_error <- function(orig, info, call) {
+  phase <- if (isTRUE(info$training)) "train" else "valid"
+  cause <- orig
+  if (identical(info$kind, "metric")) {
+    breakpoint <- sprintf(if (identical(info$where, "update")) "on_%s_batch_end" else "on_%s_end", phase)
+    classes <- c("metrics_callback", "LuzCallback", "R6")
+    metric_class <- orig$luz_class %||% c(info$name, "LuzMetric", "R6")
+    cause <- rlang::catch_cnd(rlang::abort(
+      c(sprintf("Error when evaluating %s for metric with abbrev \"%s\" and class <%s>", info$where,
+                info$name, paste(metric_class, collapse = "/")),
+        i = sprintf("The error happened at iter %s of epoch %s.", format(info$iter), format(info$epoch)),
+        i = sprintf("The model was %sin training mode.", if (isTRUE(info$training)) "" else "not ")),
+      call = if (identical(info$where, "update")) quote(FUN()) else quote(self$call_compute_on_metric()),
+      parent = orig
+    ))
+    where <- NULL
+  } else {
+    breakpoint <- info$where
+    classes <- .callback_classes[[info$name]] %||% info$name
+    # luz says where only for metrics; pyluz says it for callbacks too
+    where <- c(i = sprintf("The error happened at iter %s of epoch %s.", format(info$iter), format(info$epoch)))
+  }
+  own <- setdiff(class(orig), c("rlang_error", "simpleError", "error", "condition"))
+  rlang::catch_cnd(rlang::abort(
+    c(sprintf("Error while calling callback with class <%s> at %s.", paste(classes, collapse = "/"), breakpoint),
+      where),
+    class = c(own, "luz_callback_error"), parent = cause, pyluz_context = orig$pyluz_context,
+    call = if (is.environment(call)) rlang::frame_call(call) else call
+  ))
+}
+
+# The R class vectors of the R callbacks in use, by the name the engine knows them by.
+.callback_classes <- new.env(parent = emptyenv())
 
 # ---- values ---------------------------------------------------------------------------------
 

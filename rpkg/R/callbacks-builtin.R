@@ -94,7 +94,21 @@ luz_callback_lr_scheduler <- function(lr_scheduler, ..., call_on = "on_epoch_end
   scheduler <- compat_py_object(lr_scheduler)
   if (is.null(scheduler)) scheduler <- as_engine_function(lr_scheduler, "lr_scheduler")
   kwargs <- named_dots("luz_callback_lr_scheduler", ...)
-  engine_callback("LRScheduler", c(list(scheduler = scheduler, call_on = call_on, opt_name = opt_name), kwargs))
+  # R torch's schedulers print their changes with `verbose = TRUE`; the engine reports each step
+  report <- if (isTRUE(kwargs$verbose)) py_function(report_lr, "lr report", returns = FALSE)
+  kwargs$verbose <- NULL
+  engine_callback("LRScheduler", c(list(scheduler = scheduler, call_on = call_on, opt_name = opt_name,
+                                        report = report), kwargs))
+}
+
+# R torch's verbose lines for a scheduler step.
+report_lr <- function(step, group, lr, by_metric) {
+  if (by_metric) {
+    rlang::inform(sprintf("Epoch %d: reducing learning rate of group %d to %.4e", as.integer(step),
+                          as.integer(group), lr))
+  } else {
+    rlang::inform(sprintf("Adjusting learning rate of group %d to %.4f", as.integer(group), lr))
+  }
 }
 
 #' CSV logger callback

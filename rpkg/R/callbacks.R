@@ -92,11 +92,10 @@ as_engine_callbacks <- function(callbacks, argument = "callbacks") {
 as_engine_callback <- function(cb, argument = "callback") {
   if (is_py(cb)) return(cb)
   if (inherits(cb, "LuzCallback")) return(r_callback_adapter(cb))
-  hint <- if (inherits(cb, "luz_callback_generator") || is.function(cb)) {
-    c(i = "Perhaps you forgot to initialize the callback? Call it, e.g. `my_callback()`.")
-  }
-  rlang::abort(c(sprintf("Callbacks must have class <LuzCallback> but `%s` has class <%s>.",
-                         argument, paste(class(cb), collapse = "/")), hint),
+  # luz's words (its tests pin them); a callback generator is a function, as in luz.
+  got <- if (is.function(cb)) "function" else paste(class(cb), collapse = "/")
+  rlang::abort(c(x = sprintf("Callbacks must have class <LuzCallback> but got <%s>", got),
+                 i = if (is.function(cb)) "Perhaps you forgot to initialize the callback?"),
                class = "value_error")
 }
 
@@ -108,6 +107,7 @@ r_callback_adapter <- function(cb) {
   hooks <- lapply(bps, r_callback_hook, cb = cb)
   names(hooks) <- bps
   name <- class(cb)[1]
+  .callback_classes[[name]] <- class(cb)
   weight <- cb$weight %||% 0
   if (!is.numeric(weight) || length(weight) != 1) {
     rlang::abort(sprintf("The `weight` of callback `%s` must be a number.", name), class = "value_error")
@@ -134,7 +134,7 @@ r_callback_hook <- function(bp, cb) {
   force(bp)
   force(cb)
   reticulate::r_to_py(function() {
-    withCallingHandlers(cb[[bp]](), error = r_error_tag)
+    withCallingHandlers(cb[[bp]](), error = r_error_tag, interrupt = r_interrupt_tag)
     NULL
   }, convert = FALSE)
 }
@@ -144,8 +144,24 @@ r_callback_hook <- function(bp, cb) {
 # else (methods, tensors, records, ...) goes through reticulate's `$` as before.
 .ctx_plain_fields <- c("iter", "epoch", "min_epochs", "max_epochs", "training", "verbose")
 
+# luz's ctx methods whose engine counterpart has another name or returns a Python object.
+.ctx_luz_methods <- list(
+  get_metrics_df = function(ctx) function() get_metrics(ctx),
+  get_formatted_metrics = function(ctx) function(set, epoch = NULL) {
+    values <- ctx$get_metrics(set, epoch)
+    lapply(values, format_metric_value)
+  },
+  unsafe_set_records = function(ctx) function(records) ctx$set_records(records),
+  set_verbose = function(ctx) function(verbose = NULL) {
+    reticulate::py_set_attr(ctx, "verbose", as_verbose(verbose))
+    invisible(NULL)
+  }
+)
+
 #' @export
 `$.pyluz.context.Context` <- function(x, name) {
   if (name %in% .ctx_plain_fields) return(reticulate::py_to_r(reticulate::py_get_attr(x, name)))
+  method <- .ctx_luz_methods[[name]]
+  if (!is.null(method)) return(method(x))
   NextMethod()
 }

@@ -30,7 +30,8 @@ find_initialize <- function(r6_class) {
 inherit_class <- function(inherit, base, what) {
   if (is.null(inherit)) return(base)
   cls <- attr(inherit, "r6_class")
-  if (inherits(inherit, "R6ClassGenerator")) cls <- inherit
+  if (inherits(inherit, "luz_metric_generator")) cls <- inherit$r6_class
+  else if (inherits(inherit, "R6ClassGenerator")) cls <- inherit
   if (is.null(cls)) {
     rlang::abort(sprintf("`inherit` must be a %s() definition, got an object of class <%s>.",
                          what, paste(class(inherit), collapse = "/")), class = "value_error")

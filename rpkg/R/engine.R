@@ -176,6 +176,6 @@ configure_engine <- function() {
     tqdm <- py_module("tqdm")
     tqdm$tqdm$monitor_interval <- 0L
   }
-  engine_module("interop.progress")$use_r_renderer(r_callable(new_cli_renderer))
+  engine_module("interop.progress")$use_r_renderer(r_callable(new_progress_renderer))
   invisible(TRUE)
 }

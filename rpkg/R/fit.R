@@ -42,14 +42,14 @@ fit.luz_module_generator <- function(object, data, epochs = 10, callbacks = NULL
     object$py,
     as_engine_data(data, "data"),
     epochs = as_epochs(epochs),
-    callbacks = c(as_engine_callbacks(callbacks), list(keep_example)),
+    callbacks = c(as_engine_callbacks(callbacks), list(keep_example), ctx_binder(object$ctx_env)),
     valid_data = as_engine_valid(valid_data),
     accelerator = as_engine_accelerator(accelerator),
     verbose = as_verbose(verbose),
     dataloader_options = as_py_dataloader_options(dataloader_options)
   )
   reticulate::py_set_attr(py, "example_input", reticulate::py_get_attr(keep_example, "example"))
-  new_fitted(py)
+  new_fitted(py, object$r_setup)
 }
 
 #' @export
@@ -58,10 +58,12 @@ fit.default <- function(object, ...) {
                        paste(class(object), collapse = "/")), class = "value_error")
 }
 
+# luz accepts TRUE/FALSE, 0/1 (its examples write `verbose = 0`) and NULL (interactive()).
 as_verbose <- function(verbose) {
   if (is.null(verbose)) return(interactive())
+  if (is.numeric(verbose) && length(verbose) == 1 && verbose %in% c(0, 1)) return(verbose == 1)
   if (!(is.logical(verbose) && length(verbose) == 1 && !is.na(verbose))) {
-    rlang::abort("`verbose` must be TRUE, FALSE or NULL.", class = "value_error")
+    rlang::abort("`verbose` must be TRUE, FALSE, 0, 1 or NULL.", class = "value_error")
   }
   verbose
 }
@@ -87,13 +89,13 @@ as_engine_accelerator <- function(accelerator) {
   rlang::abort("`accelerator` must be created with `accelerator()`.", class = "value_error")
 }
 
-new_fitted <- function(py) {
+new_fitted <- function(py, r_setup = NULL) {
   structure(
+    # `$records` and `$model` are read from the engine (results.R)
     list(
-      model = py$model,
-      records = py$records,
       ctx = list(hparams = py$hparams, opt_hparams = py$opt_hparams),
-      py = py
+      py = py,
+      r_setup = r_setup
     ),
     class = "luz_module_fitted"
   )

@@ -17,14 +17,9 @@ LuzMetric <- R6::R6Class(
   )
 )
 
+# luz's display of a metric value (round(v, 4)); the rule lives in the engine.
 format_metric_value <- function(x) {
-  if (is.list(x) && length(x) > 1) {
-    nms <- names(x) %||% as.character(seq_along(x))
-    return(paste0(nms, ": ", vapply(x, format_metric_value, character(1)), collapse = " | "))
-  }
-  if (is.list(x)) x <- x[[1]]
-  if (is.numeric(x) && length(x) == 1) return(format(round(x, 4), nsmall = 4))
-  paste(format(x), collapse = ", ")
+  engine_module("metrics")$format_metric_value(x)
 }
 
 #' Create a new metric
@@ -81,7 +76,8 @@ new_metric_generator <- function(r6_class, ...) {
   name <- r6_class$classname
   structure(
     list(new = function() do.call(r6_class$new, args), r6_class = r6_class, args = args),
-    class = c(if (!is.null(name)) paste0(name, "_generator"), "luz_metric_generator")
+    # luz's class vector (its generators claim R6ClassGenerator too; `$new()` is all they offer)
+    class = c(if (!is.null(name)) paste0(name, "_generator"), "luz_metric_generator", "R6ClassGenerator")
   )
 }
 
@@ -183,23 +179,28 @@ as_engine_metric <- function(m, argument = "metrics") {
 }
 
 # The functions of one R metric instance, for the engine (see pyluz/interop/metrics.py).
-r_metric_parts <- function(obj, label) {
-  abbrev <- obj$abbrev %||% label
+r_metric_parts <- function(metric, label) {
+  abbrev <- metric$abbrev %||% label
+  # Errors carry the metric's class for luz's message ("... and class <name/LuzMetric/R6>").
+  tag <- function(e) {
+    e$luz_class <- class(metric)
+    r_error_tag(e)
+  }
   # `update` runs every batch: one R closure (errors tagged as by `r_callable()`). The engine
   # calls `update_tensors`, the same closure without argument conversion (cheaper; a tensor
   # reaches R as the same tensor object either way), when preds and target are tensors, and
   # `update` (arguments converted: lists of tensors become R lists) otherwise.
   update <- function(preds, target) {
-    withCallingHandlers(obj$update(preds, target), error = r_error_tag)
+    withCallingHandlers(metric$update(preds, target), error = tag, interrupt = r_interrupt_tag)
     NULL
   }
   list(
     abbrev = as.character(abbrev)[1],
     update = update,
     update_tensors = reticulate::r_to_py(update, convert = FALSE),
-    compute = r_callable(function() as_plain_value(obj$compute())),
-    bind_ctx = r_callable(function(ctx) bind_context(obj, ctx), returns = FALSE),
-    to = r_callable(function(device) obj$to(device = device), returns = FALSE)
+    compute = function() withCallingHandlers(as_plain_value(metric$compute()), error = tag, interrupt = r_interrupt_tag),
+    bind_ctx = r_callable(function(ctx) bind_context(metric, ctx), returns = FALSE),
+    to = r_callable(function(device) metric$to(device = device), returns = FALSE)
   )
 }
 
@@ -222,7 +223,11 @@ builtin_metric <- function(name, abbrev, py_class, initialize, to_py_args = func
       self$.py$update(preds, target)
       invisible(NULL)
     },
-    compute = function() self$.py$compute(),
+    compute = function() {
+      value <- self$.py$compute()
+      # one value per class (average = "none") is a list in luz, not a vector
+      if (is.numeric(value) && length(value) > 1) as.list(value) else value
+    },
     parent_env = environment(builtin_metric)
   )
   defaults <- lapply(formals(initialize), eval)

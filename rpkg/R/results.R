@@ -19,22 +19,19 @@ get_metrics <- function(object, ...) UseMethod("get_metrics")
 #' @rdname get_metrics
 #' @export
 get_metrics.luz_module_fitted <- function(object, ...) {
-  metrics_data_frame(object$records)
+  as_metrics_df(object$py$get_metrics())
 }
 
 #' @rdname get_metrics
 #' @export
 get_metrics.luz_module_evaluation <- function(object, ...) {
-  df <- metrics_data_frame(object$records)
-  df <- df[df$set == "valid" & df$epoch == 1, c("metric", "value")]
-  rownames(df) <- NULL
-  df
+  as_metrics_df(object$py$get_metrics())
 }
 
 #' @rdname get_metrics
 #' @export
 get_metrics.pyluz.context.Context <- function(object, ...) {
-  metrics_data_frame(object$records)
+  as_metrics_df(engine_module("results")$metrics_frame(reticulate::py_get_attr(object, "records")))
 }
 
 #' @export
@@ -43,46 +40,18 @@ get_metrics.default <- function(object, ...) {
                        paste(class(object), collapse = "/")), class = "value_error")
 }
 
-# The rows of the engine's `metrics_frame()`: dict values (several optimizers) give
-# `<metric>_<key>` rows, list values `<metric>_<i>` (0-based, as the engine).
-flatten_metric <- function(name, value) {
-  if (is.list(value) && !is.null(names(value))) {
-    return(list(names = paste0(name, "_", names(value)), values = unlist(lapply(value, as.numeric))))
-  }
-  if (length(value) > 1 || is.list(value)) {
-    value <- unlist(value)
-    return(list(names = paste0(name, "_", seq_along(value) - 1L), values = as.numeric(value)))
-  }
-  list(names = name, values = if (is.null(value)) NA_real_ else as.numeric(value))
+# The engine's metrics table (a pandas DataFrame, already converted by reticulate) with R types.
+as_metrics_df <- function(df) {
+  cols <- lapply(as.list(df), function(col) if (is.character(col)) as.character(col) else as.vector(col))
+  if (!is.null(cols$epoch)) cols$epoch <- as.integer(cols$epoch)
+  if (!is.null(cols$value)) cols$value <- as.numeric(cols$value)
+  data.frame(cols, stringsAsFactors = FALSE)
 }
 
-metrics_data_frame <- function(records) {
-  set <- metric <- character()
-  epoch <- integer()
-  value <- numeric()
-  for (s in c("train", "valid")) {
-    per_epoch <- records$metrics[[s]]
-    for (e in seq_along(per_epoch)) {
-      values <- per_epoch[[e]]
-      for (nm in names(values)) {
-        flat <- flatten_metric(nm, values[[nm]])
-        n <- length(flat$names)
-        set <- c(set, rep(s, n))
-        metric <- c(metric, flat$names)
-        epoch <- c(epoch, rep(e, n))
-        value <- c(value, flat$values)
-      }
-    }
-  }
-  data.frame(set = set, metric = metric, epoch = epoch, value = value, stringsAsFactors = FALSE)
-}
-
+# Durations and metric values as the engine prints them (one rule for both languages).
 pretty_sec <- function(s) {
   if (!length(s) || is.na(s)) return("NA")
-  if (s < 1) return(sprintf("%.0fms", s * 1000))
-  if (s < 60) return(sprintf("%.1fs", s))
-  if (s < 3600) return(sprintf("%dm %.1fs", s %/% 60, s %% 60))
-  sprintf("%dh %dm %.0fs", s %/% 3600, (s %% 3600) %/% 60, s %% 60)
+  engine_module("results")$pretty_seconds(as.double(s))
 }
 
 last_metric_lines <- function(records, set) {
@@ -90,6 +59,16 @@ last_metric_lines <- function(records, set) {
   if (!length(entries)) return(character())
   last <- entries[[length(entries)]]
   vapply(names(last), function(nm) paste0(nm, ": ", format_metric_value(last[[nm]])), character(1))
+}
+
+# `fitted$records` and `fitted$model` are the engine's, read at each access (a checkpoint loaded
+# into the fitted model with restore_records = TRUE shows at once).
+#' @export
+`$.luz_module_fitted` <- function(x, name) {
+  if (name %in% c("records", "model")) {
+    return(reticulate::py_to_r(reticulate::py_get_attr(.subset2(x, "py"), name)))
+  }
+  .subset2(x, name)
 }
 
 #' @export

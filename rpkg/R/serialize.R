@@ -1,36 +1,45 @@
 #' Save and load fitted models
 #'
-#' `luz_save()` writes a fitted model in the engine's file format (safetensors weights plus JSON
-#' metadata: records, hyperparameters and how to rebuild the module), so the same file loads in
-#' Python with `pyluz.load(path)`. `luz_load()` reads it back; the module is rebuilt from its
-#' import path when it is a Python class (for `nn_module()` definitions pass `module =`).
-#' Loading never runs code stored in the file.
+#' `luz_save()` writes a fitted model to one file in the engine's format (safetensors weights
+#' plus JSON metadata: records, hyperparameters and how to rebuild the module), so the same file
+#' loads in Python with `pyluz.load(path)`. `luz_load()` reads it back.
 #'
-#' A model defined in R (`nn_module()`) is also exported as a program that runs its forward pass
-#' without R (`torch.export`, else `torch.jit.trace`), written next to `path` as `<path>.pt2`
-#' (or `<path>.jit.pt`; keep the files together). Python loads it with
-#' `pyluz.load(path, trust_program=True)` and predicts without R. Loading a program can run code
-#' stored in it, so `trust_program = TRUE` is for files you trust only; without it (and without
-#' `module`) loading such a file fails with a message saying both options.
+#' A model defined in R (`nn_module()`) is stored with its R definition (the module generator,
+#' and the loss, optimizer and metrics given to [setup()]), so `luz_load(path)` rebuilds it in any
+#' R session, as luz's. Like `readRDS()`, which luz uses, this runs R code from the file when
+#' the module is built: load only files you trust. A loss that is a Python object (such as
+#' `nn_mse_loss()`) is rebuilt by evaluating the `setup()` argument again (`nn_mse_loss()`) when
+#' the object itself no longer exists. A module that is a Python class is imported again.
+#'
+#' From Python, an R-defined model needs `module=`; its program (see `pyluz.export`), when one
+#' was written next to the file, runs it with `trust_program=True`.
 #'
 #' @param obj A `luz_module_fitted` object.
 #' @param path File path.
 #' @param ... For `luz_save()`: must be empty. For `luz_load()`: `module` (the module definition
-#'   or Python class, when it can't be imported), `loss`, `optimizer`, `metrics` as in
-#'   [setup()] (they are not stored in the file; give them to [evaluate()] the loaded model), and
-#'   `trust_program` (`TRUE` runs the program saved with an R-defined model when `module` is not
-#'   given; only for trusted files).
+#'   or Python class, instead of the stored one), `loss`, `optimizer`, `metrics` as in [setup()]
+#'   (instead of the stored ones), and `trust_program` (`TRUE` runs the program saved with an
+#'   R-defined model when neither `module` nor an R definition is available; only for trusted
+#'   files).
 #' @return `luz_save()` returns `obj` invisibly; `luz_load()` a `luz_module_fitted`.
 #' @examples
-#' \dontrun{
-#' luz_save(fitted, "model.safetensors")
-#' fitted <- luz_load("model.safetensors")
+#' if (pyluz_engine_available()) {
+#'   x <- matrix(runif(40), 20)
+#'   fitted <- nn_linear %>%
+#'     setup(loss = nn_mse_loss(), optimizer = optim_sgd) %>%
+#'     set_hparams(in_features = 2, out_features = 1) %>%
+#'     set_opt_hparams(lr = 0.1) %>%
+#'     fit(list(x, x[, 1, drop = FALSE]), epochs = 1, verbose = FALSE)
+#'   path <- tempfile(fileext = ".safetensors")
+#'   luz_save(fitted, path)
+#'   again <- luz_load(path)
 #' }
 #' @export
 luz_save <- function(obj, path, ...) {
   rlang::check_dots_empty()
   check_fitted(obj, "luz_save")
-  engine_call(engine_module("serialization")$save_fitted, obj$py, path.expand(path))
+  engine_call(engine_module("serialization")$save_fitted, obj$py, path.expand(path),
+              front_end = r_definition_entry(obj))
   invisible(obj)
 }
 
@@ -47,6 +56,8 @@ luz_load <- function(path, ...) {
   if (!rlang::is_bool(trust)) {
     rlang::abort("`trust_program` must be `TRUE` or `FALSE`.", class = "value_error")
   }
+  stored <- if (is.null(args$module)) read_r_definition(path)
+  for (nm in c("module", "loss", "optimizer", "metrics")) if (is.null(args[[nm]])) args[nm] <- list(stored[[nm]])
   py <- withCallingHandlers(
     engine_call(
       engine_module("serialization")$load, path.expand(path),
@@ -57,17 +68,43 @@ luz_load <- function(path, ...) {
       trust_program = trust
     ),
     pyluz_error = function(e) {
-      if (is.null(args$module) && grepl("module=", conditionMessage(e), fixed = TRUE)) {
-        e$message <- paste0(conditionMessage(e), "\nFrom R: luz_load(path, module = <the nn_module() definition ",
-                            "or Python class>)",
-                            if (grepl("trust_program=True", conditionMessage(e), fixed = TRUE))
-                              " or luz_load(path, trust_program = TRUE)",
-                            ".")
+      hint <- switch(e$reason %||% "",
+        module_needed = "luz_load(path, module = <the nn_module() definition or Python class>).",
+        module_or_trust_needed = paste("luz_load(path, module = <the nn_module() definition or Python class>)",
+                                       "or luz_load(path, trust_program = TRUE)."))
+      if (!is.null(hint)) {
+        e$message <- paste0(conditionMessage(e), "\nFrom R: ", hint)
         stop(e)
       }
     }
   )
-  new_fitted(py)
+  new_fitted(py, stored)
+}
+
+# The R definition of an R-defined model, as a string for the file's metadata (NULL for Python
+# modules: the engine stores their import path). R's ASCII serialization of the setup() arguments.
+r_definition_entry <- function(obj) {
+  r_setup <- obj$r_setup
+  if (is.null(r_setup) || is_py(r_setup$module)) return(NULL)
+  list(r_setup = rawToChar(serialize(r_setup, NULL, ascii = TRUE)))
+}
+
+# The setup() arguments stored by `luz_save()`, usable in this session: Python objects from
+# another session are gone, so a loss is rebuilt from its `setup()` call, other ones dropped.
+read_r_definition <- function(path) {
+  info <- engine_call(engine_module("serialization")$read_metadata, path.expand(path))
+  text <- info$front_end$r_setup
+  if (is.null(text)) return(NULL)
+  r_setup <- unserialize(charToRaw(text))
+  alive <- function(x) !(is_py(x) && reticulate::py_is_null_xptr(x))
+  if (!is.null(r_setup$loss) && !alive(r_setup$loss)) {
+    r_setup$loss <- tryCatch(eval(r_setup$loss_call, globalenv()), error = function(e) NULL)
+  }
+  if (!is.null(r_setup$optimizer) && !alive(r_setup$optimizer)) r_setup$optimizer <- NULL
+  if (is.list(r_setup$metrics) && !inherits(r_setup$metrics, "luz_metric_set")) {
+    r_setup$metrics <- Filter(alive, r_setup$metrics)
+  }
+  r_setup
 }
 
 #' Save and load model weights
@@ -109,8 +146,9 @@ luz_load_model_weights <- function(obj, path, ...) {
 #'
 #' @param obj A `luz_module_fitted` object, or `ctx`.
 #' @param path Checkpoint file.
-#' @param ... Flags for `ctx`: `restore_model_state`, `restore_records`,
-#'   `restore_optimizer_state`, `restore_callbacks_state` (luz's defaults: all `TRUE`).
+#' @param ... Flags: `restore_model_state`, `restore_records`, `restore_optimizer_state`,
+#'   `restore_callbacks_state`, `restore_rng_state`. luz's defaults: for `ctx` everything but the
+#'   RNG state, for a fitted model the weights only.
 #' @return `NULL`, invisibly.
 #' @examples
 #' \dontrun{
@@ -119,14 +157,9 @@ luz_load_model_weights <- function(obj, path, ...) {
 #' @export
 luz_load_checkpoint <- function(obj, path, ...) {
   flags <- rlang::list2(...)
+  if (!inherits(obj, "pyluz.context.Context")) check_fitted(obj, "luz_load_checkpoint")
   target <- if (inherits(obj, "luz_module_fitted")) obj$py else obj
-  if (is_py(target) && inherits(target, "pyluz.context.Context")) {
-    defaults <- list(restore_model_state = TRUE, restore_records = TRUE,
-                     restore_optimizer_state = TRUE, restore_callbacks_state = TRUE)
-    for (nm in names(defaults)) if (is.null(flags[[nm]])) flags[[nm]] <- defaults[[nm]]
-  } else if (!inherits(obj, "luz_module_fitted")) {
-    check_fitted(obj, "luz_load_checkpoint")
-  }
+  # the engine picks the defaults of the flags not given (luz's: see pyluz.load_checkpoint)
   engine_call_kwargs(engine_module("checkpoints")$load_checkpoint, list(target, path.expand(path)), flags)
   invisible(NULL)
 }

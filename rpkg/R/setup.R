@@ -24,6 +24,13 @@
 #' }
 #' @export
 setup <- function(module, loss = NULL, optimizer = NULL, metrics = NULL, backward = NULL) {
+  ctx_env <- NULL
+  if (!is.null(backward) && is.function(backward) && !is_py(backward)) {
+    # luz makes `backward` a method of the module, so it sees `ctx`: give it an enclosure where
+    # `ctx` is bound for the duration of each fit (see `ctx_binder()`).
+    ctx_env <- new.env(parent = environment(backward) %||% globalenv())
+    environment(backward) <- ctx_env
+  }
   py <- engine_call(
     pyluz_engine()$setup,
     as_engine_module(module),
@@ -32,11 +39,29 @@ setup <- function(module, loss = NULL, optimizer = NULL, metrics = NULL, backwar
     metrics = as_engine_metrics(metrics),
     backward = if (!is.null(backward)) as_engine_function(backward, "backward", returns = FALSE)
   )
-  new_luz_module(py, module)
+  # What luz_save() stores to rebuild an R-defined model in another R session (see serialize.R).
+  r_setup <- list(module = module, loss = loss, loss_call = substitute(loss), optimizer = optimizer,
+                  metrics = metrics, backward = backward)
+  new_luz_module(py, module, ctx_env, r_setup)
 }
 
-new_luz_module <- function(py, module) {
-  structure(list(py = py, module = module), class = "luz_module_generator")
+# As luz's, the result is still a module generator: `mod(...)` builds the module (what `fit()`
+# does with the hyperparameters of `set_hparams()`). The engine's LuzModule travels as an attribute.
+new_luz_module <- function(py, module, ctx_env = NULL, r_setup = NULL) {
+  force(module)
+  gen <- function(...) module(...)
+  structure(gen, py = py, module = module, ctx_env = ctx_env, r_setup = r_setup,
+            class = "luz_module_generator")
+}
+
+#' @export
+`$.luz_module_generator` <- function(x, name) attr(x, name, exact = TRUE)
+
+# A list of one engine callback without breakpoints that binds `ctx` into `env` while a run lasts.
+ctx_binder <- function(env) {
+  if (is.null(env)) return(NULL)
+  bind <- r_callable(function(ctx) assign("ctx", ctx, envir = env), returns = FALSE)
+  list(engine_module("interop.callbacks")$RCallback("backward_ctx", bind_ctx = bind))
 }
 
 #' @export
@@ -68,7 +93,7 @@ set_hparams <- function(module, ...) {
   check_luz_module(module, "set_hparams")
   args <- named_dots("set_hparams", ...)
   py <- engine_call_kwargs(pyluz_engine()$set_hparams, list(module$py), as_py_hparams(args))
-  new_luz_module(py, module$module)
+  new_luz_module(py, module$module, module$ctx_env, module$r_setup)
 }
 
 #' @rdname set_hparams
@@ -77,7 +102,7 @@ set_opt_hparams <- function(module, ...) {
   check_luz_module(module, "set_opt_hparams")
   args <- named_dots("set_opt_hparams", ...)
   py <- engine_call_kwargs(pyluz_engine()$set_opt_hparams, list(module$py), args)
-  new_luz_module(py, module$module)
+  new_luz_module(py, module$module, module$ctx_env, module$r_setup)
 }
 
 named_dots <- function(fn, ...) {

@@ -147,5 +147,5 @@ with_r_errors <- function(expr) {
 # Wrap an R function so it can be handed to Python: errors are tagged.
 .py_facing <- function(f) {
   force(f)
-  function(...) withCallingHandlers(f(...), error = r_error_tag)
+  r_callable(f)  # one wrapper for every R function Python calls (bridge.R): errors and interrupts
 }
