@@ -6,6 +6,7 @@ import torch
 
 from ..events import check_event
 from .base import Callback
+from .gradients import HOLDING_STEP
 
 _BATCH_EVENTS = frozenset({
     "on_train_batch_begin", "on_train_batch_after_pred", "on_train_batch_after_loss",
@@ -13,6 +14,7 @@ _BATCH_EVENTS = frozenset({
     "on_train_batch_end", "on_valid_batch_begin", "on_valid_batch_after_pred", "on_valid_batch_after_loss",
     "on_valid_batch_end",
 })
+_TRAIN_BATCH_EVENTS = frozenset(e for e in _BATCH_EVENTS if e.startswith("on_train_batch"))
 
 
 def resolve_optimizer_name(optimizers, opt_name, owner):
@@ -46,6 +48,12 @@ class LRScheduler(Callback):
     `on_fit_begin` on `ctx.optimizers[opt_name]` (`opt_name=None` picks the only optimizer; with
     several optimizers name one; one LRScheduler per optimizer to schedule them all). `call_on` is
     any breakpoint; the default steps once per epoch.
+
+    At a training-batch breakpoint the scheduler steps once per optimizer step: under
+    `GradientAccumulation(steps=k)` it skips the batches whose optimizer step is held back, so a
+    per-batch schedule is sized in optimizer steps (`ceil(n_batches / k)` per epoch). (For a
+    loader of unknown length the last, smaller group of an epoch is applied at `on_train_end`,
+    after the batch breakpoints, and does not step the scheduler.)
 
     Schedulers whose `step()` takes `metrics` (`ReduceLROnPlateau`) get the epoch metric: the mean
     validation loss of the current epoch when validation ran, else the mean training loss (the
@@ -96,6 +104,7 @@ class LRScheduler(Callback):
             raise TypeError("LRScheduler: `scheduler(optimizer, ...)` must return an object with a step() method, "
                             f"got {type(self.scheduler).__name__}.")
         self._wants_metric = wants_metric(self.scheduler)
+        self._per_optimizer_step = self.call_on in _TRAIN_BATCH_EVENTS
         if self._pending_state is not None:
             self.scheduler.load_state_dict(self._pending_state)
             self._pending_state = None
@@ -103,6 +112,8 @@ class LRScheduler(Callback):
             self._step()
 
     def _step(self):
+        if self._per_optimizer_step and self.ctx.buffers.get(HOLDING_STEP):
+            return  # gradient accumulation: the optimizer does not step at this batch
         if self._wants_metric:
             self.scheduler.step(self.current_metric())
         else:
