@@ -145,7 +145,10 @@ def setup(module: Any, loss: Callable | None = None, optimizer: Callable | None 
     `module` is an nn.Module class, a callable returning an nn.Module (built in `fit` with the
     hparams), or an already built nn.Module. `loss` is an nn.Module or any `(pred, target) -> scalar`
     callable; `optimizer` a factory `f(params, **opt_hparams)` such as `torch.optim.Adam`;
-    `metrics` a list of Metric instances or a MetricSet; `backward` replaces `loss.backward()`.
+    `metrics` a list of pyluz Metrics, torchmetrics metrics (e.g.
+    `torchmetrics.classification.MulticlassF1Score(10)`) or functions `fn(preds, target) -> tensor`
+    (averaged over samples, recorded under the function's name), or a MetricSet; `backward` replaces
+    `loss.backward()`.
 
     Example:
 

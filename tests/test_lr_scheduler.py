@@ -1,5 +1,7 @@
 """LRScheduler: learning rates per epoch/batch vs hand computations, ReduceLROnPlateau's metric, opt_name."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -187,3 +189,42 @@ def test_only_the_call_on_breakpoint_is_hooked_without_a_reference_cycle():
     assert not any(callable(v) and getattr(v, "__self__", None) is cb for v in vars(cb).values())
     at_fit_begin = HookTable([LRScheduler(StepLR, call_on="on_fit_begin", step_size=1)]).table
     assert [name for name, hooks in at_fit_begin.items() if hooks] == ["on_fit_begin"]  # builds, then steps
+
+
+def test_per_batch_scheduler_steps_with_the_optimizer_under_gradient_accumulation():
+    from torch.optim.lr_scheduler import OneCycleLR
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = data(40)
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)  # 10 batches: groups of 4, 4, 2 -> 3 steps an epoch
+    epochs, opt_steps = 3, 9
+    used = LRAt("on_train_batch_before_step")
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when a scheduler steps before its optimizer
+        fitted = linear_module().fit(
+            loader, epochs=epochs, verbose=False,
+            callbacks=[pyluz.callbacks.GradientAccumulation(steps=4), used,
+                       LRScheduler(OneCycleLR, call_on="on_train_batch_end", max_lr=0.5, total_steps=opt_steps)])
+
+    # The same training by hand: one OneCycleLR step per optimizer step.
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = OneCycleLR(opt, max_lr=0.5, total_steps=opt_steps)
+    lrs = []
+    for _ in range(epochs):
+        batches = list(loader)
+        for start in range(0, len(batches), 4):
+            group = batches[start:start + 4]
+            for xb, yb in group:
+                (nn.functional.mse_loss(model(xb), yb) / len(group)).backward()
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            opt.zero_grad()
+            sched.step()
+    held = [s["opt"] for s in used.seen]  # before_step runs for every batch; the lr changes only after a step
+    assert len(held) == epochs * 10
+    assert [held[e * 10 + b] for e in range(epochs) for b in (3, 7, 9)] == pytest.approx(lrs, rel=1e-12)
+    for got, want in zip(fitted.model.parameters(), model.parameters()):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)

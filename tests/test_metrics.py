@@ -546,7 +546,7 @@ def test_as_metric_set():
     assert as_metric_set(a).metrics == [a]
     assert as_metric_set([a, MAE()]).metrics[0] is a
     assert len(as_metric_set((a,)).metrics) == 1
-    with pytest.raises(TypeError, match="`metrics` must be a list of Metric instances or a MetricSet, got str"):
+    with pytest.raises(TypeError, match="`metrics` must be a pyluz Metric, a torchmetrics metric or a function .* got str"):
         as_metric_set("acc")
     with pytest.raises(TypeError, match="Did you forget to instantiate the metric?"):
         as_metric_set(Accuracy)

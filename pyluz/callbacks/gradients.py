@@ -67,7 +67,8 @@ class GradientAccumulation(Callback):
     sizes, `k` accumulated batches of size `b` give the same update as one batch of size `k * b`.
     When the loader's length is unknown (iterable datasets) a last group smaller than `steps` is
     rescaled and applied at `on_train_end`. Works with luz's default step (a module's own `step()`
-    does its own accumulation).
+    does its own accumulation). A per-batch `LRScheduler` steps only when the optimizers step, so
+    size its schedule in optimizer steps (`ceil(n_batches / steps)` per epoch).
 
     Example:
 

@@ -4,8 +4,9 @@ import inspect
 
 import torch
 
-from ..events import BATCH_EVENTS, check_event
+from ..events import BATCH_EVENTS, TRAIN_BATCH_EVENTS, check_event
 from .base import Callback
+from .gradients import HOLDING_STEP
 
 
 def resolve_optimizer_name(optimizers, opt_name, owner):
@@ -39,6 +40,12 @@ class LRScheduler(Callback):
     `on_fit_begin` on `ctx.optimizers[opt_name]` (`opt_name=None` picks the only optimizer; with
     several optimizers name one; one LRScheduler per optimizer to schedule them all). `call_on` is
     any breakpoint; the default steps once per epoch.
+
+    At a training-batch breakpoint the scheduler steps once per optimizer step: under
+    `GradientAccumulation(steps=k)` it skips the batches whose optimizer step is held back, so a
+    per-batch schedule is sized in optimizer steps (`ceil(n_batches / k)` per epoch). (For a
+    loader of unknown length the last, smaller group of an epoch is applied at `on_train_end`,
+    after the batch breakpoints, and does not step the scheduler.)
 
     Schedulers whose `step()` takes `metrics` (`ReduceLROnPlateau`) get the epoch metric: the mean
     validation loss of the current epoch when validation ran, else the mean training loss (the
@@ -106,6 +113,7 @@ class LRScheduler(Callback):
             # R torch's schedules announce the starting rate when they are built
             for i, group in enumerate(self._groups(), start=1):
                 self.report(0, i, float(group["lr"]), False)
+        self._per_optimizer_step = self.call_on in TRAIN_BATCH_EVENTS
         if self._pending_state is not None:
             self.scheduler.load_state_dict(self._pending_state)
             self._pending_state = None
@@ -114,6 +122,8 @@ class LRScheduler(Callback):
 
     def _step(self):
         before = [g["lr"] for g in self._groups()] if self.report is not None else None
+        if self._per_optimizer_step and self.ctx.buffers.get(HOLDING_STEP):
+            return  # gradient accumulation: the optimizer does not step at this batch
         if self._wants_metric:
             self.scheduler.step(self.current_metric())
         else:

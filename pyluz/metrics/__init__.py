@@ -1,5 +1,6 @@
 """Metrics for pyluz (luz's ``luz_metric_*``)."""
 
+from .adapters import FunctionMetric, TorchMetric, as_metric
 from .auroc import BinaryAUROC, MulticlassAUROC
 from .base import LossAverage, Metric, MetricSet, as_metric_set, format_metric_value, metric_keys
 from .classification import Accuracy, BinaryAccuracy, BinaryAccuracyWithLogits
@@ -17,6 +18,9 @@ __all__ = [
     "RMSE",
     "BinaryAUROC",
     "MulticlassAUROC",
+    "TorchMetric",
+    "FunctionMetric",
+    "as_metric",
     "as_metric_set",
     "metric_keys",
     "format_metric_value",

@@ -15,7 +15,7 @@ import torch
 
 from ..checks import is_bool as _is_bool
 from ..checks import message
-from ..nested import map_tensors
+from ..nested import map_structure, map_tensors
 
 __all__ = [
     "Metric",
@@ -81,6 +81,28 @@ def _tensor_to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.to(device=device, dtype=dtype)
 
 
+def _move_leaf(value, device):
+    if isinstance(value, torch.Tensor):
+        return _tensor_to(value, device)
+    if isinstance(value, torch.nn.Module):  # e.g. a torchmetrics object held by a user's metric
+        return value.to(device)
+    return value
+
+
+def _fresh_argument(value):
+    """A constructor argument for :meth:`Metric.fresh`: metrics get fresh state, the rest is shared."""
+    if isinstance(value, Metric):
+        return value.fresh()
+    from .adapters import _torchmetrics_classes
+
+    classes = _torchmetrics_classes()
+    if classes is not None and isinstance(value, classes[0]):
+        clone = value.clone()
+        clone.reset()
+        return clone
+    return value
+
+
 def _sorted_keys(d):
     try:
         return sorted(d)
@@ -130,6 +152,15 @@ class Metric:
     host syncs, and return plain Python numbers from :meth:`compute`.
     The constructor arguments are remembered, so :meth:`fresh` can build a
     new instance with reset state (the engine does so every epoch and phase).
+
+    Shared state: ``fresh()`` calls the constructor again with the *same* argument
+    objects. State created in ``__init__`` is new each time; state kept in a mutable
+    argument (a list, a dict, a tensor updated in place) would be shared by every epoch
+    and phase and silently mix them. Arguments that are metrics (pyluz ``Metric`` or
+    torchmetrics objects) are the exception: ``fresh()`` passes fresh, reset copies of
+    them. A torchmetrics object can also be passed to ``metrics=`` directly (no
+    subclass needed); that way it is also synchronised under DDP, which the state of a
+    torchmetrics object held inside a subclass is not.
 
     Example:
 
@@ -184,9 +215,10 @@ class Metric:
         return type(self).__name__ if abbrev is None else str(abbrev)
 
     def fresh(self) -> Metric:
-        """A new instance of the same class, built with the same arguments."""
-        args = getattr(self, "_ctor_args", ())
-        kwargs = getattr(self, "_ctor_kwargs", {})
+        """A new instance of the same class, built with the same arguments; arguments that are
+        metrics themselves (pyluz or torchmetrics) are replaced by fresh, reset copies."""
+        args = [_fresh_argument(a) for a in getattr(self, "_ctor_args", ())]
+        kwargs = {k: _fresh_argument(v) for k, v in getattr(self, "_ctor_kwargs", {}).items()}
         return type(self)(*args, **kwargs)
 
     def to(self, device: torch.device | str) -> Metric:
@@ -196,7 +228,7 @@ class Metric:
         for key, value in list(vars(self).items()):
             if key in _NOT_STATE:
                 continue
-            moved = map_tensors(lambda t: _tensor_to(t, device), value)
+            moved = map_structure(lambda leaf: _move_leaf(leaf, device), value)
             if moved is not value:
                 setattr(self, key, moved)
         return self
@@ -340,21 +372,13 @@ class LossAverage(Metric):
 # --------------------------------------------------------------------------
 
 def _metric_list(value, argname):
+    from .adapters import as_metric  # adapters build on Metric, defined above
+
     if value is None:
         return []
-    items = list(value) if isinstance(value, (list, tuple)) else [value]
-    for i, m in enumerate(items):
-        where = f"`{argname}`" if not isinstance(value, (list, tuple)) else f"`{argname}[{i}]`"
-        if isinstance(m, type) and issubclass(m, Metric):
-            raise TypeError(
-                f"{where} is the metric class {m.__name__}, not an instance. "
-                f"Did you forget to instantiate the metric? Use {m.__name__}() instead."
-            )
-        if not isinstance(m, Metric):
-            raise TypeError(
-                f"{where} must be a Metric instance (or a list of them), got {type(m).__name__}"
-            )
-    return items
+    if not isinstance(value, (list, tuple)):
+        return as_metric(value, f"`{argname}`")
+    return [m for i, item in enumerate(value) for m in as_metric(item, f"`{argname}[{i}]`")]
 
 
 class MetricSet:
@@ -394,7 +418,8 @@ class MetricSet:
 
 
 def as_metric_set(x) -> MetricSet:
-    """Normalise what a user passes as ``metrics`` into a :class:`MetricSet`.
+    """Normalise what a user passes as ``metrics`` into a :class:`MetricSet`: pyluz metrics,
+    torchmetrics metrics and functions ``fn(preds, target)`` (see :mod:`pyluz.metrics.adapters`).
 
     >>> from pyluz.metrics import Accuracy
     >>> len(as_metric_set(None).metrics), len(as_metric_set(Accuracy()).metrics)
@@ -404,11 +429,7 @@ def as_metric_set(x) -> MetricSet:
         return MetricSet()
     if isinstance(x, MetricSet):
         return x
-    if isinstance(x, (Metric, list, tuple)) or (isinstance(x, type) and issubclass(x, Metric)):
-        return MetricSet(x)
-    raise TypeError(
-        f"`metrics` must be a list of Metric instances or a MetricSet, got {type(x).__name__}"
-    )
+    return MetricSet(x)  # a metric, a function or a list of them; anything else is an error naming `metrics`
 
 
 def metric_keys(metrics) -> list:

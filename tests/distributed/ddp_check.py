@@ -283,8 +283,37 @@ def check_warnings(problems):
         problems.append(f"rank {distributed.rank()} warnings: {messages!r}")
 
 
+def error_rate(preds, target):
+    return (preds.argmax(dim=1) != target).float().mean()
+
+
+def check_ecosystem_metrics(problems):
+    """torchmetrics objects (synchronised by torchmetrics itself, AUROC's "cat" state included) and a
+    plain function metric (its sum and count summed over ranks) give the one-process records."""
+    try:
+        from torchmetrics.classification import MulticlassAUROC, MulticlassF1Score
+    except ImportError:
+        print(f"[rank {distributed.rank()}] check_ecosystem_metrics: torchmetrics is not installed, skipped",
+              file=sys.stderr, flush=True)
+        return
+    world = distributed.world_size()
+
+    def module():
+        return (pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
+                            metrics=[MulticlassF1Score(num_classes=3, average="macro"),
+                                     MulticlassAUROC(num_classes=3), error_rate])
+                .set_opt_hparams(lr=0.05))
+
+    ddp = fit(module(), (X, Y), B, valid_data=(XV, YV))
+    with single_process():
+        ref = fit(module(), (X, Y), world * B, valid_data=(XV, YV))
+    compare_fits(ddp, ref, problems)
+    got, want = ddp.evaluate((XV, YV), verbose=False), ref.evaluate((XV, YV), verbose=False)
+    compare_records(got.records["metrics"], want.records["metrics"], problems)
+
+
 CHECKS = [check_fast_path, check_dataset_path, check_user_dataloader, check_custom_step, check_two_optimizers,
-          check_rank0_output, check_warnings]
+          check_ecosystem_metrics, check_rank0_output, check_warnings]
 
 
 def main():
