@@ -59,7 +59,7 @@ test-ddp: setup
 	touch $@
 
 bench: setup .stamp-bench
-	$(VPY) bench/run.py
+	$(VPY) bench/run.py --instructions
 
 clean:
 	rm -rf .stamp-* $(VENV) $(RLIB) rpkg.Rcheck
