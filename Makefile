@@ -90,7 +90,7 @@ test-install: setup $(RTARBALL)
 	touch $@
 
 bench: setup .stamp-bench
-	$(VPY) bench/run.py
+	$(VPY) bench/run.py --instructions
 
 # Lint: ruff (pinned, the `lint` extra) over the Python code, lintr over the R package (scripts/lint-r.R).
 RUFF_VERSION := 0.8.6

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """µs per training step: hand-written PyTorch loops vs pyluz (and peers when installed).
 
-    .venv/bin/python bench/run.py                 # what `make bench` runs
+    .venv/bin/python bench/run.py --instructions  # what `make bench` runs
+    .venv/bin/python bench/run.py                 # CPU time only (fast)
     .venv/bin/python bench/run.py --repeats 7 --optimizer adam --only a,c,d
 
 Every variant trains the same tiny MLP (32 -> 64 -> 10, ReLU, cross-entropy) on the same random
@@ -21,6 +22,9 @@ loss, backward, step, zero_grad per batch).
 Adding a variant: write `def run_x(cfg, data) -> (Timing, model_or_None)` (time it with `Clock`;
 raise `Skip("why")` when it can't run here) and add a row to `VARIANTS`. The R rows (pyluz from
 R) are in that table too; they run `Rscript` and skip while the R package is not installed.
+
+`--instructions` adds the deterministic measure, instructions per step counted by callgrind
+for the main rows (bench/instructions.py); judge ratios at the ±5 % level on it.
 
 This is a benchmark, not a test: it asserts nothing and always exits 0 unless it crashes.
 """
@@ -45,6 +49,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import instructions  # noqa: E402  (bench/instructions.py: the deterministic measure)
 
 IN_FEATURES, HIDDEN, CLASSES = 32, 64, 10
 
@@ -56,10 +62,13 @@ class Clock:
     waits for a core, which wall time counts. Both agree on an idle machine (one thread)."""
 
     def __init__(self):
+        instructions.start()  # under `--instructions` callgrind counts exactly the timed region
         self.wall, self.cpu = time.perf_counter(), time.process_time()
 
     def stop(self):
-        return Timing(time.perf_counter() - self.wall, time.process_time() - self.cpu)
+        timing = Timing(time.perf_counter() - self.wall, time.process_time() - self.cpu)
+        instructions.stop()
+        return timing
 
 
 @dataclass
@@ -243,6 +252,9 @@ def run_poutyne(cfg, data):
 
 R_PRELUDE = r"""
 suppressPackageStartupMessages(library(pyluz))
+# The engine first: it imports torch with its own BLAS. `import("torch")` before it would bind
+# torch's matrix products to R's reference BLAS (about 2x slower steps, other rounding).
+invisible(pyluz_engine())
 args <- commandArgs(trailingOnly = TRUE)
 data_path <- args[[1]]; out_path <- args[[2]]; epochs <- as.integer(args[[3]])
 batch_size <- as.integer(args[[4]]); opt_name <- args[[5]]; lr <- as.numeric(args[[6]])
@@ -250,6 +262,7 @@ seed <- as.integer(args[[7]]); bench_dir <- args[[8]]
 torch_py <- reticulate::import("torch", convert = FALSE)
 torch_py$set_num_threads(1L)
 bench <- reticulate::import_from_path("run", path = bench_dir, convert = FALSE)
+instr <- reticulate::import_from_path("instructions", path = bench_dir)
 cfg <- bench$Config(epochs = epochs, batch_size = batch_size, seed = seed, optimizer = opt_name, lr = lr)
 d <- torch_py$load(data_path)
 x <- reticulate::py_get_item(d, "x")
@@ -265,9 +278,15 @@ train <- function(module, x, y, callbacks = NULL, metrics = NULL) {
         dataloader_options = list(batch_size = batch_size))
 }
 cpu_seconds <- function(t) t[["user.self"]] + t[["sys.self"]]
+start_clock <- function() {
+  instr$start()  # counts instructions from here when run under `bench/run.py --instructions`
+  proc.time()
+}
 report <- function(t0, fitted) {
   force(fitted)  # R is lazy: train first, then read the clock
-  cat("BENCH_SECONDS", cpu_seconds(proc.time() - t0), "\n")
+  seconds <- cpu_seconds(proc.time() - t0)
+  instr$stop()
+  cat("BENCH_SECONDS", seconds, "\n")
   torch_py$save(fitted$model$state_dict(), out_path)
 }
 """
@@ -277,7 +296,7 @@ R_SCRIPTS = {
     "r_py_model": R_PRELUDE + r"""
 invisible(train(bench$make_model(cfg), x_warm, y_warm))
 model <- bench$make_model(cfg)  # seeds torch, builds the same initial weights as (a)
-t0 <- proc.time()
+t0 <- start_clock()
 report(t0, train(model, x, y))
 """,
     # the same MLP as an R nn_module: forward runs R closures every batch
@@ -292,7 +311,7 @@ mlp <- nn_module(
 )
 invisible(train(mlp, x_warm, y_warm))
 torch_manual_seed(seed)
-t0 <- proc.time()
+t0 <- start_clock()
 report(t0, train(mlp, x, y))
 """,
     # the Python model plus an R callback on every train batch (one R call per step)
@@ -304,7 +323,7 @@ count_batches <- luz_callback(
 )
 invisible(train(bench$make_model(cfg), x_warm, y_warm, callbacks = list(count_batches())))
 model <- bench$make_model(cfg)
-t0 <- proc.time()
+t0 <- start_clock()
 report(t0, train(model, x, y, callbacks = list(count_batches())))
 """,
     # the Python model plus a metric written in R (luz's get-started accuracy): update() per batch
@@ -324,7 +343,7 @@ accuracy <- luz_metric(
 )
 invisible(train(bench$make_model(cfg), x_warm, y_warm, metrics = list(accuracy())))
 model <- bench$make_model(cfg)
-t0 <- proc.time()
+t0 <- start_clock()
 report(t0, train(model, x, y, metrics = list(accuracy())))
 """,
 }
@@ -392,6 +411,39 @@ VARIANTS = [
     ("r4", "pyluz from R, R metric (luz accuracy)", _run_r("r_r_metric"), True),
 ]
 TARGETS = {"c": ("<=", 1.10), "d": ("<", 1.00)}
+# The rows `--instructions` counts (each costs a minute or two under valgrind).
+INSTRUCTION_ROWS = ("a", "b", "c", "d", "r1", "r2")
+
+
+def run_child(key, cfg):
+    """One variant in this process: a short warm-up, then the measured run (`--child`)."""
+    fn = {k: f for k, _, f, _ in VARIANTS}[key]
+    torch.set_num_threads(1)
+    warm = Config(**{**cfg.__dict__, "steps": 20 * cfg.epochs})
+    fn(warm, make_data(warm))
+    fn(cfg, make_data(cfg))
+
+
+def count_instructions(keys, cfg, log):
+    """Instructions per step of each row, counted by callgrind in a child process (see
+    bench/instructions.py); a row that can't be counted gets the reason instead."""
+    why = instructions.unavailable()
+    if why:
+        return {k: why for k in keys}
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, OMP_NUM_THREADS="1", **{instructions.LIB_ENV: instructions.build_toggle(tmp)})
+        for key in keys:
+            log(f"counting instructions of ({key}) under valgrind ...")
+            argv = [sys.executable, str(Path(__file__).resolve()), "--child", key, "--steps", str(cfg.steps),
+                    "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size), "--optimizer", cfg.optimizer,
+                    "--lr", str(cfg.lr)]
+            try:
+                n, _ = instructions.count(argv, env=env)
+                out[key] = n / cfg.steps
+            except RuntimeError as e:
+                out[key] = str(e)
+    return out
 
 
 def load_average():
@@ -430,11 +482,20 @@ def main(argv=None):
     p.add_argument("--optimizer", default=Config.optimizer, choices=["sgd", "adam"])
     p.add_argument("--lr", type=float, default=Config.lr)
     p.add_argument("--only", help="comma-separated variant keys, e.g. a,c,d")
+    p.add_argument("--instructions", action="store_true",
+                   help="also count instructions per step under valgrind (deterministic; rows "
+                        + ",".join(INSTRUCTION_ROWS) + ")")
+    p.add_argument("--instr-steps", type=int, default=200, help="steps of the counted runs (default 200)")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one variant (under valgrind)
     args = p.parse_args(argv)
     if args.steps % args.epochs:
         p.error("--steps must be a multiple of --epochs")
     cfg = Config(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, repeats=args.repeats,
                  optimizer=args.optimizer, lr=args.lr)
+
+    if args.child:
+        run_child(args.child, cfg)
+        return 0
 
     torch.set_num_threads(1)
     data = make_data(cfg)
@@ -459,12 +520,18 @@ def main(argv=None):
             times[key].append(seconds)
             models[key] = model
 
+    instr = {}
+    if args.instructions:
+        icfg = Config(**{**cfg.__dict__, "steps": args.instr_steps})
+        keys = [k for k, *_ in active if k in INSTRUCTION_ROWS]
+        instr = count_instructions(keys, icfg, log=lambda m: print(m, file=sys.stderr))
+
     print(f"pyluz bench: MLP {IN_FEATURES}->{HIDDEN}->{CLASSES}, batch {cfg.batch_size}, {cfg.steps} steps "
           f"({cfg.epochs} epoch(s)), {cfg.optimizer} lr={cfg.lr}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread, {cfg.repeats} timed runs each after 1 warm-up")
     print(f"load average at start/end: {LOAD_AT_START} / {load_average()}")
     head = (f"{'':3} {'variant':46} {'µs/step':>8} {'best':>7} {'spread':>7} {'× (a)':>6} {'best×(a)':>8}"
-            f" {'wall µs':>8}  same weights as (a)")
+            f" {'wall µs':>8}" + (f" {'kinstr/step':>11} {'i×(a)':>6}" if instr else "") + "  same weights as (a)")
     print(head)
     print("-" * len(head))
     cpu = {k: [t.cpu for t in ts] for k, ts in times.items()}
@@ -486,8 +553,16 @@ def main(argv=None):
         else:
             same = same_weights(models[key], models["a"])
         us = 1e6 / cfg.steps
+        icol = ""
+        if instr:
+            n, base_n = instr.get(key), instr.get("a")
+            if isinstance(n, float):
+                ratio = f"{n / base_n:5.3f}x" if isinstance(base_n, float) else "     -"
+                icol = f" {n / 1e3:11.1f} {ratio:>6}"
+            else:
+                icol = f" {'-':>11} {'-':>6}"
         print(f"{key:3} {label:46} {med * us:8.1f} {best * us:7.1f} {spread * 100:6.1f}% "
-              f"{rows[key][0]:5.2f}x {rows[key][1]:7.2f}x {wall * us:8.1f}  {same}")
+              f"{rows[key][0]:5.2f}x {rows[key][1]:7.2f}x {wall * us:8.1f}{icol}  {same}")
     print()
     print("µs/step: median over runs of (process CPU time of the run / steps); best: the fastest run; spread: "
           "(max - min) / median;")
@@ -495,6 +570,13 @@ def main(argv=None):
           "(counts waiting for a core).")
     print("Same weights: trained weights equal (a)'s bit for bit (yes) or within 1e-4 (close): same batches, "
           "same work; (b) draws its own shuffle (n/a).")
+    if instr:
+        print(f"kinstr/step: thousands of instructions per step counted by callgrind over {args.instr_steps} "
+              "steps of the timed region (fit set-up included), after a warm-up in the same process; "
+              "i×(a): ratio to (a). Deterministic: judge ratios at the ±5 % level on these.")
+        for key, why in instr.items():
+            if not isinstance(why, float):
+                print(f"  ({key}) not counted: {why}")
     for key, (op, target) in TARGETS.items():
         if key in rows:
             med_ratio, best_ratio = rows[key]
