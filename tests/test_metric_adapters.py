@@ -8,7 +8,7 @@ from torch import nn
 
 import pyluz
 from pyluz.metrics import FunctionMetric, MetricSet, TorchMetric, as_metric_set
-from conftest import Net
+from helpers import Net
 
 torchmetrics = pytest.importorskip("torchmetrics")
 sklearn_metrics = pytest.importorskip("sklearn.metrics")

@@ -28,7 +28,7 @@ def test_the_version_is_written_once_and_the_r_package_agrees():
 
 def test_the_wheel_declares_its_extras_and_ships_py_typed():
     meta = md.metadata("pyluz")
-    assert set(meta.get_all("Provides-Extra")) == {"r", "tensorboard", "torchmetrics", "test"}
+    assert set(meta.get_all("Provides-Extra")) == {"r", "tensorboard", "torchmetrics", "test", "lint"}
     requires = meta.get_all("Requires-Dist")
     assert 'torchmetrics; extra == "torchmetrics"' in requires and 'rpy2>=3.5.17; extra == "r"' in requires
     assert (pathlib.Path(pyluz.__file__).parent / "py.typed").is_file()

@@ -149,7 +149,7 @@ class Progress(Callback):
         if self.renderer is None and self.show:
             self.renderer = default_renderer()
         wanted = getattr(self.renderer, "interval", None)  # e.g. luz's forced bars: every step
-        if wanted is not None:
+        if isinstance(wanted, numbers.Real) and not isinstance(wanted, bool):
             self.interval = float(wanted)
 
     def on_fit_begin(self):

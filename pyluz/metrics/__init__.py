@@ -2,9 +2,10 @@
 
 from .adapters import FunctionMetric, TorchMetric, as_metric
 from .auroc import BinaryAUROC, MulticlassAUROC
-from .base import LossAverage, Metric, MetricSet, as_metric_set, format_metric_value, metric_keys
+from .base import LossAverage, Metric, format_metric_value, metric_keys
 from .classification import Accuracy, BinaryAccuracy, BinaryAccuracyWithLogits
 from .regression import MAE, MSE, RMSE
+from .sets import MetricSet, as_metric_set
 
 __all__ = [
     "Metric",

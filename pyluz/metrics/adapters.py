@@ -19,25 +19,12 @@ Example::
 from __future__ import annotations
 
 import functools
-import sys
 
 import torch
 
-from .base import Metric, host_ratio
+from .base import Metric, _torchmetrics_classes, host_ratio
 
 __all__ = ["TorchMetric", "FunctionMetric", "as_metric"]
-
-
-def _torchmetrics_classes():
-    """(Metric, MetricCollection) of torchmetrics when the user has imported it, else None.
-
-    A torchmetrics object can only exist once its module is imported, so looking in
-    ``sys.modules`` keeps torchmetrics an optional dependency that is never imported here.
-    """
-    tm = sys.modules.get("torchmetrics")
-    if tm is None:
-        return None
-    return tm.Metric, tm.MetricCollection
 
 
 def _plain(value):

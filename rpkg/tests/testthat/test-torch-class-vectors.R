@@ -11,7 +11,10 @@ test_that("tensors are torch_tensors however they reach R", {
   expect_true(all(vapply(parts, inherits, logical(1), "torch_tensor")))
   seen <- NULL
   f <- reticulate::py_run_string("def call(cb, t):\n  return cb(t * 2)\n", convert = FALSE)$call
-  f(function(t) { seen <<- class(t); NULL }, x)             # argument of an R callback
+  f(function(t) {                                             # argument of an R callback
+    seen <<- class(t)
+    NULL
+  }, x)
   expect_equal(seen[1], "torch_tensor")
   p <- nn_linear(2, 3)$weight
   expect_equal(class(p)[1:2], c("nn_parameter", "torch_tensor"))
