@@ -9,7 +9,7 @@ import platform
 import torch
 
 from . import distributed
-from .checks import check_bool
+from .checks import check_bool, check_int
 from .nested import to_device
 
 
@@ -70,9 +70,8 @@ class Accelerator:
                  strategy: str | None = None) -> None:
         check_bool(device_placement, "device_placement")
         check_bool(cpu, "cpu")
-        if cuda_index is not None and (isinstance(cuda_index, bool) or not isinstance(cuda_index, int)
-                                       or cuda_index < 0):
-            raise ValueError(f"`cuda_index` must be None or a non-negative int, got {cuda_index!r}.")
+        if cuda_index is not None:
+            cuda_index = check_int(cuda_index, "cuda_index", min_value=0)
         if strategy not in (None, "ddp"):
             raise ValueError(f"`strategy` must be None or 'ddp', got {strategy!r}.")
         self.device_placement = device_placement

@@ -118,8 +118,7 @@ def check_choice(value, argument, choices, owner=None):
 
 def check_type(value, argument, types, expected, owner=None):
     """`value` if it is an instance of `types`, else TypeError saying `expected` and the type given."""
-    if not isinstance(value, types) or (is_bool(value) and bool not in (types if isinstance(types, tuple)
-                                                                         else (types,))):
+    if not isinstance(value, types):
         raise TypeError(message(argument, expected, type(value).__name__, owner))
     return value
 

@@ -3,6 +3,7 @@
 import math
 import numbers
 
+from ..checks import check_int
 from ..control import StopTraining
 from .monitor import MonitorCallback
 
@@ -33,9 +34,7 @@ class EarlyStopping(MonitorCallback):
     weight = float("inf")
 
     def __init__(self, monitor="valid_loss", min_delta=0, patience=0, mode="min", baseline=None):
-        is_int = isinstance(patience, numbers.Integral) or (isinstance(patience, float) and patience.is_integer())
-        if isinstance(patience, bool) or not is_int or patience < 0:
-            raise ValueError(f"`patience` must be an integer >= 0, got {patience!r}.")
+        patience = check_int(patience, "patience", min_value=0)
         if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, numbers.Real)
                                      or math.isnan(baseline)):
             raise ValueError(f"`baseline` must be None or a number, got {baseline!r}.")

@@ -6,6 +6,7 @@ import sys
 
 import torch
 
+from ..checks import check_int
 from ..control import StopTraining
 from ..data import num_batches
 from ..distributed import any_rank, is_main_process
@@ -79,9 +80,7 @@ class GradientAccumulation(Callback):
     """
 
     def __init__(self, steps):
-        if not (_is_number(steps) and float(steps).is_integer() and steps >= 1):
-            raise ValueError(f"GradientAccumulation: `steps` must be an integer >= 1, got {steps!r}.")
-        self.steps = int(steps)
+        self.steps = check_int(steps, "steps", "GradientAccumulation", min_value=1)
         self._inner_step_opt = None
 
     def on_train_begin(self):

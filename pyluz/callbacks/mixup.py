@@ -1,11 +1,10 @@
 """Mixup: `mixup()` (nnf_mixup), `MixupLoss` (nn_mixup_loss) and the `MixUp` callback (luz_callback_mixup)."""
 
-import numbers
 
 import torch
 from torch import nn
 
-from ..checks import check_bool
+from ..checks import check_bool, check_positive
 from .base import Callback
 
 
@@ -157,9 +156,7 @@ class MixUp(Callback):
     """
 
     def __init__(self, alpha=0.4, run_valid=False, auto_loss=False):
-        if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not 0 < alpha < float("inf"):
-            raise ValueError(f"MixUp: `alpha` must be a positive number, got {alpha!r}.")
-        self.alpha = float(alpha)
+        self.alpha = check_positive(alpha, "alpha", "MixUp", expected="a positive number")
         self.run_valid = check_bool(run_valid, "run_valid", "MixUp")
         self.auto_loss = check_bool(auto_loss, "auto_loss", "MixUp")
         self._saved_loss = None

@@ -6,11 +6,10 @@ or notebook, one line per epoch in logs, or any object with the same methods (th
 a cli renderer).
 """
 
-import math
-import numbers
 import sys
 import time
 
+from ..checks import check_real
 from ..distributed import is_main_process
 from ..metrics import format_metric_value, metric_keys
 from .base import Callback
@@ -134,8 +133,7 @@ class Progress(Callback):
         if renderer is not None and missing:
             raise TypeError(f"Progress: `renderer` must have the methods {', '.join(RENDERER_METHODS)} (like "
                             f"LineRenderer); {type(renderer).__name__} lacks {', '.join(missing)}.")
-        if isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not 0 <= interval < math.inf:
-            raise ValueError(f"Progress: `interval` must be a number of seconds >= 0, got {interval!r}.")
+        check_real(interval, "interval", "Progress", lo=0, expected="a number of seconds >= 0")
         self.renderer = renderer
         self.interval = interval
         self.bar_open = False
