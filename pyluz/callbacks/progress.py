@@ -6,6 +6,7 @@ or notebook, one line per epoch in logs, or any object with the same methods (th
 a cli renderer).
 """
 
+import numbers
 import sys
 import time
 
