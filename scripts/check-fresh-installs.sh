@@ -7,5 +7,7 @@ bash "$here/check-wheel-install.sh" "$1" & wheel=$!
 bash "$here/check-rpkg-install.sh" "$2" & rpkg=$!
 failed=0
 wait "$wheel" || { echo "fresh install from the wheel: FAILED" >&2; failed=1; }
+echo "fresh install from the wheel: done after ${SECONDS}s"
 wait "$rpkg" || { echo "fresh install from the R tarball: FAILED" >&2; failed=1; }
+echo "fresh installs: ${SECONDS}s in all"
 exit "$failed"

@@ -39,6 +39,11 @@ step get-started '
   stopifnot(startsWith(python, Sys.getenv("WORKON_HOME")), nrow(get_metrics(fitted)) > 0)
   cat("get-started ran on", python, "\n")'
 expect get-started "get-started ran on $WORKON_HOME/r-pyluz/bin/python"
+# RETICULATE_PYTHON still wins over the environment pyluz prefers
+RETICULATE_PYTHON=$python step chosen '
+  tryCatch(pyluz::pyluz_engine(), pyluz_engine_error = function(e) cat(conditionMessage(e), "\n"))
+  cat("python:", normalizePath(reticulate::py_config()$python), "\n")'
+expect chosen "python: $(readlink -f "$python")"
 # an engine that claims another version (as after updating only the R package)
 env_python="$WORKON_HOME/r-pyluz/bin/python"
 site=$("$env_python" -c 'import importlib.util as u; print(u.find_spec("pyluz").submodule_search_locations[0])')
@@ -50,4 +55,4 @@ expect mismatch "run \`pyluz::install_pyluz()\` (again"
 step repair 'pyluz::install_pyluz(pip_options = "--no-compile")'
 expect repair "(was 0.0.1)"
 step repaired 'stopifnot(pyluz::pyluz_engine_available()); cat("engine", pyluz::pyluz_engine()$`__version__`, "\n")'
-echo "R tarball: install_pyluz() into a new env, get-started, idempotent re-run, version check: ok"
+echo "R tarball: install_pyluz() into a new env, get-started, re-run, RETICULATE_PYTHON, version check: ok"

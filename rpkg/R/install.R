@@ -104,7 +104,7 @@ install_plan <- function(installed, torch, reticulate_version, constraints) {
   pinned <- function(pkg) grepl(sprintf("^%s[[:space:]]*([=<>!~;]|$)", pkg), constraints)
   tested_torch <- constraints[pinned("torch")]
   torch_req <- if (!is.null(torch)) torch else if (is.na(installed[["torch"]])) c(tested_torch, "torch")[[1]]
-  numpy_req <- if (reticulate_version < "1.38") "numpy<2" else "numpy"
+  numpy_req <- if (reticulate_version < "1.38") "numpy<2"  # else numpy comes with the engine, any version
   numpy_ok <- !is.na(installed[["numpy"]]) &&
     (reticulate_version >= "1.38" || numeric_version(installed[["numpy"]], strict = FALSE) < "2")
   torch_ok <- !is.na(installed[["torch"]]) &&
