@@ -31,7 +31,7 @@ from torch import nn
 
 from .distributed import unwrap
 from .serialization import (FORMAT_VERSION, _check_existing, _load_state, _looks_like_safetensors, _model_of,
-                            _torch_load, atomic_write)
+                            _torch_load, atomic_write, check_records)
 
 CHECKPOINT_FORMAT = "pyluz-checkpoint"
 
@@ -167,11 +167,37 @@ def read_checkpoint(path, argument="path"):
     if _looks_like_safetensors(path):
         raise ValueError(f"`{argument}`: {path!r} is a model file (safetensors), not a checkpoint; use "
                          "pyluz.load() or pyluz.load_model_weights().")
-    state = _torch_load(path, argument)
+    state = _torch_load(path, argument)  # also bounds the walk: a list-DAG fails here, not in a later loop
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise ValueError(f"`{argument}`: {path!r} is not a pyluz checkpoint (a dict with 'model', 'optimizers', "
                          "'callbacks', 'records', ...).")
+    check_structure(state, path, argument)
     return state
+
+
+def check_structure(state, path, argument="path"):
+    """Raise ValueError unless the parts of a checkpoint dict have the types `checkpoint_state` writes."""
+    def bad(what):
+        return ValueError(f"`{argument}`: {path!r} is not a valid pyluz checkpoint ({what}); the file is damaged or "
+                          "crafted.")
+
+    epoch = state.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise bad(f"'epoch' is {epoch!r}, not a non-negative int")
+    if not isinstance(state.get("optimizers", {}), dict):
+        raise bad("'optimizers' is not a dict")
+    callbacks = state.get("callbacks", [])
+    if not isinstance(callbacks, list) or not all(isinstance(c, dict) and isinstance(c.get("name"), str)
+                                                  for c in callbacks):
+        raise bad("'callbacks' is not a list of {'name': str, 'state': ...}")
+    if not isinstance(state.get("rng", {}) or {}, dict):
+        raise bad("'rng' is not a dict")
+    if state.get("records") is not None:
+        # Records are written as a fresh tree (`plain` copies every container), so sharing means crafting.
+        check_records(state["records"], f"`{argument}`: the records in {path!r}")
+    for key in ("hparams", "opt_hparams"):
+        if not isinstance(state.get(key, {}), dict):
+            raise bad(f"{key!r} is not a dict")
 
 
 def _restore_optimizers(optimizers, saved, path):

@@ -42,12 +42,14 @@ model file, a checkpoint (its model part) or a `torch.save`d state dict (read we
 """
 
 import collections.abc
-import importlib
+import inspect
 import json
 import math
 import numbers
 import os
 import pickle
+import stat
+import sys
 import uuid
 import warnings
 
@@ -92,7 +94,30 @@ def _check_existing(path, argument="path"):
         raise FileNotFoundError(f"`{argument}`: no file at {path!r}.")
     if os.path.isdir(path):
         raise IsADirectoryError(f"`{argument}` must be a file, got the directory {path!r}.")
+    _check_regular(os.stat(path).st_mode, path, argument)
     return path
+
+
+def _check_regular(mode, path, argument):
+    # A FIFO, socket or device would block (or never end) on read: only regular files are read.
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"`{argument}`: {path!r} is not a regular file (a FIFO, socket or device?); pyluz reads "
+                         "models and checkpoints only from regular files.")
+
+
+def open_regular(path, argument="path"):
+    """Open `path` for binary reading, refusing anything but a regular file without blocking on it.
+
+    `O_NONBLOCK` keeps `open()` from waiting for a writer when `path` was swapped for a FIFO after
+    `_check_existing` looked at it; the check itself is then done on the opened descriptor.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _check_regular(os.fstat(fd).st_mode, path, argument)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
 
 
 
@@ -253,7 +278,7 @@ def _write_safetensors(path, tensors, meta):
 
 
 def _looks_like_safetensors(path):
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         head = f.read(9)
     if len(head) < 9:
         return False
@@ -261,35 +286,140 @@ def _looks_like_safetensors(path):
     return head[8:9] == b"{" and 0 < n <= os.path.getsize(path) - 8
 
 
+# Caps on what a file can make pyluz parse: json.loads of N bytes of tiny objects peaks near 20 N of
+# memory, so 8 MiB of metadata (records of tens of thousands of epochs) stays under ~200 MB.
+MAX_HEADER_BYTES = 64 * 2**20    # the safetensors JSON header (tensor names, shapes, metadata)
+MAX_METADATA_BYTES = 8 * 2**20   # the "pyluz" JSON document in it
+MAX_NODES = 2_000_000            # containers + leaves in records / checkpoint data, counted along every path
+
+
+def _check_header_size(path, argument="path"):
+    with open_regular(path, argument) as f:
+        n = int.from_bytes(f.read(8), "little")
+    if n > MAX_HEADER_BYTES:
+        raise ValueError(f"`{argument}`: the safetensors header of {path!r} is {n} bytes, more than pyluz reads "
+                         f"({MAX_HEADER_BYTES}); the file is damaged or crafted.")
+
+
+def _parse_metadata(meta, path, argument="path"):
+    """The pyluz JSON document of a safetensors metadata map (size-capped), or None."""
+    text = meta.get("pyluz")
+    if text is None:
+        return None
+    if len(text) > MAX_METADATA_BYTES:
+        raise ValueError(f"`{argument}`: the pyluz metadata of {path!r} is {len(text)} characters, more than pyluz "
+                         f"reads ({MAX_METADATA_BYTES}); the file is damaged or crafted.")
+    try:
+        info = json.loads(text)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError; deep nesting recurses
+        raise ValueError(f"`{argument}`: the pyluz metadata of {path!r} is not valid JSON "
+                         f"({type(e).__name__}: {str(e)[:200]}).") from e
+    if not isinstance(info, dict):
+        raise ValueError(f"`{argument}`: the pyluz metadata of {path!r} is not a JSON object.")
+    return info
+
+
 def _read_safetensors(path, argument="path"):
     """(tensors, pyluz metadata dict or None) of a safetensors file, on CPU."""
     from safetensors import safe_open
 
+    _check_header_size(path, argument)
     try:
         with safe_open(path, framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # SafetensorError and friends: a damaged or foreign file
         raise ValueError(f"`{argument}`: {path!r} is not a readable safetensors file ({e}).") from e
-    info = None
-    if "pyluz" in meta:
-        try:
-            info = json.loads(meta["pyluz"])
-        except json.JSONDecodeError as e:
-            raise ValueError(f"`{argument}`: the pyluz metadata of {path!r} is not valid JSON ({e}).") from e
-    return tensors, info
+    return tensors, _parse_metadata(meta, path, argument)
+
+
+def _tensor_shapes(path):
+    """{name: shape} of a safetensors file, read from its header only (no tensor data)."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt", device="cpu") as f:
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+
+
+def check_plain_tree(value, where, leaves=(bool, int, float, str, type(None)), shared_ok=False, budget=MAX_NODES):
+    """Raise ValueError unless `value` is dicts/lists/tuples of `leaves`, at most `budget` nodes.
+
+    Nodes are counted along every path, so data whose containers are shared (a list-DAG such as
+    `b = [b, b]` forty times: 234 bytes of pickle, 2**40 paths) fails after `budget` steps instead of
+    hanging whatever walks it later. `shared_ok=False` also refuses any container reached twice.
+    Iterative, so deep nesting can't overflow the stack.
+    """
+    seen = set()
+    stack = [(value, where)]
+    count = 0
+    while stack:
+        item, at = stack.pop()
+        count += 1
+        if count > budget:
+            raise ValueError(f"{where} holds more than {budget} values (or containers shared many times over); the "
+                             "file is damaged or crafted.")
+        if isinstance(item, (dict, list, tuple)):
+            if not shared_ok:
+                if id(item) in seen:
+                    raise ValueError(f"{at} is the same container as another part of {where}; pyluz files hold "
+                                     "plain trees, so the file is damaged or crafted.")
+                seen.add(id(item))
+            if isinstance(item, dict):
+                for k, v in item.items():
+                    if not isinstance(k, (str, int)):
+                        raise ValueError(f"{at} has a key of type {type(k).__name__}; only strings and integers "
+                                         "are expected.")
+                    stack.append((v, f"{at}[{k!r}]"))
+            else:
+                stack.extend((v, f"{at}[{i}]") for i, v in enumerate(item))
+        elif not isinstance(item, leaves):
+            raise ValueError(f"{at} is a {type(item).__name__}; only numbers, strings, None and lists/dicts of them are "
+                             "expected there.")
+    return value
+
+
+RECORD_LEAVES = (bool, int, float, str, type(None), torch.Tensor)
+
+
+def check_records(records, where):
+    """Records as a file holds them: a dict of plain trees (numbers, strings, tensors), no sharing, within budget."""
+    if not isinstance(records, dict):
+        raise ValueError(f"{where} must be a dict, got {type(records).__name__}; the file is damaged or crafted.")
+    check_plain_tree(records, where, leaves=RECORD_LEAVES)
+    metrics = records.get("metrics", {"train": [], "valid": []})
+    if not isinstance(metrics, dict) or not all(isinstance(metrics.get(s, []), list) for s in ("train", "valid")):
+        raise ValueError(f"{where}['metrics'] must be a dict with 'train' and 'valid' lists; the file is damaged or "
+                         "crafted.")
+    for split in ("train", "valid"):
+        for i, entry in enumerate(metrics.get(split, [])):
+            if not isinstance(entry, dict):
+                raise ValueError(f"{where}['metrics'][{split!r}][{i}] must be a dict of metric values, got "
+                                 f"{type(entry).__name__}; the file is damaged or crafted.")
+    return records
 
 
 def _torch_load(path, argument="path"):
-    """`torch.load(weights_only=True)` on CPU; anything that would need unpickling code is refused."""
-    with open(path, "rb") as f:
+    """`torch.load(weights_only=True)` on CPU; anything that would need unpickling code is refused.
+
+    The result is checked to be a tree of tensors and plain values within `MAX_NODES` (shared
+    tuples such as an optimizer's `betas` are fine; a list-DAG that would hang a later walk is not).
+    """
+    with open_regular(path, argument) as f:
         head = f.read(4)
-    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):  # zip (torch.save) or a pickle
-        raise ValueError(f"`{argument}`: {path!r} is neither a safetensors file nor a torch checkpoint.")
+        if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):  # zip (torch.save) or a pickle
+            raise ValueError(f"`{argument}`: {path!r} is neither a safetensors file nor a torch checkpoint.")
+        f.seek(0)
+        obj = _torch_load_file(f, path, argument)
+    leaves = (bool, int, float, complex, str, bytes, type(None), torch.Tensor, torch.dtype, torch.device, torch.Size)
+    check_plain_tree(obj, f"`{argument}` ({path!r})", leaves=leaves, shared_ok=True)
+    return obj
+
+
+def _torch_load_file(f, path, argument):
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         boilerplate = ("Weights only load failed", "Check the documentation", "(1)", "(2)", "Please file an issue")
         lines = [ln.strip().split("WeightsUnpickler error:")[-1].strip() for ln in str(e).splitlines()]
@@ -399,26 +529,105 @@ def read_metadata(path):
         raise ValueError(f"`path`: {path!r} is not a pyluz model file (a safetensors file).")
     from safetensors import safe_open
 
+    _check_header_size(path)
     try:
         with safe_open(path, framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
     except Exception as e:
         raise ValueError(f"`path`: {path!r} is not a readable safetensors file ({e}).") from e
-    return from_json(json.loads(meta["pyluz"])) if "pyluz" in meta else {}
+    info = _parse_metadata(meta, path)
+    return from_json(info) if info is not None else {}
+
+
+class NotImportedError(ImportError):
+    """The module a file names is not imported in this process (pyluz never imports it on its own)."""
 
 
 def _resolve_import_path(spec, path):
+    """The object `package.module:Qual.Name` names, found only among modules already imported.
+
+    Importing a module named by a file runs that module's code (`antigravity` opens a browser,
+    `unittest.__main__` exits, `tqdm.__main__` reads stdin), so a module that is not in
+    `sys.modules` is an error asking for `module=`. Attributes are looked up statically
+    (`inspect.getattr_static`), so neither a module `__getattr__` (lazy imports) nor a descriptor runs.
+    """
+    if not isinstance(spec, str):
+        raise LookupError(f"{spec!r} is not an import path")
     modname, _, qualname = spec.partition(":")
     if not modname or not qualname or "<locals>" in qualname or "<lambda>" in qualname:
         raise LookupError(f"{spec!r} is not importable (defined inside a function)")
-    obj = importlib.import_module(modname)
+    obj = sys.modules.get(modname)
+    if obj is None:
+        raise NotImportedError(f"the module {modname!r} is not imported in this process, and pyluz never imports a "
+                               f"module named by a file (importing runs its code); `import {modname}` first if you "
+                               "trust it")
     for part in qualname.split("."):
-        obj = getattr(obj, part)
+        try:
+            obj = inspect.getattr_static(obj, part)
+        except AttributeError:
+            raise LookupError(f"{modname!r} has no attribute {qualname!r}") from None
     return obj
 
 
-def _build_module(info, module, path):
+def _build_checked(factory, hparams, shapes, spec, path, how):
+    """`factory(**hparams)`, built for real only after a build on the `meta` device matched the file's shapes.
+
+    A file can name any imported nn.Module class with any hparams (a 30000x30000 `torch.nn:Linear`
+    would allocate 3.4 GB before the weights fail to fit); on `meta` nothing is allocated. The
+    constructor is still code the file chose to run, so every exception, `SystemExit` included, becomes a
+    RuntimeError here (Ctrl-C still propagates).
+    """
+    name = getattr(factory, "__name__", type(factory).__name__)
+
+    def build(device):
+        try:
+            with torch.device(device):
+                return factory(**hparams)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:
+            raise RuntimeError(f"Building the module {name}(**hparams) with the saved hparams {sorted(hparams)} failed "
+                               f"({type(e).__name__}: {e}); {how}.") from e
+
+    try:
+        skeleton = build("meta")
+    except RuntimeError:
+        skeleton = None  # a constructor that computes on its tensors can't run on meta; checked after the build
+    if skeleton is not None:
+        _check_shapes(skeleton, shapes, spec, path, how)
+        del skeleton
+    model = build("cpu")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
+    return model
+
+
+def _check_shapes(model, shapes, spec, path, how):
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    if expected == shapes:
+        return
+    missing = sorted(set(expected) - set(shapes))[:5]
+    unexpected = sorted(set(shapes) - set(expected))[:5]
+    wrong = [f"{k}: model {expected[k]}, file {shapes[k]}" for k in sorted(set(expected) & set(shapes))
+             if expected[k] != shapes[k]][:5]
+    detail = "; ".join(part for part in (
+        f"missing in the file: {missing}" if missing else "",
+        f"not in the model: {unexpected}" if unexpected else "",
+        f"different shapes: {wrong}" if wrong else "") if part)
+    where = ""
+    if isinstance(spec, str) and spec.startswith("__main__:"):
+        where = (f" The file was saved from a script's `__main__`; the class {spec.partition(':')[2]!r} of this "
+                 "script's `__main__` is not the one it was saved from.")
+    raise ValueError(f"The module {spec!r} built with the hparams saved in {path!r} does not match the file's weights "
+                     f"({detail}).{where} Nothing was built for real; {how}.")
+
+
+def _build_module(info, module, path, shapes=None):
     hparams = from_json(info.get("hparams") or {})
+    if not isinstance(hparams, dict):
+        raise ValueError(f"The hparams saved in {path!r} are not a dict; the file is damaged or crafted.")
     spec = info.get("module")
     kind = info.get("module_kind", "class")
     how = f"pass it explicitly: pyluz.load({path!r}, module=<the class or a built instance>)"
@@ -437,6 +646,8 @@ def _build_module(info, module, path):
             raise ValueError(f"{path!r} does not say which module class it holds; {how}.")
         try:
             factory = _resolve_import_path(spec, path)
+        except NotImportedError as e:
+            raise NotImportedError(f"Could not find the module {spec!r} saved in {path!r}: {e}; or {how}.") from e
         except Exception as e:
             raise ImportError(f"Could not import the module {spec!r} saved in {path!r} "
                               f"({type(e).__name__}: {e}); {how}.") from e
@@ -451,15 +662,17 @@ def _build_module(info, module, path):
         bad = [k for k, v in hparams.items() if _has_repr(v)]
         raise ValueError(f"The hparams {bad} of {path!r} could not be saved, so the module can't be rebuilt from "
                          f"them; pass `module=` an already built instance.")
-    try:
-        model = factory(**hparams)
-    except Exception as e:
-        name = getattr(factory, "__name__", type(factory).__name__)
-        raise RuntimeError(f"Building the module {name}(**hparams) with the saved hparams {sorted(hparams)} failed "
-                           f"({type(e).__name__}: {e}); {how}.") from e
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
-    return model, factory
+    if shapes is None:  # a factory given by the caller is the caller's code: build it directly
+        try:
+            model = factory(**hparams)
+        except Exception as e:
+            name = getattr(factory, "__name__", type(factory).__name__)
+            raise RuntimeError(f"Building the module {name}(**hparams) with the saved hparams {sorted(hparams)} "
+                               f"failed ({type(e).__name__}: {e}); {how}.") from e
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
+        return model, factory
+    return _build_checked(factory, hparams, shapes, spec, path, how), factory
 
 
 def load(path, module=None, loss=None, optimizer=None, metrics=None, trust_program=False):
@@ -478,6 +691,14 @@ def load(path, module=None, loss=None, optimizer=None, metrics=None, trust_progr
     `pyluz.export.ProgramModule` (forward pass only, for `predict()`; `evaluate()` needs `loss=`).
     torch can run code stored in a program file while loading it, so pass `trust_program=True`
     only for files you trust. `module=` wins when given.
+
+    What a file can and can't make happen: `trust_program=True` is the only option that runs code
+    stored in a file. Without it, the file can only name a class: pyluz looks it up among the modules
+    already imported (it never imports a module a file names; import it yourself, or pass
+    `module=`), accepts only `nn.Module` subclasses, builds it first on the `meta` device and
+    compares its state-dict shapes with the file's tensors before building it for real, and turns
+    anything the constructor raises (`SystemExit` too) into an error. Metadata is size-capped and
+    only regular files are opened (never a FIFO or a device).
 
     Example::
 
@@ -508,8 +729,11 @@ def load(path, module=None, loss=None, optimizer=None, metrics=None, trust_progr
     program = info.get("program") if module is None else None
     if program is not None:
         check_entry(program, path)
+    records = check_records(from_json(info.get("records") or {"metrics": {"train": [], "valid": []}}),
+                            f"The records saved in {path!r}")
+    shapes = {k: tuple(t.shape) for k, t in tensors.items()} if module is None else None
     try:
-        model, source = _build_module(info, module, path)
+        model, source = _build_module(info, module, path, shapes)
     except (ImportError, ValueError, RuntimeError) as e:
         if not program:
             raise
@@ -524,8 +748,11 @@ def load(path, module=None, loss=None, optimizer=None, metrics=None, trust_progr
     luz_module = LuzModule(source, loss=loss, optimizer=optimizer, metrics=metrics,
                            hparams=from_json(info.get("hparams") or {}),
                            opt_hparams=from_json(info.get("opt_hparams") or {}))
-    return Fitted(model=model, records=from_json(info.get("records") or {"metrics": {"train": [], "valid": []}}),
-                  luz_module=luz_module, opt_names=info.get("opt_names") or ["opt"])
+    opt_names = info.get("opt_names") or ["opt"]
+    if not (isinstance(opt_names, list) and all(isinstance(n, str) for n in opt_names)):
+        raise ValueError(f"The optimizer names saved in {path!r} are not a list of strings; the file is damaged or "
+                         "crafted.")
+    return Fitted(model=model, records=records, luz_module=luz_module, opt_names=opt_names)
 
 
 def save_model_weights(obj, path):

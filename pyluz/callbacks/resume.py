@@ -113,12 +113,12 @@ def _check_bool(value, argument):
 
 
 def latest_checkpoint(path):
-    """`path` itself when it is a file; for a directory, its last file in sorted order; None when nothing is there."""
+    """`path` itself when it exists; for a directory, its last file in sorted order; None when nothing is there."""
     if os.path.isdir(path):
         files = sorted(f for f in os.listdir(path)
                        if not f.startswith(".") and os.path.isfile(os.path.join(path, f)))
         return os.path.join(path, files[-1]) if files else None
-    return path if os.path.isfile(path) else None
+    return path if os.path.exists(path) else None  # a FIFO or device is then refused clearly by the reader
 
 
 class ResumeFromCheckpoint(Callback):
