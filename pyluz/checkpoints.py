@@ -14,7 +14,8 @@ tensors, numbers, strings, None and dicts/lists/tuples::
      "rng": {"python": {"version", "state" (int64 tensor), "gauss_next"},
              "numpy": {"kind", "keys" (int64 tensor), "pos", "has_gauss", "cached_gaussian"},
              "torch": ByteTensor, "cuda": [ByteTensor, ...] (when CUDA was in use),
-             "generators": {"train"|"valid": ByteTensor} (torch.Generators the loaders use)}}
+             "generators": {"train"|"valid": ByteTensor} (torch.Generators the loaders use)},
+     "hparams": {...}, "opt_hparams": {...}}   # as JSON-like values (serialization.to_json), for AutoResume
 
 It is written to a temporary file in the same directory, flushed to disk and renamed over the
 target with `os.replace`, so a crash at any moment leaves either the old or the new checkpoint.
@@ -31,7 +32,7 @@ from torch import nn
 
 from .distributed import unwrap
 from .serialization import (FORMAT_VERSION, _check_existing, _load_state, _looks_like_safetensors, _model_of,
-                            _torch_load, atomic_write, check_records)
+                            _has_repr, _torch_load, atomic_write, check_records, from_json, to_json)
 
 CHECKPOINT_FORMAT = "pyluz-checkpoint"
 
@@ -144,7 +145,32 @@ def checkpoint_state(ctx):
         "callbacks": callbacks,
         "records": plain(ctx.records, "`ctx.records`"),
         "rng": get_rng_states(ctx),
+        # What the fit was set up with, so AutoResume can tell a re-run with other settings.
+        "hparams": settings_entry(getattr(ctx, "hparams", None)),
+        "opt_hparams": settings_entry(getattr(ctx, "opt_hparams", None)),
     }
+
+
+def settings_entry(settings):
+    """hparams / opt_hparams as comparable plain data: JSON-like values, `{"$repr": ...}` for the rest."""
+    out = {}
+    for key, value in dict(settings or {}).items():
+        try:
+            out[str(key)] = to_json(value, str(key), strict=True)
+        except (TypeError, ValueError, RuntimeError):
+            out[str(key)] = {"$repr": repr(value)[:1000]}
+    return out
+
+
+def settings_differences(saved, current):
+    """['lr: 0.1 in the file, 0.5 now', ...] for the keys whose values differ (`$repr` values can't be compared)."""
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key, "<unset>"), current.get(key, "<unset>")
+        if a == b or _has_repr(a) or _has_repr(b):
+            continue
+        diffs.append(f"{key}: {from_json(a)!r} in the file, {from_json(b)!r} now")
+    return diffs
 
 
 def write_checkpoint(ctx, path):

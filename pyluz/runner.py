@@ -116,6 +116,9 @@ def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accele
     attach_context(model, ctx)
     try:
         fit_loop(ctx)
+    except BaseException as error:
+        keep_progress(error, module, ctx.records)
+        raise
     finally:
         attach_context(model, None)
         records = ctx.records
@@ -124,6 +127,26 @@ def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accele
     # Under DDP `model` is the DistributedDataParallel wrapper; the fitted model is the user's module.
     return Fitted(model=module, records=records, luz_module=luz_module, opt_names=list(optimizers),
                   example_input=example)
+
+
+def keep_progress(error, model, records):
+    """Attach what a failed fit had done to the error it raises: `.records` (the finished epochs) and `.model`.
+
+    The error keeps its type (CallbackError, or the model's own error), so `except` clauses users
+    already have still catch it; they read `error.records` / `error.model` to keep the work.
+
+    Example::
+
+        try:
+            fitted = model.fit(data, epochs=100)
+        except Exception as e:
+            records, trained = getattr(e, "records", None), getattr(e, "model", None)
+    """
+    try:
+        error.records = records
+        error.model = model
+    except (AttributeError, TypeError):  # an exception type without a __dict__
+        pass
 
 
 def _eval_context(fitted, callbacks, defaults, accelerator, verbose):

@@ -42,12 +42,15 @@ model file, a checkpoint (its model part) or a `torch.save`d state dict (read we
 """
 
 import collections.abc
+import hashlib
 import inspect
 import json
 import math
 import numbers
 import os
 import pickle
+import re
+import socket
 import stat
 import sys
 import uuid
@@ -131,16 +134,26 @@ def _model_of(obj, argument="obj"):
     raise TypeError(f"`{argument}` must be a pyluz.Fitted or a torch.nn.Module, got {type(obj).__name__}.")
 
 
+# Temp files are `.<target name>.<pid>@<host tag>.<8 hex>.tmp`: the pid and host say whose they are, so
+# a later write removes those of dead processes on this host and never a live writer's.
+_HOST_TAG = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)(?:@(?P<host>[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp$")
+_IN_FLIGHT = set()  # temp paths this process is writing right now
+
+
 def atomic_write(path, write):
     """Call `write(fileobj)` on a temp file next to `path`, fsync it, then `os.replace` it onto `path`.
 
     A crash at any moment leaves `path` either as it was or fully written; the temp file is removed
-    when `write` fails.
+    when `write` fails, and one left by a killed process (SIGKILL, power loss) is removed by the next
+    write into the same directory.
     """
     path = check_path(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    remove_stale_temp_files(directory)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}@{_HOST_TAG}.{uuid.uuid4().hex[:8]}.tmp")
+    _IN_FLIGHT.add(tmp)
     try:
         with open(tmp, "xb") as f:
             write(f)
@@ -153,25 +166,57 @@ def atomic_write(path, write):
         except FileNotFoundError:
             pass
         raise
+    finally:
+        _IN_FLIGHT.discard(tmp)
     _fsync_dir(directory)
     return path
 
 
-def remove_temp_files(path):
-    """Delete temp files that `atomic_write(path, ...)` left behind when a process died mid-write."""
-    path = check_path(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    prefix = f".{os.path.basename(path)}."
+def _process_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # someone else's process, or we can't tell: keep its file
+    return True
+
+
+def _is_stale_temp(directory, name, target=None):
+    m = _TEMP_NAME.match(name)
+    if m is None or (target is not None and m["target"] != target):
+        return False
+    if m["host"] is not None and m["host"] != _HOST_TAG:
+        return False  # written from another machine (a shared disk): its pid means nothing here
+    pid = int(m["pid"])
+    if pid == os.getpid():
+        return os.path.join(directory, name) not in _IN_FLIGHT  # ours, from a write that never finished
+    return not _process_alive(pid)
+
+
+def remove_stale_temp_files(directory, target=None):
+    """Delete temp files `atomic_write` left in `directory` (for `target` only, when given) whose writer is dead."""
     try:
         names = os.listdir(directory)
     except OSError:
         return
     for name in names:
-        if name.startswith(prefix) and name.endswith(".tmp"):
+        if _is_stale_temp(directory, name, target):
             try:
                 os.unlink(os.path.join(directory, name))
             except OSError:
                 pass
+
+
+def remove_temp_files(path):
+    """Delete temp files that `atomic_write(path, ...)` left behind when a process died mid-write.
+
+    Only files of dead processes (on this host) are removed: a live writer's temp file is its own.
+    """
+    path = check_path(path)
+    remove_stale_temp_files(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
 
 
 def _fsync_dir(directory):
