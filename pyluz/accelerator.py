@@ -2,6 +2,7 @@
 
 import os
 import platform
+import warnings
 
 import torch
 
@@ -56,6 +57,18 @@ def pick_device(cpu=False, cuda_index=None):
     return torch.device("cpu")
 
 
+def check_cuda_index(cuda_index):
+    """An error for a CUDA device that doesn't exist; a warning when there is no CUDA at all (CPU/MPS is used)."""
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if cuda_index >= count:
+            raise ValueError(f"`cuda_index` is {cuda_index}, but this machine has {count} CUDA device(s) "
+                             f"(indices 0..{count - 1}).")
+    else:
+        warnings.warn(f"`cuda_index={cuda_index}` is ignored: no CUDA device is available, so training runs on "
+                      "the CPU (or MPS).", stacklevel=3)
+
+
 class Accelerator:
     """Chooses the device and places the model, optimizer state and batches on it.
 
@@ -80,6 +93,8 @@ class Accelerator:
             raise ValueError(f"`cuda_index` must be None or a non-negative int, got {cuda_index!r}.")
         if strategy not in (None, "ddp"):
             raise ValueError(f"`strategy` must be None or 'ddp', got {strategy!r}.")
+        if cuda_index is not None and not cpu and not distributed.requested(strategy):
+            check_cuda_index(cuda_index)
         self.device_placement = device_placement
         self.cpu = cpu
         self.cuda_index = cuda_index
