@@ -17,6 +17,22 @@ def split_batch(batch):
     return batch, None
 
 
+INT32_MAX = 2**31 - 1
+
+
+def int32_safe(value):
+    """`value` with every int beyond +-(2**31 - 1) (not bool) as a float, inside lists/tuples/dicts too."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value) if abs(value) > INT32_MAX else value
+    if isinstance(value, dict):
+        return {k: int32_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(int32_safe(v) for v in value)
+    return value
+
+
 class Context:
     """The state shared by the loop, callbacks, metrics and the model (`self.ctx`).
 
@@ -137,8 +153,12 @@ class Context:
             entries[index - 1] = value
 
     def log_metric(self, name, value):
-        """Record metric `name` for the current set (train while training, else valid) and epoch."""
-        self.log("metrics", "train" if self.training else "valid", {name: value}, index=self.epoch)
+        """Record metric `name` for the current set (train while training, else valid) and epoch.
+
+        Integers outside R's 32-bit integer range are recorded as floats: reticulate would wrap
+        them into wrong R integers (3000000007 -> -1294967289) when the records reach R.
+        """
+        self.log("metrics", "train" if self.training else "valid", {name: int32_safe(value)}, index=self.epoch)
 
     def get_log(self, what, set, index=None):
         """The entry at `index` (1-based; default: the last), or None."""
