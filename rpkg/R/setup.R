@@ -85,7 +85,7 @@ set_opt_hparams <- function(module, ...) {
 # R matches `m = 3` / `mod = 3` partially to the formal `module`; in set_hparams() such a name is a
 # hyperparameter, so put it back into `...` and take the module from the first unnamed argument.
 unpartial_module <- function(call, module, ...) {
-  given <- names(as.list(call))[-1]
+  given <- names(as.list(call))[-1] %||% character()  # NULL when no argument is named
   partial <- given[!is.na(given) & nzchar(given) & given != "module" & startsWith("module", given)]
   args <- rlang::list2(...)
   if (!length(partial)) return(list(module = module, args = args))
