@@ -1,7 +1,6 @@
 """R-torch conventions for tensors, used by the R package's compatibility layer.
 
-R torch differs from PyTorch in a few systematic ways (see the notes in
-``/work/shared/notes/reticulate-1.28.md`` section 2):
+R torch differs from PyTorch in a few systematic ways (see ``docs/r-torch-conventions.md``):
 
 * dimensions are 1-based (negative ones count from the end, ``0`` is an error);
 * indices given to or returned by ops are 1-based;
