@@ -15,7 +15,7 @@ from . import callbacks, metrics
 from .accelerator import Accelerator
 from .callbacks.base import Callback
 from .context import Context
-from .control import CallbackError, SkipEpoch, StopTraining
+from .control import CallbackError, InputMismatchError, SkipEpoch, StopTraining
 from .lr_finder import LRFinderResult, lr_finder
 from .metrics import Metric, MetricSet
 from .module import LuzModule, fit, set_hparams, set_opt_hparams, setup
@@ -26,8 +26,8 @@ from .serialization import UnsafeFileError, load, load_model_weights, save_model
 from ._version import __version__
 
 __all__ = [
-    "Accelerator", "Callback", "CallbackError", "Context", "Evaluation", "Fitted", "LRFinderResult", "LuzModule",
-    "Metric", "MetricSet", "SkipEpoch", "StopTraining", "UnsafeFileError", "callbacks", "fit", "load",
-    "load_checkpoint", "load_model_weights", "lr_finder", "metrics", "save_model_weights", "set_hparams",
-    "set_opt_hparams", "setup", "__version__",
+    "Accelerator", "Callback", "CallbackError", "Context", "Evaluation", "Fitted", "InputMismatchError",
+    "LRFinderResult", "LuzModule", "Metric", "MetricSet", "SkipEpoch", "StopTraining", "UnsafeFileError",
+    "callbacks", "fit", "load", "load_checkpoint", "load_model_weights", "lr_finder", "metrics",
+    "save_model_weights", "set_hparams", "set_opt_hparams", "setup", "__version__",
 ]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 import platform
+import warnings
 
 import torch
 
 from . import distributed
-from .checks import check_bool, check_int
+from .checks import check_bool, check_int, fail
 from .nested import to_device
 
 
@@ -52,6 +53,18 @@ def pick_device(cpu=False, cuda_index=None):
     return torch.device("cpu")
 
 
+def check_cuda_index(cuda_index):
+    """An error for a CUDA device that doesn't exist; a warning when there is no CUDA at all (CPU/MPS is used)."""
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if cuda_index >= count:
+            fail("cuda_index", f"the index of a CUDA device of this machine (it has {count}: 0..{count - 1})",
+                 cuda_index)
+    else:
+        warnings.warn(f"`cuda_index={cuda_index}` is ignored: no CUDA device is available, so training runs on "
+                      "the CPU (or MPS).", stacklevel=3)
+
+
 class Accelerator:
     """Chooses the device and places the model, optimizer state and batches on it.
 
@@ -74,6 +87,8 @@ class Accelerator:
             cuda_index = check_int(cuda_index, "cuda_index", min_value=0)
         if strategy not in (None, "ddp"):
             raise ValueError(f"`strategy` must be None or 'ddp', got {strategy!r}.")
+        if cuda_index is not None and not cpu and not distributed.requested(strategy):
+            check_cuda_index(cuda_index)
         self.device_placement = device_placement
         self.cpu = cpu
         self.cuda_index = cuda_index

@@ -14,7 +14,8 @@ tensors, numbers, strings, None and dicts/lists/tuples::
      "rng": {"python": {"version", "state" (int64 tensor), "gauss_next"},
              "numpy": {"kind", "keys" (int64 tensor), "pos", "has_gauss", "cached_gaussian"},
              "torch": ByteTensor, "cuda": [ByteTensor, ...] (when CUDA was in use),
-             "generators": {"train"|"valid": ByteTensor} (torch.Generators the loaders use)}}
+             "generators": {"train"|"valid": ByteTensor} (torch.Generators the loaders use)},
+     "hparams": {...}, "opt_hparams": {...}}   # as JSON-like values (model_file.to_json), for AutoResume
 
 It is written to a temporary file in the same directory, flushed to disk and renamed over the
 target with `os.replace`, so a crash at any moment leaves either the old or the new checkpoint.
@@ -32,8 +33,8 @@ from .checks import check_bool
 from .context import Context
 from .distributed import unwrap
 from .files import atomic_write, check_existing, looks_like_safetensors, torch_load
-from .model_file import FORMAT_VERSION, load_state, model_of
-from .records import empty_records
+from .model_file import FORMAT_VERSION, from_json, has_repr, load_state, model_of, to_json
+from .records import check_records, empty_records
 from .rng import get_rng_states, set_rng_states
 
 CHECKPOINT_FORMAT = "pyluz-checkpoint"
@@ -86,7 +87,32 @@ def checkpoint_state(ctx):
         "callbacks": callbacks,
         "records": plain(ctx.records, "`ctx.records`"),
         "rng": get_rng_states(ctx),
+        # What the fit was set up with, so AutoResume can tell a re-run with other settings.
+        "hparams": settings_entry(getattr(ctx, "hparams", None)),
+        "opt_hparams": settings_entry(getattr(ctx, "opt_hparams", None)),
     }
+
+
+def settings_entry(settings):
+    """hparams / opt_hparams as comparable plain data: JSON-like values, `{"$repr": ...}` for the rest."""
+    out = {}
+    for key, value in dict(settings or {}).items():
+        try:
+            out[str(key)] = to_json(value, str(key), strict=True)
+        except (TypeError, ValueError, RuntimeError):
+            out[str(key)] = {"$repr": repr(value)[:1000]}
+    return out
+
+
+def settings_differences(saved, current):
+    """['lr: 0.1 in the file, 0.5 now', ...] for the keys whose values differ (`$repr` values can't be compared)."""
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key, "<unset>"), current.get(key, "<unset>")
+        if a == b or has_repr(a) or has_repr(b):
+            continue
+        diffs.append(f"{key}: {from_json(a)!r} in the file, {from_json(b)!r} now")
+    return diffs
 
 
 def write_checkpoint(ctx, path):
@@ -115,11 +141,37 @@ def read_checkpoint(path, argument="path"):
     if looks_like_safetensors(path):
         raise ValueError(f"`{argument}`: {path!r} is a model file (safetensors), not a checkpoint; use "
                          "pyluz.load() or pyluz.load_model_weights().")
-    state = torch_load(path, argument)
+    state = torch_load(path, argument)  # also bounds the walk: a list-DAG fails here, not in a later loop
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise ValueError(f"`{argument}`: {path!r} is not a pyluz checkpoint (a dict with 'model', 'optimizers', "
                          "'callbacks', 'records', ...).")
+    check_structure(state, path, argument)
     return state
+
+
+def check_structure(state, path, argument="path"):
+    """Raise ValueError unless the parts of a checkpoint dict have the types `checkpoint_state` writes."""
+    def bad(what):
+        return ValueError(f"`{argument}`: {path!r} is not a valid pyluz checkpoint ({what}); the file is damaged or "
+                          "crafted.")
+
+    epoch = state.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise bad(f"'epoch' is {epoch!r}, not a non-negative int")
+    if not isinstance(state.get("optimizers", {}), dict):
+        raise bad("'optimizers' is not a dict")
+    callbacks = state.get("callbacks", [])
+    if not isinstance(callbacks, list) or not all(isinstance(c, dict) and isinstance(c.get("name"), str)
+                                                  for c in callbacks):
+        raise bad("'callbacks' is not a list of {'name': str, 'state': ...}")
+    if not isinstance(state.get("rng", {}) or {}, dict):
+        raise bad("'rng' is not a dict")
+    if state.get("records") is not None:
+        # Records are written as a fresh tree (`plain` copies every container), so sharing means crafting.
+        check_records(state["records"], f"`{argument}`: the records in {path!r}")
+    for key in ("hparams", "opt_hparams"):
+        if not isinstance(state.get(key, {}), dict):
+            raise bad(f"{key!r} is not a dict")
 
 
 def _restore_optimizers(optimizers, saved, path):

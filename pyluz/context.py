@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .events import HookTable
-from .records import empty_records
+from .records import empty_records, int32_safe
 
 
 def split_batch(batch):
@@ -146,8 +146,13 @@ class Context:
             entries[index - 1] = value
 
     def log_metric(self, name: str, value: Any) -> None:
-        """Record metric `name` for the current set (train while training, else valid) and epoch."""
-        self.log("metrics", "train" if self.training else "valid", {name: value}, index=self.epoch)
+        """Record metric `name` for the current set (train while training, else valid) and epoch.
+
+        Integers outside R's 32-bit integer range are recorded as floats (`records.int32_safe`):
+        reticulate would wrap them into wrong R integers (3000000007 -> -1294967289) when the
+        records reach R.
+        """
+        self.log("metrics", "train" if self.training else "valid", {name: int32_safe(value)}, index=self.epoch)
 
     def get_log(self, what: str, set: str, index: int | None = None) -> Any:
         """The entry at `index` (1-based; default: the last), or None."""

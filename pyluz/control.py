@@ -41,3 +41,12 @@ class CallbackError(RuntimeError):
             f"Error in {kind} {name} at {where} (epoch {epoch}, iter {iteration}): "
             f"{type(original).__name__}: {original}"
         )
+
+
+class InputMismatchError(ValueError, RuntimeError):
+    """The first batch of a phase failed in the model or the loss: says which argument and what the model expects.
+
+    A ValueError (bad input) that is also a RuntimeError, so code that caught torch's own
+    "mat1 and mat2 shapes cannot be multiplied" RuntimeError still catches it; the torch error is
+    chained as ``__cause__`` and its message is kept at the end.
+    """

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
+from .checks import check_bool, check_int, message
+
 DEFAULT_BATCH_SIZE = 32
 # Options the fast path honours itself; any other option means a real DataLoader.
 FAST_PATH_OPTIONS = {"batch_size", "shuffle", "drop_last", "generator", "num_workers", "pin_memory",
@@ -119,6 +121,9 @@ def to_tensor(x, argument):
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
     if isinstance(x, np.ndarray):
+        if x.dtype.kind in "USO" and any(isinstance(v, (str, bytes)) for v in x.reshape(-1)[:1000]):
+            raise TypeError(f"`{argument}` holds strings; expected numbers. Encode labels as integer class indices "
+                            "first (e.g. `codes, classes = pandas.factorize(y)`).")
         if x.dtype == object:
             raise TypeError(f"`{argument}` holds Python objects (dtype=object); expected numbers.")
         if np.issubdtype(x.dtype, np.floating):
@@ -145,6 +150,7 @@ def in_memory_tensors(data, argument):
     elif isinstance(data, (tuple, list)) and any(_is_array_like(x) for x in data):
         # An (x, y, ...) layout: every part must be array-like (a list of numbers is converted; a
         # None or an object is an error, not a 2-sample dataset).
+        _check_target_not_in_frame(data, argument)
         tensors = [to_tensor(x, f"{argument}[{i}]") for i, x in enumerate(data)]
     elif isinstance(data, dict) and any(_is_array_like(x) for x in data.values()):
         tensors = {k: to_tensor(x, f"{argument}[{k!r}]") for k, x in data.items()}
@@ -155,6 +161,20 @@ def in_memory_tensors(data, argument):
     if None in sizes.values() or len(set(sizes.values())) != 1:
         raise ValueError(f"`{argument}`: every tensor/array must share the first dimension, got sizes {sizes}.")
     return tensors
+
+
+def _check_target_not_in_frame(data, argument):
+    """(frame, y): a pandas frame that still holds the column y came from would train on the answer."""
+    if len(data) < 2 or not hasattr(data[0], "columns"):
+        return
+    columns = list(getattr(data[0], "columns", []))
+    for i, y in enumerate(data[1:], start=1):
+        names = [getattr(y, "name", None)] if not hasattr(y, "columns") else list(y.columns)
+        held = [n for n in names if n is not None and n in columns]
+        if held:
+            raise ValueError(f"`{argument}[0]` (a DataFrame) still holds the target column(s) {held} that "
+                             f"`{argument}[{i}]` comes from, so the model would see the answer; drop it: "
+                             f"`df.drop(columns={held!r})`.")
 
 
 def check_batch_size(batch_size, argument):
@@ -169,9 +189,19 @@ def _check_options(options, argument="dataloader_options"):
         return {}
     if not isinstance(options, dict):
         raise TypeError(f"`{argument}` must be a dict of DataLoader arguments, got {type(options).__name__}.")
+    bad_keys = [k for k in options if not isinstance(k, str)]
+    if bad_keys:
+        raise TypeError(message(argument, "a dict keyed by DataLoader argument names (strings)",
+                                f"the keys {bad_keys!r}"))
+    options = dict(options)
     if "batch_size" in options:
         check_batch_size(options["batch_size"], f"{argument}['batch_size']")
-    return dict(options)
+    for flag in ("shuffle", "drop_last", "pin_memory", "persistent_workers"):
+        if flag in options:
+            options[flag] = check_bool(options[flag], f"{argument}['{flag}']")
+    if "num_workers" in options:
+        options["num_workers"] = check_int(options["num_workers"], f"{argument}['num_workers']", min_value=0)
+    return options
 
 
 def phase_options(options, phase):
@@ -259,6 +289,9 @@ def split_valid(data, fraction, argument="valid_data"):
     n = (len(next(iter(tensors.values()))) if isinstance(tensors, dict) else len(tensors[0])) if tensors is not None \
         else len(data)
     n_valid = int(n * fraction)
+    if n_valid == 0:
+        raise ValueError(f"`{argument}={fraction!r}` of the {n} rows of `data` selects no validation row; use a "
+                         "larger fraction or pass the validation data itself.")
     perm = torch.randperm(n)
     valid_idx = perm[:n_valid]
     train_idx = perm[n_valid:].sort().values

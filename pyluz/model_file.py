@@ -42,10 +42,11 @@ model file, a checkpoint (its model part) or a `torch.save`d state dict (read we
 """
 
 import collections.abc
-import importlib
+import inspect
 import json
 import math
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -55,8 +56,9 @@ from torch import nn
 from .distributed import unwrap
 from .export import ExportError, ProgramModule, check_entry, is_r_backed, load_program, save_program
 from .files import (UnsafeFileError, atomic_write, check_existing, check_output_path, looks_like_safetensors,
-                    read_safetensors, torch_load)
+                    read_safetensors, read_safetensors_metadata, torch_load)
 from ._version import __version__
+from .records import check_records, empty_records
 
 FITTED_FORMAT = "pyluz-fitted"
 WEIGHTS_FORMAT = "pyluz-weights"
@@ -262,28 +264,104 @@ def read_metadata(path):
     path = check_existing(path)
     if not looks_like_safetensors(path):
         raise ValueError(f"`path`: {path!r} is not a pyluz model file (a safetensors file).")
-    from safetensors import safe_open
+    info = read_safetensors_metadata(path)
+    return from_json(info) if info is not None else {}
 
-    try:
-        with safe_open(path, framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-    except Exception as e:
-        raise ValueError(f"`path`: {path!r} is not a readable safetensors file ({e}).") from e
-    return from_json(json.loads(meta["pyluz"])) if "pyluz" in meta else {}
+
+class NotImportedError(ImportError):
+    """The module a file names is not imported in this process (pyluz never imports it on its own)."""
 
 
 def _resolve_import_path(spec, path):
+    """The object `package.module:Qual.Name` names, found only among modules already imported.
+
+    Importing a module named by a file runs that module's code (`antigravity` opens a browser,
+    `unittest.__main__` exits, `tqdm.__main__` reads stdin), so a module that is not in
+    `sys.modules` is an error asking for `module=`. Attributes are looked up statically
+    (`inspect.getattr_static`), so neither a module `__getattr__` (lazy imports) nor a descriptor runs.
+    """
+    if not isinstance(spec, str):
+        raise LookupError(f"{spec!r} is not an import path")
     modname, _, qualname = spec.partition(":")
     if not modname or not qualname or "<locals>" in qualname or "<lambda>" in qualname:
         raise LookupError(f"{spec!r} is not importable (defined inside a function)")
-    obj = importlib.import_module(modname)
+    obj = sys.modules.get(modname)
+    if obj is None:
+        raise NotImportedError(f"the module {modname!r} is not imported in this process, and pyluz never imports a "
+                               f"module named by a file (importing runs its code); `import {modname}` first if you "
+                               "trust it")
     for part in qualname.split("."):
-        obj = getattr(obj, part)
+        try:
+            obj = inspect.getattr_static(obj, part)
+        except AttributeError:
+            raise LookupError(f"{modname!r} has no attribute {qualname!r}") from None
     return obj
 
 
-def build_module(info, module, path):
+def build_checked(factory, hparams, shapes, spec, path, how):
+    """`factory(**hparams)`, built for real only after a build on the `meta` device matched the file's shapes.
+
+    A file can name any imported nn.Module class with any hparams (a 30000x30000 `torch.nn:Linear`
+    would allocate 3.4 GB before the weights fail to fit); on `meta` nothing is allocated. The
+    constructor is still code the file chose to run, so every exception, `SystemExit` included, becomes a
+    RuntimeError here (Ctrl-C still propagates).
+    """
+    name = getattr(factory, "__name__", type(factory).__name__)
+
+    def build(device):
+        try:
+            with torch.device(device):
+                return factory(**hparams)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:
+            raise RuntimeError(f"Building the module {name}(**hparams) with the saved hparams {sorted(hparams)} failed "
+                               f"({type(e).__name__}: {e}); {how}.") from e
+
+    try:
+        skeleton = build("meta")
+    except RuntimeError:
+        skeleton = None  # a constructor that computes on its tensors can't run on meta; checked after the build
+    if skeleton is not None:
+        _check_shapes(skeleton, shapes, spec, path, how)
+        del skeleton
+    model = build("cpu")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
+    return model
+
+
+def _check_shapes(model, shapes, spec, path, how):
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    if expected == shapes:
+        return
+    missing = sorted(set(expected) - set(shapes))[:5]
+    unexpected = sorted(set(shapes) - set(expected))[:5]
+    wrong = [f"{k}: model {expected[k]}, file {shapes[k]}" for k in sorted(set(expected) & set(shapes))
+             if expected[k] != shapes[k]][:5]
+    detail = "; ".join(part for part in (
+        f"missing in the file: {missing}" if missing else "",
+        f"not in the model: {unexpected}" if unexpected else "",
+        f"different shapes: {wrong}" if wrong else "") if part)
+    where = ""
+    if isinstance(spec, str) and spec.startswith("__main__:"):
+        where = (f" The file was saved from a script's `__main__`; the class {spec.partition(':')[2]!r} of this "
+                 "script's `__main__` is not the one it was saved from.")
+    raise ValueError(f"The module {spec!r} built with the hparams saved in {path!r} does not match the file's weights "
+                     f"({detail}).{where} Nothing was built for real; {how}.")
+
+
+def build_module(info, module, path, shapes=None):
+    """`(model, source)` for a fitted model file's metadata `info`: `module=` when given, else the saved class.
+
+    `shapes` (`{name: shape}` of the file's tensors) is given when the class comes from the file:
+    it is then built on `meta` first and compared (`build_checked`).
+    """
     hparams = from_json(info.get("hparams") or {})
+    if not isinstance(hparams, dict):
+        raise ValueError(f"The hparams saved in {path!r} are not a dict; the file is damaged or crafted.")
     spec = info.get("module")
     kind = info.get("module_kind", "class")
     how = f"pass it explicitly: pyluz.load({path!r}, module=<the class or a built instance>)"
@@ -302,6 +380,8 @@ def build_module(info, module, path):
             raise ValueError(f"{path!r} does not say which module class it holds; {how}.")
         try:
             factory = _resolve_import_path(spec, path)
+        except NotImportedError as e:
+            raise NotImportedError(f"Could not find the module {spec!r} saved in {path!r}: {e}; or {how}.") from e
         except Exception as e:
             raise ImportError(f"Could not import the module {spec!r} saved in {path!r} "
                               f"({type(e).__name__}: {e}); {how}.") from e
@@ -316,15 +396,17 @@ def build_module(info, module, path):
         bad = [k for k, v in hparams.items() if has_repr(v)]
         raise ValueError(f"The hparams {bad} of {path!r} could not be saved, so the module can't be rebuilt from "
                          f"them; pass `module=` an already built instance.")
-    try:
-        model = factory(**hparams)
-    except Exception as e:
-        name = getattr(factory, "__name__", type(factory).__name__)
-        raise RuntimeError(f"Building the module {name}(**hparams) with the saved hparams {sorted(hparams)} failed "
-                           f"({type(e).__name__}: {e}); {how}.") from e
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
-    return model, factory
+    if shapes is None:  # a factory given by the caller is the caller's code: build it directly
+        try:
+            model = factory(**hparams)
+        except Exception as e:
+            name = getattr(factory, "__name__", type(factory).__name__)
+            raise RuntimeError(f"Building the module {name}(**hparams) with the saved hparams {sorted(hparams)} "
+                               f"failed ({type(e).__name__}: {e}); {how}.") from e
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
+        return model, factory
+    return build_checked(factory, hparams, shapes, spec, path, how), factory
 
 
 
@@ -350,8 +432,14 @@ def read_fitted(path, module=None, trust_program=False):
     program = info.get("program") if module is None else None
     if program is not None:
         check_entry(program, path)
+    records = check_records(from_json(info.get("records") or empty_records()), f"The records saved in {path!r}")
+    opt_names = info.get("opt_names") or ["opt"]
+    if not (isinstance(opt_names, list) and all(isinstance(n, str) for n in opt_names)):
+        raise ValueError(f"The optimizer names saved in {path!r} are not a list of strings; the file is damaged or "
+                         "crafted.")
+    shapes = {k: tuple(t.shape) for k, t in tensors.items()} if module is None else None
     try:
-        model, source = build_module(info, module, path)
+        model, source = build_module(info, module, path, shapes)
     except (ImportError, ValueError, RuntimeError) as e:
         # `reason` tells front ends which of their own arguments to suggest, without parsing text
         if not program:
@@ -369,9 +457,9 @@ def read_fitted(path, module=None, trust_program=False):
         load_state(model, tensors, path)
     return model, source, {**info, "hparams": from_json(info.get("hparams") or {}),
                            "opt_hparams": from_json(info.get("opt_hparams") or {}),
-                           "records": from_json(info.get("records") or {"metrics": {"train": [], "valid": []}})}
+                           "records": records, "opt_names": opt_names}
 
 
 __all__ = ["FITTED_FORMAT", "WEIGHTS_FORMAT", "FORMAT_VERSION", "model_of", "to_json", "from_json", "has_repr",
            "state_tensors", "write_safetensors", "read_state_file", "load_state", "write_fitted", "write_weights",
-           "read_metadata", "build_module", "read_fitted"]
+           "read_metadata", "NotImportedError", "build_checked", "build_module", "read_fitted"]

@@ -10,6 +10,10 @@ and a list `<name>_<i>` (0-based):
 [('loss_gen', 0.5), ('loss_disc', 0.7), ('acc', 0.9)]
 """
 
+import torch
+
+from .files import MAX_NODES, PLAIN_LEAVES, check_plain_tree
+
 SETS = ("train", "valid")
 
 
@@ -41,4 +45,53 @@ def metric_rows(records):
     return rows
 
 
-__all__ = ["SETS", "empty_records", "flat_value", "flat_metrics", "metric_rows"]
+INT32_MAX = 2**31 - 1
+
+
+def int32_safe(value):
+    """`value` with every int beyond +-(2**31 - 1) (not bool) as a float, inside lists/tuples/dicts too.
+
+    Metric values reach R through reticulate, which wraps such ints into wrong R integers.
+
+    >>> int32_safe({"n": 3_000_000_007, "k": [1, True]})
+    {'n': 3000000007.0, 'k': [1, True]}
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value) if abs(value) > INT32_MAX else value
+    if isinstance(value, dict):
+        return {k: int32_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(int32_safe(v) for v in value)
+    return value
+
+
+RECORD_LEAVES = (*PLAIN_LEAVES, torch.Tensor)
+
+
+def check_records(records, where, budget=MAX_NODES):
+    """Records as a file holds them: a dict of plain trees (numbers, strings, tensors), no sharing, within budget.
+
+    `where` starts the error message (``"The records saved in 'model.safetensors'"``).
+
+    >>> check_records({"metrics": {"train": [{"loss": 0.5}], "valid": []}}, "records")
+    {'metrics': {'train': [{'loss': 0.5}], 'valid': []}}
+    """
+    if not isinstance(records, dict):
+        raise ValueError(f"{where} must be a dict, got {type(records).__name__}; the file is damaged or crafted.")
+    check_plain_tree(records, where, leaves=RECORD_LEAVES, budget=budget)
+    metrics = records.get("metrics", {"train": [], "valid": []})
+    if not isinstance(metrics, dict) or not all(isinstance(metrics.get(s, []), list) for s in SETS):
+        raise ValueError(f"{where}['metrics'] must be a dict with 'train' and 'valid' lists; the file is damaged or "
+                         "crafted.")
+    for split in SETS:
+        for i, entry in enumerate(metrics.get(split, [])):
+            if not isinstance(entry, dict):
+                raise ValueError(f"{where}['metrics'][{split!r}][{i}] must be a dict of metric values, got "
+                                 f"{type(entry).__name__}; the file is damaged or crafted.")
+    return records
+
+
+__all__ = ["SETS", "empty_records", "flat_value", "flat_metrics", "metric_rows", "INT32_MAX", "int32_safe",
+           "RECORD_LEAVES", "check_records"]

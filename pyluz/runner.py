@@ -8,14 +8,16 @@ import functools
 import numbers
 from dataclasses import dataclass
 
-from .accelerator import Accelerator
+import torch
+
+from .accelerator import Accelerator, move_to_device
 from .callbacks.base import check_callbacks, order_callbacks
 from .callbacks.defaults import default_evaluate_callbacks, default_fit_callbacks, default_predict_callbacks
 from .callbacks.progress import default_verbose
-from .checks import check_optional_bool, check_type
+from .checks import check_optional_bool, check_type, fail
 from .context import Context
-from .control import ControlFlow
-from .data import as_batches, num_batches, split_valid
+from .control import CallbackError, ControlFlow, InputMismatchError
+from .data import TensorBatches, as_batches, num_batches, split_valid
 from .distributed import unwrap
 from .loop import default_step, fit_loop, predict_loop, valid_loop
 from .metrics import as_metric_set
@@ -71,12 +73,26 @@ def check_has_batches(loader):
                          "size, or {'drop_last': False}.")
 
 
-def outside_fit(loop, name, *args):
-    """Run an evaluate/predict loop; the fit-only control flow (StopTraining, SkipEpoch) is a clear error."""
+def outside_fit(loop, name, *args, argument="data"):
+    """Run an evaluate/predict loop; the fit-only control flow (StopTraining, SkipEpoch) is a clear error.
+
+    A first batch that doesn't fit the model is an InputMismatchError naming `argument`.
+    """
     try:
         return loop(*args)
     except ControlFlow as e:
         raise RuntimeError(f"{type(e).__name__} was raised during {name}(); it only steers fit().") from e
+    except Exception as e:
+        clearer = explain_input_error(e, args[0], argument)
+        if clearer is None:
+            raise
+        raise clearer from e
+
+
+def check_given(data, argument, fn):
+    """ValueError when `data` is None: evaluate()/predict() always need data."""
+    if data is None:
+        fail(argument, f"the data for {fn}() (tensors, arrays, a Dataset or a DataLoader)", data)
 
 
 def model_step(model, ctx):
@@ -98,8 +114,7 @@ def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accele
     accelerator = check_accelerator(accelerator)
     verbose = check_verbose(verbose)
     metric_set = as_metric_set(luz_module.metrics)
-    if data is None:
-        raise ValueError("`data` is required: pass a DataLoader, Dataset, tensors or arrays.")
+    check_given(data, "data", "fit")
     if _is_fraction(valid_data):
         data, valid_data = split_valid(data, valid_data)
 
@@ -109,6 +124,9 @@ def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accele
     train = as_batches(data, dataloader_options, "train", "data", pin)
     check_has_batches(train)
     valid = as_batches(valid_data, dataloader_options, "valid", "valid_data", pin)
+    if valid is not None and num_batches(valid) == 0:
+        raise ValueError("`valid_data` has no rows, so validation would compute nothing; pass validation data with "
+                         "rows, or leave `valid_data` out.")
     model, optimizers, train, valid = accelerator.prepare(model, optimizers, train, valid)
 
     defaults = default_fit_callbacks(metric_set)
@@ -123,12 +141,112 @@ def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accele
     attach_context(model, ctx)
     try:
         fit_loop(ctx)
+    except BaseException as error:
+        clearer = explain_input_error(error, ctx, "data" if ctx.training else "valid_data")
+        keep_progress(clearer or error, module, ctx.records)
+        if clearer is not None:
+            raise clearer from error
+        raise
     finally:
         attach_context(model, None)
         records = ctx.records
         ctx.clean()
     # Under DDP `model` is the DistributedDataParallel wrapper; the fitted model is the user's module.
     return FitRun(model=module, records=records, opt_names=list(optimizers))
+
+
+def _describe(value, depth=0):
+    if isinstance(value, torch.Tensor):
+        return f"shape {tuple(value.shape)}, {str(value.dtype).replace('torch.', '')}"
+    if value is None:
+        return "None"
+    if isinstance(value, (list, tuple)) and depth < 1:
+        parts = ", ".join(_describe(v, depth + 1) for v in value[:4])
+        return f"{type(value).__name__} of [{parts}{', ...' if len(value) > 4 else ''}]"
+    if isinstance(value, dict) and depth < 1:
+        parts = ", ".join(f"{k!r}: {_describe(v, depth + 1)}" for k, v in list(value.items())[:4])
+        return f"dict of {{{parts}}}"
+    return type(value).__name__
+
+
+def _model_expects(model):
+    """What the model's first layer takes, in words (None when it has no recognisable first layer)."""
+    model = unwrap(model)
+    dtype = next((p.dtype for p in model.parameters()), None) if isinstance(model, torch.nn.Module) else None
+    dtype = f"; its parameters are {str(dtype).replace('torch.', '')}" if dtype is not None else ""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    for name, layer in model.named_modules():
+        for attr, what in (("in_features", "input features (the last dim)"), ("in_channels", "input channels (dim 1)"),
+                           ("num_embeddings", "as the number of embeddings (integer indices below it)")):
+            n = getattr(layer, attr, None)
+            if isinstance(n, int):
+                layer_name = f"its first layer `{name}` ({type(layer).__name__})" if name else \
+                    f"the model ({type(layer).__name__})"
+                return f"{layer_name} expects {n} {what}{dtype}"
+    return dtype[2:] or None
+
+
+# Errors torch raises when a batch doesn't fit the model or the loss (shapes, dtypes, a missing target).
+_MISMATCH_HINTS = ("shapes cannot be multiplied", "same dtype", "size mismatch", "must match the size", "expected input",
+                   "Expected input", "expected scalar type", "Input type", "should be the same", "Expected target",
+                   "Target size", "target size", "input of size", "channels", "NoneType", "dimension",
+                   "Expected floating point", "not implemented for", "out of range", "index out of bounds")
+
+
+def explain_input_error(error, ctx, argument):
+    """An InputMismatchError naming `argument` for an error in the first batch of a phase, else None.
+
+    Only the first batch of a phase is explained (iter 1): a shape or dtype mismatch between the
+    data and the model shows up there, and later errors are the model's own. Callback and metric
+    errors already say where they come from.
+    """
+    if (not isinstance(error, (RuntimeError, TypeError, ValueError, IndexError, AttributeError))
+            or isinstance(error, (CallbackError, ControlFlow, InputMismatchError)) or getattr(ctx, "iter", 0) != 1
+            or not any(hint in str(error) for hint in _MISMATCH_HINTS)):
+        return None
+    batch_input, target = getattr(ctx, "input", None), getattr(ctx, "target", None)
+    if batch_input is None and target is None:
+        return None
+    expects = _model_expects(ctx.model)
+    parts = [f"The first batch of `{argument}` did not fit the model or the loss: input {_describe(batch_input)}"]
+    if argument != "newdata":
+        parts.append(f", target {_describe(target)}")
+    parts.append(f"; {expects}." if expects else ".")
+    if argument != "newdata" and target is None:
+        parts.append(f" `{argument}` gives no target: pass `(x, y)` (a list `[x]`, a tuple `(x,)` or `x` alone has "
+                     "only inputs).")
+    params = next((p for p in unwrap(ctx.model).parameters()), None) if isinstance(unwrap(ctx.model), torch.nn.Module) \
+        else None
+    takes_indices = any(isinstance(m, torch.nn.Embedding) for m in unwrap(ctx.model).modules()) \
+        if isinstance(unwrap(ctx.model), torch.nn.Module) else False
+    if (isinstance(batch_input, torch.Tensor) and params is not None and params.is_floating_point()
+            and batch_input.dtype != params.dtype and not takes_indices):
+        wanted = str(params.dtype).replace("torch.", "")
+        parts.append(f" The input is {str(batch_input.dtype).replace('torch.', '')} but the model computes in "
+                     f"{wanted}: convert it first (e.g. `x.to(torch.{wanted})`).")
+    parts.append(f" ({type(error).__name__}: {error})")
+    return InputMismatchError("".join(parts))
+
+
+def keep_progress(error, model, records):
+    """Attach what a failed fit had done to the error it raises: `.records` (the finished epochs) and `.model`.
+
+    The error keeps its type (CallbackError, or the model's own error), so `except` clauses users
+    already have still catch it; they read `error.records` / `error.model` to keep the work.
+
+    Example::
+
+        try:
+            fitted = model.fit(data, epochs=100)
+        except Exception as e:
+            records, trained = getattr(e, "records", None), getattr(e, "model", None)
+    """
+    try:
+        error.records = records
+        error.model = model
+    except (AttributeError, TypeError):  # an exception type without a __dict__
+        pass
 
 
 def _eval_context(fitted, callbacks, defaults, accelerator, verbose):
@@ -151,12 +269,13 @@ def run_evaluate(fitted, data, metrics=None, callbacks=None, accelerator=None, v
     if ctx.loss_fn is None and not callable(getattr(ctx.model, "step", None)):
         raise ValueError("evaluate() needs a loss, but this model has none (e.g. it was loaded without one): "
                          "pass `loss=` to pyluz.load().")
+    check_given(data, "data", "evaluate")
     loader = as_batches(data, dataloader_options, "valid", "data", ctx.accelerator.pin_memory)
     ctx.data = ctx.valid_data = ctx.accelerator.prepare_loader(loader)
     ctx.step = model_step(ctx.model, ctx)
     attach_context(ctx.model, ctx)
     try:
-        outside_fit(valid_loop, "evaluate", ctx)
+        outside_fit(valid_loop, "evaluate", ctx, argument="data")
     finally:
         attach_context(ctx.model, None)
         records = ctx.records
@@ -167,6 +286,7 @@ def run_evaluate(fitted, data, metrics=None, callbacks=None, accelerator=None, v
 def run_predict(fitted, newdata, stack=True, callbacks=None, accelerator=None, verbose=None,
                 dataloader_options=None, **kwargs):
     """The outputs of `fitted`'s model over `newdata`: stacked (`stack=True`) or the per-batch list."""
+    check_given(newdata, "newdata", "predict")
     ctx = _eval_context(fitted, callbacks, default_predict_callbacks(), accelerator, verbose)
     loader = as_batches(newdata, dataloader_options, "predict", "newdata", ctx.accelerator.pin_memory)
     ctx.data = ctx.accelerator.prepare_loader(loader)
@@ -177,11 +297,22 @@ def run_predict(fitted, newdata, stack=True, callbacks=None, accelerator=None, v
         predict_fn = model
     attach_context(model, ctx)
     try:
-        preds = outside_fit(predict_loop, "predict", ctx, predict_fn, kwargs)
+        preds = outside_fit(predict_loop, "predict", ctx, predict_fn, kwargs, argument="newdata")
+        if not preds and isinstance(loader, TensorBatches) and loader.n == 0:
+            preds = [predict_zero_rows(ctx, loader, predict_fn, kwargs)]
     finally:
         attach_context(model, None)
         ctx.clean()
     return stack_predictions(preds) if stack else preds
+
+
+def predict_zero_rows(ctx, loader, predict_fn, kwargs):
+    """The model's output for 0 rows (e.g. shape (0, C)), so predicting nothing has the usual columns."""
+    tensors = loader.tensors
+    batch = {k: t[:0] for k, t in tensors.items()} if isinstance(tensors, dict) else [t[:0] for t in tensors]
+    ctx.batch = move_to_device(batch, ctx.accelerator.device) if ctx.accelerator.device_placement else batch
+    with torch.no_grad():
+        return predict_fn(ctx.input, **kwargs)
 
 
 def stack_predictions(preds):

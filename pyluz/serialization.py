@@ -60,6 +60,14 @@ def load(path: str | os.PathLike, module: Any = None, loss: Callable | None = No
     torch can run code stored in a program file while loading it, so pass `trust_program=True`
     only for files you trust. `module=` wins when given.
 
+    What a file can and can't make happen: `trust_program=True` is the only option that runs code
+    stored in a file. Without it, the file can only name a class: pyluz looks it up among the modules
+    already imported (it never imports a module a file names; import it yourself, or pass
+    `module=`), accepts only `nn.Module` subclasses, builds it first on the `meta` device and
+    compares its state-dict shapes with the file's tensors before building it for real, and turns
+    anything the constructor raises (`SystemExit` too) into an error. Metadata is size-capped and
+    only regular files are opened (never a FIFO or a device).
+
     Example:
 
     >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
@@ -79,8 +87,7 @@ def load(path: str | os.PathLike, module: Any = None, loss: Callable | None = No
     model, source, info = read_fitted(path, module=module, trust_program=trust_program)
     luz_module = LuzModule(source, loss=loss, optimizer=optimizer, metrics=metrics, hparams=info["hparams"],
                            opt_hparams=info["opt_hparams"])
-    return Fitted(model=model, records=info["records"], luz_module=luz_module,
-                  opt_names=info.get("opt_names") or ["opt"])
+    return Fitted(model=model, records=info["records"], luz_module=luz_module, opt_names=info["opt_names"])
 
 
 def save_model_weights(obj: Fitted | nn.Module, path: str | os.PathLike) -> str:

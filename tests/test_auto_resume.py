@@ -182,8 +182,8 @@ def test_resume_message_when_verbose(tmp_path, capsys):
     with pytest.raises(pyluz.CallbackError):
         rr.fit(state, [Crash(2, 1)])
     torch.manual_seed(42)
-    model = pyluz.setup(rr.Net, loss=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
-    # Same callbacks, verbose.
+    model = pyluz.setup(rr.Net, loss=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_opt_hparams(lr=0.02)
+    # Same settings and callbacks, verbose (other settings are refused: test_failure_state.py).
     cbs = [rr.NoisyLoss(), rr.StepLR(), EarlyStopping(patience=100), AutoResume(state)]
     model.fit(rr.data(), epochs=rr.EPOCHS, valid_data=0.2, callbacks=cbs, verbose=True,
               dataloader_options={"batch_size": 16})

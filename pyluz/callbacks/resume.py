@@ -4,7 +4,8 @@ import os
 import sys
 import warnings
 
-from ..checkpoints import apply_checkpoint, load_checkpoint, read_checkpoint, write_checkpoint
+from ..checkpoints import (apply_checkpoint, load_checkpoint, read_checkpoint, settings_differences, settings_entry,
+                           write_checkpoint)
 from ..control import SkipEpoch
 from ..distributed import is_main_process
 from ..checks import check_bool, check_path
@@ -36,6 +37,15 @@ class AutoResume(Callback):
     resumes. Weight `inf`; list it after EarlyStopping so its checkpoint includes the early
     stopping state of the same epoch.
 
+    Safety: resuming **raises ValueError** when the re-run's hparams or opt_hparams differ from
+    those the file was written with (e.g. `lr=0.5` now, `0.1` then): the restored optimizer state
+    would silently keep the old values. Restore the settings or delete the file. While a fit runs,
+    it holds an exclusive lock (`fcntl.flock` on `.<name>.lock` next to `path`, released by the
+    kernel even after SIGKILL), so a second live process on the same file is refused with an error
+    naming its pid; a fit in the same process takes the lock over (after a fit that raised, the
+    lock stays with this process until its next fit on `path` ends, or it exits). Temp files are
+    removed only when the process that wrote them is dead.
+
     Example:
 
     >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
@@ -63,10 +73,12 @@ class AutoResume(Callback):
         self.interrupted = False
         self._check_order()
         if is_main_process():
+            hold_lock(self.path)  # before touching the state file: one live fit per file
             remove_temp_files(self.path)  # left by a process killed while writing
         if not os.path.exists(self.path):
             return
         state = read_checkpoint(self.path)
+        self._check_settings(state)
         try:
             apply_checkpoint(ctx, state, self.path, restore_model_state=True, restore_records=True,
                              restore_optimizer_state=True, restore_callbacks_state=True, restore_rng_state=True)
@@ -75,6 +87,18 @@ class AutoResume(Callback):
                                "model or setup? Delete the file to start fresh.") from e
         self.resume_epoch = int(state.get("epoch", 0))
         _message(ctx, f"Resuming training from {self.path} (epoch {self.resume_epoch} of {ctx.max_epochs} done).")
+
+    def _check_settings(self, state):
+        ctx = self.ctx
+        diffs = []
+        for key, label in (("hparams", "hparams"), ("opt_hparams", "opt_hparams")):
+            if key in state:  # files from before this check don't have them
+                diffs += [f"{label} {d}" for d in settings_differences(state[key] or {}, settings_entry(getattr(
+                    ctx, key, None)))]
+        if diffs:
+            raise ValueError(f"AutoResume: {self.path!r} was written by a fit with other settings ({'; '.join(diffs)}). "
+                             "Resuming would silently train with the file's optimizer state and weights; restore the "
+                             "original settings to resume. Delete the file to start fresh with the new ones.")
 
     def _check_order(self):
         callbacks = self.ctx.callbacks
@@ -103,19 +127,82 @@ class AutoResume(Callback):
                 os.remove(self.path)
             except FileNotFoundError:
                 pass
+        if is_main_process():
+            release_lock(self.path)
         self.resume_epoch = 0
 
     def __repr__(self):
         return f"AutoResume(path={self.path!r})"
 
 
+# -- one live fit per state file ------------------------------------------------------------------
+
+_HELD = {}  # lock path -> open file whose flock this process holds
+
+
+def _lock_path(path):
+    path = os.path.abspath(path)
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
+
+
+def hold_lock(path):
+    """Take the exclusive lock of state file `path`, or raise RuntimeError naming the live process that has it.
+
+    `flock` locks die with their process (SIGKILL included), so a stale lock file never blocks; the
+    pid written into it only serves the message. Without `fcntl` (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return
+    lock = _lock_path(path)
+    if lock in _HELD:
+        return
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    while True:
+        f = open(lock, "a+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "unknown"
+            f.close()
+            raise RuntimeError(f"AutoResume: another live process (pid {owner}) is training with the state file "
+                               f"{path!r}. Two fits writing one state file would overwrite each other's progress; "
+                               "wait for it to finish, or give this fit another path.") from None
+        try:
+            same = os.path.samestat(os.fstat(f.fileno()), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()  # the holder removed the file between our open and flock: lock the new one
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    _HELD[lock] = f
+
+
+def release_lock(path):
+    """Release (and remove) the lock `hold_lock(path)` took; removal happens while still holding it."""
+    f = _HELD.pop(_lock_path(path), None)
+    if f is None:
+        return
+    try:
+        os.unlink(_lock_path(path))
+    except OSError:
+        pass
+    f.close()  # closing the descriptor releases the flock
+
+
 def latest_checkpoint(path):
-    """`path` itself when it is a file; for a directory, its last file in sorted order; None when nothing is there."""
+    """`path` itself when it exists; for a directory, its last file in sorted order; None when nothing is there."""
     if os.path.isdir(path):
         files = sorted(f for f in os.listdir(path)
                        if not f.startswith(".") and os.path.isfile(os.path.join(path, f)))
         return os.path.join(path, files[-1]) if files else None
-    return path if os.path.isfile(path) else None
+    return path if os.path.exists(path) else None  # a FIFO or device is then refused clearly by the reader
 
 
 class ResumeFromCheckpoint(Callback):

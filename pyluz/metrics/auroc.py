@@ -17,7 +17,7 @@ import torch
 
 from ..checks import check_bool, check_choice, check_int
 from ..checks import is_bool as _is_bool
-from .base import Metric, check_class_scores, same_numel
+from .base import Metric, check_class_scores, class_index_hint, count_outside, raise_bad_targets, same_numel
 
 __all__ = ["BinaryAUROC", "MulticlassAUROC"]
 
@@ -179,6 +179,7 @@ class MulticlassAUROC(_AUROCBase):
         shape = (rows, self.num_thresholds + 1)
         self.pos_counts = torch.zeros(shape, dtype=torch.int64, device=device)
         self.neg_counts = torch.zeros(shape, dtype=torch.int64, device=device)
+        self.bad_targets = torch.zeros((), dtype=torch.int64, device=device)  # checked at compute
 
     def update(self, preds, target):
         owner = type(self).__name__
@@ -201,6 +202,7 @@ class MulticlassAUROC(_AUROCBase):
                 f"got shape {tuple(target.shape)}"
             )
         labels = target.reshape(-1, 1)
+        self.bad_targets += count_outside(labels, self.index_base, num_classes + self.index_base)
         if self.index_base:
             labels = labels - self.index_base
         classes = torch.arange(num_classes, device=labels.device)
@@ -218,6 +220,9 @@ class MulticlassAUROC(_AUROCBase):
     def compute(self):
         if self.num_classes is None:
             return float("nan")
+        raise_bad_targets(type(self).__name__, self.bad_targets,
+                          f"class indices in {self.index_base}..{self.num_classes + self.index_base - 1}",
+                          class_index_hint(self.index_base, self.num_classes))
         tpr, tnr, n_pos = _rates(self.pos_counts, self.neg_counts)
         step = torch.diff(tnr, dim=-1, prepend=torch.zeros(tnr.shape[0], 1, dtype=tnr.dtype))
         aucs = ((tpr * step).sum(-1) + (tpr[:, :-1] * step[:, 1:]).sum(-1)) / 2

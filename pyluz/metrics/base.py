@@ -62,6 +62,43 @@ def same_numel(owner, preds, target):
     return preds.reshape(-1), target.reshape(-1)
 
 
+# Target checks without a host sync: `update` adds the number of bad targets of the batch to a
+# device counter (one small kernel, additive, so DDP's sum-reduction keeps it right) and `compute`,
+# which reads values back anyway, raises. Checking on the host per batch (`.any().item()`) would
+# stall the GPU every step; checking only the first batch would miss a bad label later on. The
+# error then comes at the end of the epoch's phase instead of at the bad batch.
+
+def count_outside(target: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """The number of ``target`` values outside ``lo <= t < hi`` (or not whole numbers), as a device tensor."""
+    if target.dtype == torch.bool:
+        return torch.zeros((), dtype=torch.int64, device=target.device)
+    bad = (target < lo) | (target >= hi)
+    if target.is_floating_point():
+        bad |= target != torch.round(target)  # NaN too (NaN != NaN)
+    return bad.sum()
+
+
+def count_not_binary(target: torch.Tensor) -> torch.Tensor:
+    """The number of ``target`` values other than 0 and 1, as a device tensor."""
+    if target.dtype == torch.bool:
+        return torch.zeros((), dtype=torch.int64, device=target.device)
+    return ((target != 0) & (target != 1)).sum()
+
+
+def raise_bad_targets(owner: str, count: torch.Tensor, expected: str, hint: str = "") -> None:
+    """At compute: raise ValueError when ``count`` (from ``count_outside``/``count_not_binary``) is not 0."""
+    n = int(count.item())
+    if n:
+        raise ValueError(f"{owner}: {n} value(s) of `target` are not {expected}{hint}")
+
+
+def class_index_hint(index_base: int, num_classes) -> str:
+    other = 1 - index_base
+    classes = f" and {num_classes} classes" if num_classes is not None else ""
+    return (f" (index_base={index_base}{classes}; labels counted from {other}? use index_base={other}; R's "
+            "luz counts from 1, Python from 0)")
+
+
 def host_ratio(num: torch.Tensor, den: torch.Tensor) -> float:
     """``num / den`` as a Python float (nan when ``den`` is 0). Syncs."""
     d = den.item()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..checks import check_int, check_real
-from .base import Metric, check_class_scores, check_tensor, host_ratio, same_numel
+from .base import (Metric, check_class_scores, check_tensor, class_index_hint, count_not_binary, count_outside,
+                   host_ratio, raise_bad_targets, same_numel)
 
 __all__ = ["Accuracy", "BinaryAccuracy", "BinaryAccuracyWithLogits"]
 
@@ -34,10 +35,14 @@ class Accuracy(Metric):
         self.index_base = check_int(index_base, "index_base", "Accuracy", choices=(0, 1))
         self.correct = torch.zeros((), dtype=torch.int64)
         self.total = torch.zeros((), dtype=torch.int64)
+        self.bad_targets = torch.zeros((), dtype=torch.int64)  # checked at compute (see base.count_outside)
+        self.num_classes = None
 
     def update(self, preds, target):
         owner = type(self).__name__
         preds, target = check_class_scores(owner, preds, target)
+        self.num_classes = preds.shape[1]
+        self.bad_targets += count_outside(target, self.index_base, self.num_classes + self.index_base)
         pred_idx = preds.argmax(dim=1)
         if target.shape != pred_idx.shape:
             if target.numel() != pred_idx.numel():
@@ -52,6 +57,9 @@ class Accuracy(Metric):
         self.total += pred_idx.numel()
 
     def compute(self):
+        raise_bad_targets(type(self).__name__, self.bad_targets,
+                          f"class indices in {self.index_base}..{(self.num_classes or 0) + self.index_base - 1}",
+                          class_index_hint(self.index_base, self.num_classes))
         return host_ratio(self.correct, self.total)
 
 
@@ -73,14 +81,18 @@ class BinaryAccuracy(Metric):
         self.threshold = check_real(threshold, "threshold", type(self).__name__, lo=0.0, hi=1.0)
         self.correct = torch.zeros((), dtype=torch.int64)
         self.total = torch.zeros((), dtype=torch.int64)
+        self.bad_targets = torch.zeros((), dtype=torch.int64)  # checked at compute (see base.count_outside)
 
     def update(self, preds, target):
         preds, target = same_numel(type(self).__name__, preds, target)
+        self.bad_targets += count_not_binary(target)
         hits = (preds > self.threshold).to(target.dtype) == target
         self.correct += hits.sum()
         self.total += hits.numel()
 
     def compute(self):
+        raise_bad_targets(type(self).__name__, self.bad_targets, "0 or 1",
+                          " (binary accuracy needs 0/1 targets; for class indices use Accuracy)")
         return host_ratio(self.correct, self.total)
 
 

@@ -75,7 +75,16 @@ engine_context_text <- function(info) {
 }
 
 rethrow_engine_error <- function(e, info, call) {
-  if (is.null(info)) stop(e)
+  if (is.null(info)) {
+    # Nothing recorded by the engine: reticulate failed to pass an argument (an Rcpp::exception) or
+    # Python failed outside errors.call(). Still a pyluz_error, so callers catch one class.
+    if (inherits(e, "pyluz_error")) stop(e)
+    stop(structure(
+      class = c("pyluz_conversion_error", "pyluz_error", "error", "condition"),
+      list(message = paste0("Could not pass the arguments to the pyluz engine: ", conditionMessage(e)),
+           call = if (is.environment(call)) rlang::frame_call(call) else call, parent = e)
+    ))
+  }
   context <- engine_context_text(info)
   if (!is.null(info$tag)) {
     orig <- take_condition(info$tag)
@@ -156,8 +165,15 @@ is_whole <- function(x) {
 
 # Hyperparameters for modules: whole doubles become integers (so `num_class = 10` is a Python int,
 # as a Python-defined module expects); anything else is passed as is.
+# Whole numbers beyond R's integer range (e.g. 3e9) become Python ints too (exact up to 2^53).
 as_py_hparams <- function(args) {
-  lapply(args, function(x) if (is_whole(x)) as.integer(x) else x)
+  lapply(args, function(x) {
+    if (is_whole(x)) return(as.integer(x))
+    if (is.double(x) && length(x) == 1 && is.null(dim(x)) && is.finite(x) && x == round(x) && abs(x) <= 2^53) {
+      return(reticulate::import_builtins(convert = FALSE)$int(x))
+    }
+    x
+  })
 }
 
 int_options <- c("batch_size", "num_workers", "prefetch_factor")

@@ -90,23 +90,51 @@ print.luz_module_generator <- function(x, ...) {
 #' }
 #' @export
 set_hparams <- function(module, ...) {
-  check_luz_module(module, "set_hparams")
-  args <- named_dots("set_hparams", ...)
-  py <- engine_call_kwargs(pyluz_engine()$set_hparams, list(module$py), as_py_hparams(args))
-  new_luz_module(py, module$module, module$ctx_env, module$r_setup)
+  fixed <- unpartial_module(sys.call(), module, ...)
+  check_luz_module(fixed$module, "set_hparams")
+  args <- check_no_na("set_hparams", named_dots_list("set_hparams", fixed$args))
+  py <- engine_call_kwargs(pyluz_engine()$set_hparams, list(fixed$module$py), as_py_hparams(args))
+  new_luz_module(py, fixed$module$module, fixed$module$ctx_env, fixed$module$r_setup)
 }
 
 #' @rdname set_hparams
 #' @export
 set_opt_hparams <- function(module, ...) {
-  check_luz_module(module, "set_opt_hparams")
-  args <- named_dots("set_opt_hparams", ...)
-  py <- engine_call_kwargs(pyluz_engine()$set_opt_hparams, list(module$py), args)
-  new_luz_module(py, module$module, module$ctx_env, module$r_setup)
+  fixed <- unpartial_module(sys.call(), module, ...)
+  check_luz_module(fixed$module, "set_opt_hparams")
+  args <- check_no_na("set_opt_hparams", named_dots_list("set_opt_hparams", fixed$args))
+  py <- engine_call_kwargs(pyluz_engine()$set_opt_hparams, list(fixed$module$py), args)
+  new_luz_module(py, fixed$module$module, fixed$module$ctx_env, fixed$module$r_setup)
 }
 
-named_dots <- function(fn, ...) {
+# R matches `m = 3` / `mod = 3` partially to the formal `module`; in set_hparams() such a name is a
+# hyperparameter, so put it back into `...` and take the module from the first unnamed argument.
+unpartial_module <- function(call, module, ...) {
+  given <- names(as.list(call))[-1] %||% character()  # NULL when no argument is named
+  partial <- given[!is.na(given) & nzchar(given) & given != "module" & startsWith("module", given)]
   args <- rlang::list2(...)
+  if (!length(partial)) return(list(module = module, args = args))
+  nms <- names(args) %||% rep("", length(args))
+  first <- which(!nzchar(nms))[1]
+  if (is.na(first)) return(list(module = module, args = args))
+  hparam <- stats::setNames(list(module), partial[1])
+  list(module = args[[first]], args = c(hparam, args[-first]))
+}
+
+check_no_na <- function(fn, args) {
+  for (nm in names(args)) {
+    x <- args[[nm]]
+    if (is.atomic(x) && length(x) && anyNA(x)) {
+      rlang::abort(sprintf("`%s` of `%s()` is NA; give a value (reticulate would send NA as `True`).", nm, fn),
+                   class = "value_error")
+    }
+  }
+  args
+}
+
+named_dots <- function(fn, ...) named_dots_list(fn, rlang::list2(...))
+
+named_dots_list <- function(fn, args) {
   if (length(args) && (is.null(names(args)) || any(!nzchar(names(args))))) {
     rlang::abort(sprintf("Every argument of `%s()` must be named, e.g. `%s(lr = 0.01)`.", fn, fn),
                  class = "value_error")

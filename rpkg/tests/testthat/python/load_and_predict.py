@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import torch
 
+import luz_fixtures  # noqa: F401  the module the file names: pyluz.load never imports it on its own
 import pyluz
 
 model_path, x_path, out_path = sys.argv[1:4]

@@ -1,0 +1,101 @@
+# Values cross the bridge intact, bad values are errors naming the argument, and the R loaders
+# refuse crafted files the way the engine does (they call the same engine functions).
+
+lin_setup <- function(torch) {
+  setup(torch$nn$Linear, loss = torch$nn$MSELoss(), optimizer = torch$optim$SGD)
+}
+
+py_hparams_repr <- function(m) {
+  b <- reticulate::import_builtins(convert = FALSE)
+  reticulate::py_to_r(b$repr(reticulate::py_get_attr(m$py, "hparams")))
+}
+
+test_that("NA is refused where a number is expected, naming the argument", {
+  torch <- py_torch()
+  m <- lin_setup(torch)
+  expect_error(set_opt_hparams(m, lr = NA), "`lr` of `set_opt_hparams()` is NA", fixed = TRUE,
+               class = "value_error")
+  expect_error(set_hparams(m, in_features = NA_real_), "`in_features` of `set_hparams()` is NA", fixed = TRUE)
+})
+
+test_that("whole numbers beyond R's integer range arrive in Python as ints", {
+  torch <- py_torch()
+  m <- lin_setup(torch) %>% set_hparams(in_features = 3, n = 3e9)
+  expect_equal(py_hparams_repr(m), "{'in_features': 3, 'n': 3000000000}")
+})
+
+test_that("hparams whose names start like `module` are hparams, not the module", {
+  torch <- py_torch()
+  m <- lin_setup(torch)
+  expect_equal(py_hparams_repr(m %>% set_hparams(m = 3)), "{'m': 3}")
+  expect_equal(py_hparams_repr(set_hparams(m, mod = 3, in_features = 2)), "{'mod': 3, 'in_features': 2}")
+  expect_equal(py_hparams_repr(set_hparams(module = m, modu = 1)), "{'modu': 1}")
+  expect_s3_class(set_opt_hparams(m, mo = 0.5), "luz_module_generator")
+})
+
+test_that("metric values above 2^31 - 1 reach get_metrics() as doubles", {
+  torch <- py_torch()
+  reticulate::py_run_string(paste(
+    "import pyluz",
+    "class BigCount(pyluz.Metric):",
+    "    abbrev = 'big'",
+    "    def update(self, preds, target): pass",
+    "    def compute(self): return 3000000007",
+    sep = "\n"))
+  big <- reticulate::py_eval("BigCount()", convert = FALSE)
+  set.seed(1)
+  x <- matrix(rnorm(64 * 3), 64, 3)
+  fitted <- setup(torch$nn$Linear, loss = torch$nn$MSELoss(), optimizer = torch$optim$SGD, metrics = list(big)) %>%
+    set_hparams(in_features = 3, out_features = 1) %>% set_opt_hparams(lr = 0.1) %>%
+    fit(list(x, x[, 1, drop = FALSE]), epochs = 1, verbose = FALSE)
+  df <- get_metrics(fitted)
+  expect_equal(df$value[df$metric == "big"], 3000000007)
+})
+
+test_that("an argument reticulate can't convert is a pyluz_error, not an Rcpp::exception", {
+  torch <- py_torch()
+  capture.output(err <- tryCatch(set_hparams(lin_setup(torch), x = expression(1)), error = function(e) e))
+  expect_s3_class(err, "pyluz_error")
+  expect_false(inherits(err, "Rcpp::exception"))
+  expect_match(conditionMessage(err), "Could not pass the arguments to the pyluz engine", fixed = TRUE)
+})
+
+test_that("the R loaders refuse files naming modules, FIFOs and list-DAG checkpoints", {
+  torch <- py_torch()
+  dir <- withr::local_tempdir()
+  st <- reticulate::import("safetensors.torch")
+  json <- reticulate::import("json")
+  bad <- file.path(dir, "m.safetensors")
+  meta <- list(format = "pyluz-fitted", format_version = 1L, module = "antigravity:X", module_kind = "class",
+               hparams = reticulate::dict(), records = reticulate::dict())
+  st$save_file(reticulate::dict(w = torch$zeros(1L)), bad, metadata = reticulate::dict(pyluz = json$dumps(meta)))
+  err <- tryCatch(luz_load(bad), error = function(e) e)
+  expect_s3_class(err, "pyluz_error")
+  expect_match(conditionMessage(err), "is not imported in this process", fixed = TRUE)
+  expect_false("antigravity" %in% names(reticulate::import("sys")$modules))
+
+  set.seed(1)
+  x <- matrix(rnorm(64 * 3), 64, 3)
+  model <- lin_setup(torch) %>% set_hparams(in_features = 3, out_features = 1) %>% set_opt_hparams(lr = 0.1)
+  fitted <- fit(model, list(x, x[, 1, drop = FALSE]), epochs = 1, verbose = FALSE)
+  fifo <- file.path(dir, "fifo.pt")
+  skip_if_not(identical(system2("mkfifo", fifo), 0L), "no mkfifo")
+  for (load in list(function() luz_load(fifo), function() luz_load_model_weights(fitted, fifo),
+                    function() luz_load_checkpoint(fitted, fifo))) {
+    expect_error(load(), "not a regular file", class = "pyluz_error")
+  }
+
+  dag <- file.path(dir, "state.pt")
+  reticulate::py_run_string(sprintf(paste(
+    "import torch",
+    "b = []",
+    "for _ in range(40): b = [b, b]",
+    "torch.save({'model': {}, 'epoch': 1, 'records': {'metrics': {'train': [], 'valid': []}, 'dag': b}}, %s)",
+    sep = "\n"), deparse(dag)))
+  expect_error(luz_load_checkpoint(fitted, dag), "damaged or crafted", class = "pyluz_error")
+  expect_error(fit(model, list(x, x[, 1, drop = FALSE]), epochs = 2, verbose = FALSE,
+                   callbacks = list(luz_callback_auto_resume(path = dag))), "damaged or crafted")
+  expect_error(fit(model, list(x, x[, 1, drop = FALSE]), epochs = 2, verbose = FALSE,
+                   callbacks = list(luz_callback_resume_from_checkpoint(path = dag, restore_records = TRUE))),
+               "damaged or crafted")
+})
