@@ -378,14 +378,6 @@ def _read_safetensors(path, argument="path"):
     return tensors, _parse_metadata(meta, path, argument)
 
 
-def _tensor_shapes(path):
-    """{name: shape} of a safetensors file, read from its header only (no tensor data)."""
-    from safetensors import safe_open
-
-    with safe_open(path, framework="pt", device="cpu") as f:
-        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-
-
 def check_plain_tree(value, where, leaves=(bool, int, float, str, type(None)), shared_ok=False, budget=MAX_NODES):
     """Raise ValueError unless `value` is dicts/lists/tuples of `leaves`, at most `budget` nodes.
 
@@ -418,8 +410,8 @@ def check_plain_tree(value, where, leaves=(bool, int, float, str, type(None)), s
             else:
                 stack.extend((v, f"{at}[{i}]") for i, v in enumerate(item))
         elif not isinstance(item, leaves):
-            raise ValueError(f"{at} is a {type(item).__name__}; only numbers, strings, None and lists/dicts of them are "
-                             "expected there.")
+            raise ValueError(f"{at} is a {type(item).__name__}; only numbers, strings, None and lists/dicts of "
+                             "them are expected there.")
     return value
 
 
@@ -724,9 +716,10 @@ def load(path, module=None, loss=None, optimizer=None, metrics=None, trust_progr
     """Load a model saved with `Fitted.save()` / `save_fitted()`; returns a `pyluz.Fitted`.
 
     The module is rebuilt from its saved import path (`package.module:Class`) with the saved
-    hparams, then the weights are loaded (on CPU; move it with `fitted.model.to(device)`). Pass
-    `module=` the class (or a factory) when it can't be imported (defined in a script or a
-    notebook), or an already built instance to load the weights into. `loss`, `optimizer` and
+    hparams, then the weights are loaded (on CPU; move it with `fitted.model.to(device)`). The
+    module must already be imported (`import package.module` before loading: pyluz never imports
+    what a file names). Pass `module=` the class (or a factory) when it can't be imported (defined
+    in a script or a notebook), or an already built instance to load the weights into. `loss`, `optimizer` and
     `metrics` (as in `setup()`) are not stored in the file; pass them to use `evaluate()`. Loading
     never unpickles objects: a crafted file can't run code.
 

@@ -138,7 +138,8 @@ def test_a_second_live_process_on_one_state_file_is_refused(tmp_path):
                     print("HOLDING", flush=True)
                     sys.stdin.readline()   # waits until the parent closes stdin (or kills us)
         x = torch.randn(64, 3)
-        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_hparams(in_features=3, out_features=1) \\
+        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD) \\
+            .set_hparams(in_features=3, out_features=1) \\
             .set_opt_hparams(lr=0.1) \\
             .fit((x, x[:, :1]), epochs=2, verbose=False, callbacks=[Hold(), pyluz.callbacks.AutoResume({state!r})])
         """, tmp_path)

@@ -88,12 +88,13 @@ class AutoResume(Callback):
     def _check_settings(self, state):
         ctx = self.ctx
         diffs = []
-        for key, label in (("hparams", "hparams"), ("opt_hparams", "opt_hparams")):
+        for key in ("hparams", "opt_hparams"):
             if key in state:  # files from before this check don't have them
-                diffs += [f"{label} {d}" for d in settings_differences(state[key] or {}, settings_entry(getattr(
-                    ctx, key, None)))]
+                now = settings_entry(getattr(ctx, key, None))
+                diffs += [f"{key} {d}" for d in settings_differences(state[key] or {}, now)]
         if diffs:
-            raise ValueError(f"AutoResume: {self.path!r} was written by a fit with other settings ({'; '.join(diffs)}). "
+            raise ValueError(f"AutoResume: {self.path!r} was written by a fit with other settings "
+                             f"({'; '.join(diffs)}). "
                              "Resuming would silently train with the file's optimizer state and weights; restore the "
                              "original settings to resume. Delete the file to start fresh with the new ones.")
 

@@ -3,8 +3,10 @@
 #' `luz_save()` writes a fitted model in the engine's file format (safetensors weights plus JSON
 #' metadata: records, hyperparameters and how to rebuild the module), so the same file loads in
 #' Python with `pyluz.load(path)`. `luz_load()` reads it back; the module is rebuilt from its
-#' import path when it is a Python class (for `nn_module()` definitions pass `module =`).
-#' Loading never runs code stored in the file.
+#' import path when it is a Python class from a module already imported in this session (e.g. with
+#' `reticulate::import()`; a module a file names is never imported), after checking its shapes
+#' against the file; for `nn_module()` definitions pass `module =`. Loading never runs code stored
+#' in the file, and only regular files are read.
 #'
 #' A model defined in R (`nn_module()`) is also exported as a program that runs its forward pass
 #' without R (`torch.export`, else `torch.jit.trace`), written next to `path` as `<path>.pt2`

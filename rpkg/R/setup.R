@@ -86,6 +86,7 @@ set_opt_hparams <- function(module, ...) {
 # hyperparameter, so put it back into `...` and take the module from the first unnamed argument.
 unpartial_module <- function(call, module, ...) {
   given <- names(as.list(call))[-1]
+  if (is.null(given)) return(list(module = module, args = rlang::list2(...)))
   partial <- given[!is.na(given) & nzchar(given) & given != "module" & startsWith("module", given)]
   args <- rlang::list2(...)
   if (!length(partial)) return(list(module = module, args = args))

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import torch
 
+import luz_fixtures  # noqa: F401  -- pyluz.load finds classes only in modules already imported
 import pyluz
 
 model_path, x_path, out_path = sys.argv[1:4]
