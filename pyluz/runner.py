@@ -188,7 +188,8 @@ def _model_expects(model):
 
 
 # Errors torch raises when a batch doesn't fit the model or the loss (shapes, dtypes, a missing target).
-_MISMATCH_HINTS = ("shapes cannot be multiplied", "same dtype", "size mismatch", "must match the size", "expected input",
+_MISMATCH_HINTS = ("shapes cannot be multiplied", "same dtype", "size mismatch", "must match the size",
+                   "expected input",
                    "Expected input", "expected scalar type", "Input type", "should be the same", "Expected target",
                    "Target size", "target size", "input of size", "channels", "NoneType", "dimension",
                    "Expected floating point", "not implemented for", "out of range", "index out of bounds")

@@ -138,7 +138,8 @@ def test_a_second_live_process_on_one_state_file_is_refused(tmp_path):
                     print("HOLDING", flush=True)
                     sys.stdin.readline()   # waits until the parent closes stdin (or kills us)
         x = torch.randn(64, 3)
-        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_hparams(in_features=3, out_features=1) \\
+        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD) \\
+            .set_hparams(in_features=3, out_features=1) \\
             .set_opt_hparams(lr=0.1) \\
             .fit((x, x[:, :1]), epochs=2, verbose=False, callbacks=[Hold(), pyluz.callbacks.AutoResume({state!r})])
         """, tmp_path)
@@ -209,3 +210,21 @@ def test_model_checkpoint_leaves_no_temp_file_after_a_kill(tmp_path):
     cb = ModelCheckpoint(ckpt, monitor="train_loss")
     linear().fit(data(), epochs=2, verbose=False, callbacks=[cb])
     assert temp_files(tmp_path / "ck") == [] and len(cb.saved) == 2
+
+
+def test_a_failed_resume_does_not_keep_the_lock(tmp_path):
+    state = str(tmp_path / "state.pt")
+    linear(lr=0.1).fit(data(), epochs=4, callbacks=[Stop(3), AutoResume(state)], verbose=False)
+    with pytest.raises(pyluz.CallbackError, match="other settings"):
+        linear(lr=0.5).fit(data(), epochs=4, callbacks=[AutoResume(state)], verbose=False)
+    assert not os.path.exists(tmp_path / ".state.pt.lock")  # another process may now resume it
+
+    cb = AutoResume(state)
+    with pytest.raises(pyluz.CallbackError, match="boom"):
+        linear(lr=0.1).fit(data(), epochs=4, callbacks=[FailAt(4), cb], verbose=False)
+    assert os.path.exists(tmp_path / ".state.pt.lock")  # a fit that raised mid-way keeps it...
+    del cb
+    import gc
+
+    gc.collect()
+    assert not os.path.exists(tmp_path / ".state.pt.lock")  # ...until its callback is gone

@@ -20,7 +20,8 @@ from pyluz import files as F
 from pyluz import model_file as MF
 from pyluz import serialization as S
 
-HANG_GUARD_S = int(os.environ.get("PYLUZ_TEST_HANG_GUARD_S", "300"))  # only a guard against a hang, never a timing assertion
+# Only a guard against a hang, never a timing assertion.
+HANG_GUARD_S = int(os.environ.get("PYLUZ_TEST_HANG_GUARD_S", "300"))
 
 
 def run_child(code, tmp_path, env=None, timeout=HANG_GUARD_S):

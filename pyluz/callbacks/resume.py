@@ -3,6 +3,7 @@
 import os
 import sys
 import warnings
+import weakref
 
 from ..checkpoints import (apply_checkpoint, load_checkpoint, read_checkpoint, settings_differences, settings_entry,
                            write_checkpoint)
@@ -43,8 +44,8 @@ class AutoResume(Callback):
     it holds an exclusive lock (`fcntl.flock` on `.<name>.lock` next to `path`, released by the
     kernel even after SIGKILL), so a second live process on the same file is refused with an error
     naming its pid; a fit in the same process takes the lock over (after a fit that raised, the
-    lock stays with this process until its next fit on `path` ends, or it exits). Temp files are
-    removed only when the process that wrote them is dead.
+    lock stays with this process until this callback is garbage-collected, the next fit on `path`
+    ends, or the process exits). Temp files are removed only when the process that wrote them is dead.
 
     Example:
 
@@ -73,12 +74,19 @@ class AutoResume(Callback):
         self.interrupted = False
         self._check_order()
         if is_main_process():
-            hold_lock(self.path)  # before touching the state file: one live fit per file
+            hold_lock(self.path, self)  # before touching the state file: one live fit per file
+            if getattr(self, "_release", None) is None or not self._release.alive:
+                # A fit that raises never reaches on_fit_end: the lock then goes with this callback.
+                self._release = weakref.finalize(self, release_lock, self.path, id(self))
             remove_temp_files(self.path)  # left by a process killed while writing
         if not os.path.exists(self.path):
             return
-        state = read_checkpoint(self.path)
-        self._check_settings(state)
+        try:
+            state = read_checkpoint(self.path)
+            self._check_settings(state)
+        except BaseException:
+            release_lock(self.path, id(self))
+            raise
         try:
             apply_checkpoint(ctx, state, self.path, restore_model_state=True, restore_records=True,
                              restore_optimizer_state=True, restore_callbacks_state=True, restore_rng_state=True)
@@ -91,12 +99,13 @@ class AutoResume(Callback):
     def _check_settings(self, state):
         ctx = self.ctx
         diffs = []
-        for key, label in (("hparams", "hparams"), ("opt_hparams", "opt_hparams")):
+        for key in ("hparams", "opt_hparams"):
             if key in state:  # files from before this check don't have them
-                diffs += [f"{label} {d}" for d in settings_differences(state[key] or {}, settings_entry(getattr(
-                    ctx, key, None)))]
+                now = settings_entry(getattr(ctx, key, None))
+                diffs += [f"{key} {d}" for d in settings_differences(state[key] or {}, now)]
         if diffs:
-            raise ValueError(f"AutoResume: {self.path!r} was written by a fit with other settings ({'; '.join(diffs)}). "
+            raise ValueError(f"AutoResume: {self.path!r} was written by a fit with other settings "
+                             f"({'; '.join(diffs)}). "
                              "Resuming would silently train with the file's optimizer state and weights; restore the "
                              "original settings to resume. Delete the file to start fresh with the new ones.")
 
@@ -128,7 +137,7 @@ class AutoResume(Callback):
             except FileNotFoundError:
                 pass
         if is_main_process():
-            release_lock(self.path)
+            release_lock(self.path, id(self))
         self.resume_epoch = 0
 
     def __repr__(self):
@@ -137,7 +146,7 @@ class AutoResume(Callback):
 
 # -- one live fit per state file ------------------------------------------------------------------
 
-_HELD = {}  # lock path -> open file whose flock this process holds
+_HELD = {}  # lock path -> [open file whose flock this process holds, id of the AutoResume owning it]
 
 
 def _lock_path(path):
@@ -145,11 +154,12 @@ def _lock_path(path):
     return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
 
 
-def hold_lock(path):
+def hold_lock(path, owner=None):
     """Take the exclusive lock of state file `path`, or raise RuntimeError naming the live process that has it.
 
     `flock` locks die with their process (SIGKILL included), so a stale lock file never blocks; the
-    pid written into it only serves the message. Without `fcntl` (Windows) nothing is locked.
+    pid written into it only serves the message. In this process a new `owner` takes a held lock
+    over. Without `fcntl` (Windows) nothing is locked.
     """
     try:
         import fcntl
@@ -157,6 +167,7 @@ def hold_lock(path):
         return
     lock = _lock_path(path)
     if lock in _HELD:
+        _HELD[lock][1] = id(owner)
         return
     os.makedirs(os.path.dirname(lock), exist_ok=True)
     while True:
@@ -181,14 +192,20 @@ def hold_lock(path):
     f.truncate()
     f.write(str(os.getpid()))
     f.flush()
-    _HELD[lock] = f
+    _HELD[lock] = [f, id(owner)]
 
 
-def release_lock(path):
-    """Release (and remove) the lock `hold_lock(path)` took; removal happens while still holding it."""
-    f = _HELD.pop(_lock_path(path), None)
-    if f is None:
+def release_lock(path, owner_id=None):
+    """Release (and remove) the lock `hold_lock(path)` took, if `owner_id` (when given) still owns it.
+
+    The file is removed while the lock is still held, so no other process can lock a file that is
+    about to disappear.
+    """
+    lock = _lock_path(path)
+    held = _HELD.get(lock)
+    if held is None or (owner_id is not None and held[1] != owner_id):
         return
+    f = _HELD.pop(lock)[0]
     try:
         os.unlink(_lock_path(path))
     except OSError:

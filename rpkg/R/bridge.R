@@ -40,8 +40,20 @@ py_function <- function(f, what = "an R function", returns = TRUE) {
 }
 
 # Call engine function `fn`; errors come back as R conditions (see the file header).
+# Depth of engine calls made from R: when the outermost one returns, no R method of an R-defined
+# object is running, so the strong references R methods cached to their Python objects
+# (torch-class.R, `st$strong`) can go. Otherwise they live until the top-level R call ends, and a
+# loop of fits inside one function keeps every model alive.
+.engine_calls <- new.env(parent = emptyenv())
+.engine_calls$depth <- 0L
+
 engine_call <- function(fn, ..., call = rlang::caller_env()) {
   args <- list(...)  # R errors while converting arguments are not engine errors
+  .engine_calls$depth <- .engine_calls$depth + 1L
+  on.exit({
+    .engine_calls$depth <- .engine_calls$depth - 1L
+    if (.engine_calls$depth == 0L) .clear_strong_refs()
+  }, add = TRUE)
   errors <- engine_module("interop.errors")
   errors$clear()  # an argument reticulate can't convert fails before errors.call() runs
   on.exit(resignal_engine_warnings(errors$take_warnings(), call), add = TRUE)

@@ -2,7 +2,10 @@
 #'
 #' `luz_save()` writes a fitted model to one file in the engine's format (safetensors weights
 #' plus JSON metadata: records, hyperparameters and how to rebuild the module), so the same file
-#' loads in Python with `pyluz.load(path)`. `luz_load()` reads it back.
+#' loads in Python with `pyluz.load(path)`. `luz_load()` reads it back. A Python module class is
+#' rebuilt only from a module already imported in this session (e.g. with `reticulate::import()`;
+#' a module a file names is never imported), after checking its shapes against the file, and only
+#' regular files are read.
 #'
 #' A model defined in R (`nn_module()`) is stored with its R definition (the module generator,
 #' and the loss, optimizer and metrics given to [setup()]), so `luz_load(path)` rebuilds it in any

@@ -99,3 +99,25 @@ test_that("the R loaders refuse files naming modules, FIFOs and list-DAG checkpo
                    callbacks = list(luz_callback_resume_from_checkpoint(path = dag, restore_records = TRUE))),
                "damaged or crafted")
 })
+
+test_that("R-defined models are freed when dropped, not when the top-level call ends", {
+  skip_if_no_engine()
+  net <- nn_module("SafetyLeakNet", initialize = function() self$fc <- nn_linear(3, 1),
+                   forward = function(x) self$fc(x))
+  live <- function() {
+    invisible(gc())
+    reticulate::py_eval(paste0("__import__('gc').collect() * 0 + sum(1 for o in __import__('gc').get_objects() ",
+                               "if type(o).__name__ == 'SafetyLeakNet')"))
+  }
+  fits_in_one_call <- function(n) {
+    set.seed(1)
+    x <- matrix(rnorm(64 * 3), 64, 3)
+    for (i in seq_len(n)) {
+      fitted <- net %>% setup(loss = nn_mse_loss(), optimizer = optim_sgd) %>% set_opt_hparams(lr = 0.01) %>%
+        fit(list(x, x[, 1, drop = FALSE]), epochs = 1, verbose = FALSE)
+      rm(fitted)
+    }
+    live()   # still inside the call: before, every model stayed alive until the call returned
+  }
+  expect_equal(fits_in_one_call(5), 0)
+})
