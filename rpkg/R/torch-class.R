@@ -375,10 +375,14 @@
   .pycall(.py("class", "call_super"), base, name, .self_of(st), unname(args[!nzchar(nms)]), args[nzchar(nms)])
 }
 
+.super_fields <- c("parameters", "buffers", "children", "modules")
+
 #' @export
 `$.rtorch_super` <- function(x, name) {
   if (exists(name, envir = x, inherits = FALSE)) return(get(name, envir = x))
   st <- attr(x, "rtorch_state")
+  # fields of the instance (R torch's active bindings): super$parameters$weight
+  if (name %in% .super_fields) return(.module_named(.self_of(st), name))
   base <- attr(x, "py_base")
   if (is.null(base)) base <- .default_base(attr(x, "kind"))
   force(name)

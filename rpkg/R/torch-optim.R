@@ -218,3 +218,12 @@ lr_cosine_annealing <- .lr_generator("CosineAnnealingLR", function(optimizer, T_
   }
   x
 }
+
+
+#' Is this an optimizer?
+#' @param x Any object.
+#' @return `TRUE` or `FALSE`.
+#' @examples
+#' if (torch_is_installed()) is_optimizer(optim_sgd(nn_linear(2, 1)$parameters, lr = 0.1))
+#' @export
+is_optimizer <- function(x) inherits(x, "torch_optimizer")
