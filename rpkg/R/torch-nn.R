@@ -106,7 +106,12 @@ nn_buffer <- function(x, persistent = TRUE) {
       .pycall(.py("nn", "module_device"), x)
     },
     named_buffers = function(...) .module_named(x, "buffers"),
-    train = , eval = , to = , cuda = , cpu = , zero_grad = , load_state_dict = , apply = ,
+    apply = {
+      f <- NextMethod()
+      # model$apply(init_weights): R errors inside come back as themselves
+      function(fn) invisible(with_r_errors(f(.py_facing(fn))))
+    },
+    train = , eval = , to = , cuda = , cpu = , zero_grad = , load_state_dict = ,
     requires_grad_ = , register_buffer = , register_parameter = , add_module = , float = ,
     double = , half = , share_memory = {
       f <- NextMethod()

@@ -145,7 +145,7 @@ rtorch_py_factory <- function(x) {
     args$optimizer <- NULL
     args$verbose <- NULL
     for (n in names(args)) if (is.function(args[[n]])) args[[n]] <- .py_facing(args[[n]])
-    .factory_call("scheduler", py_name, opt, args)
+    with_r_errors(.factory_call("scheduler", py_name, opt, args))
   }
 }
 
