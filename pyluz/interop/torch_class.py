@@ -48,9 +48,10 @@ from .guard import guard
 from .torch_data import RBatch, r_item
 from .torch_indices import to_1_based
 from .torch_nn_args import coerce_init
+from .torch_optim import optim_params
 
 __all__ = [
-    "RObject", "RModule", "RDataset", "RIterableDataset",
+    "RObject", "RModule", "RDataset", "RIterableDataset", "ROptimizer",
     "make_class", "new_instance", "attach", "weak", "is_r_object", "call_super",
 ]
 
@@ -190,7 +191,13 @@ class RIterableDataset(_RData, IterableDataset):
         return int(fn())
 
 
-_BASES = {"module": RModule, "dataset": RDataset, "iterable_dataset": RIterableDataset}
+class ROptimizer(_RData, torch.optim.Optimizer):
+    """``torch.optim.Optimizer`` whose ``step`` is an R closure (R torch's ``optimizer()``);
+    R's ``initialize`` calls ``super$initialize(params, defaults)``."""
+
+
+_BASES = {"module": RModule, "dataset": RDataset, "iterable_dataset": RIterableDataset,
+          "optimizer": ROptimizer}
 
 
 def make_class(kind, name, method_names, r_init, r_clone, parent=None, py_base=None):
@@ -264,5 +271,8 @@ def call_super(base, name, self, args, kwargs):
     if name == "__init__":
         if base in (nn.Module, object, Dataset, IterableDataset):
             return None
+        if isinstance(base, type) and issubclass(base, torch.optim.Optimizer) and args:
+            args = [optim_params(args[0]), *args[1:]]   # R's model$parameters (a named list)
+            return base.__init__(self, *args, **kwargs)
         args, kwargs = coerce_init(args, kwargs)
     return getattr(base, name)(self, *args, **kwargs)

@@ -20,7 +20,7 @@
 .class_prefixes <- new.env(parent = emptyenv())
 
 # Base classes of the R-backed Python classes (torch_class.py): not R names.
-.rclass_bases <- c("RObject", "RModule", "_RData", "RDataset", "RIterableDataset")
+.rclass_bases <- c("RObject", "RModule", "_RData", "RDataset", "RIterableDataset", "ROptimizer")
 
 # The reticulate class filter: `classes` is the class vector built from the MRO.
 .torch_class_filter <- function(classes) {
@@ -55,6 +55,8 @@
     return(unique(c(.r_module_names(classes), "nn_module")))
   }
   if ("torch.optim.optimizer.Optimizer" %in% classes) {
+    own <- .r_defined_names(classes)
+    if (length(own)) return(unique(c(own, "torch_optimizer")))     # optimizer("optim_x")
     own <- .py_class_short(classes[[1L]])
     return(c(paste0("optim_", tolower(own)), "torch_optimizer"))
   }

@@ -133,7 +133,7 @@
   }
   def <- new.env(parent = emptyenv())
   def$kind <- kind
-  def$classname <- classname %or% if (kind == "module") "nn_module" else "dataset"
+  def$classname <- classname %or% switch(kind, module = "nn_module", optimizer = "optimizer", "dataset")
   def$public <- public
   def$private <- private %or% list()
   def$active <- active %or% list()
@@ -266,6 +266,7 @@
   .stash_state(pyself, st)
   .registry_put(key, st)
 
+  if (def$kind == "optimizer") .optimizer_members(st)
   levels <- .levels(def)
   super_acc <- list()   # methods visible to the next (more derived) level
   py_base <- .root_py_base(def)
@@ -352,7 +353,8 @@
   sup <- list2env(methods, parent = emptyenv())
   if (!exists("initialize", envir = sup, inherits = FALSE)) {
     sup$initialize <- function(...) {
-      if (!is.null(py_base)) .super_call(st, py_base, "__init__", list(...))
+      base <- py_base %or% if (kind == "optimizer") .default_base(kind)   # Optimizer.__init__
+      if (!is.null(base)) .super_call(st, base, "__init__", list(...))
       invisible(NULL)
     }
   }
@@ -367,7 +369,8 @@
   switch(kind,
          module = torch$nn$Module,
          dataset = torch$utils$data$Dataset,
-         iterable_dataset = torch$utils$data$IterableDataset)
+         iterable_dataset = torch$utils$data$IterableDataset,
+         optimizer = torch$optim$Optimizer)
 }
 
 .super_call <- function(st, base, name, args) {
