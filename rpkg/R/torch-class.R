@@ -133,7 +133,8 @@
   }
   def <- new.env(parent = emptyenv())
   def$kind <- kind
-  def$classname <- classname %or% switch(kind, module = "nn_module", optimizer = "optimizer", "dataset")
+  def$classname <- classname %or% switch(kind, module = "nn_module", optimizer = "optimizer",
+                                          lr_scheduler = "lr_scheduler", "dataset")
   def$public <- public
   def$private <- private %or% list()
   def$active <- active %or% list()
@@ -353,7 +354,7 @@
   sup <- list2env(methods, parent = emptyenv())
   if (!exists("initialize", envir = sup, inherits = FALSE)) {
     sup$initialize <- function(...) {
-      base <- py_base %or% if (kind == "optimizer") .default_base(kind)   # Optimizer.__init__
+      base <- py_base %or% if (kind %in% c("optimizer", "lr_scheduler")) .default_base(kind)
       if (!is.null(base)) .super_call(st, base, "__init__", list(...))
       invisible(NULL)
     }
@@ -370,7 +371,8 @@
          module = torch$nn$Module,
          dataset = torch$utils$data$Dataset,
          iterable_dataset = torch$utils$data$IterableDataset,
-         optimizer = torch$optim$Optimizer)
+         optimizer = torch$optim$Optimizer,
+         lr_scheduler = torch$optim$lr_scheduler$LRScheduler)
 }
 
 .super_call <- function(st, base, name, args) {

@@ -289,6 +289,39 @@ optimizer <- function(name = NULL, inherit = NULL, ..., private = NULL, active =
   invisible()
 }
 
+#' Define a custom learning-rate scheduler
+#'
+#' R torch's `lr_scheduler()`: `initialize(optimizer, ...)` calls
+#' `super$initialize(optimizer, last_epoch, verbose)`; `get_lr()` returns the
+#' learning rates (one per param group) for the current `self$last_epoch`;
+#' `self$base_lrs` and `self$optimizer` are available. `$step()` advances it.
+#' The result is a `torch.optim.lr_scheduler.LRScheduler`, usable with
+#' `luz_callback_lr_scheduler()`.
+#'
+#' @inheritParams optimizer
+#' @param inherit Another generator made by `lr_scheduler()`.
+#' @return A generator (function) of class `lr_scheduler_generator`.
+#' @examples
+#' if (torch_is_installed()) {
+#'   lr_halve <- lr_scheduler(
+#'     "lr_halve",
+#'     initialize = function(optimizer, last_epoch = -1, verbose = FALSE) {
+#'       super$initialize(optimizer, last_epoch, verbose)
+#'     },
+#'     get_lr = function() lapply(self$base_lrs, function(lr) lr * 0.5^self$last_epoch)
+#'   )
+#'   opt <- optim_sgd(list(torch_ones(1, requires_grad = TRUE)), lr = 1)
+#'   sched <- lr_halve(opt)
+#'   sched$step()
+#'   opt$param_groups[[1]]$lr   # 0.5
+#' }
+#' @export
+lr_scheduler <- function(name = NULL, inherit = NULL, ..., private = NULL, active = NULL,
+                         parent_env = parent.frame()) {
+  .new_generator("lr_scheduler", name, inherit, list(...), private, active, parent_env,
+                 "lr_scheduler_generator")
+}
+
 #' Is this an optimizer?
 #' @param x Any object.
 #' @return `TRUE` or `FALSE`.

@@ -122,3 +122,24 @@ test_that("optimizer() defines custom optimizers the R torch way, usable in setu
   }
   expect_equal(fit_with(optim_plain_sgd), fit_with(optim_sgd), tolerance = 1e-6)
 })
+
+test_that("lr_scheduler() defines custom schedulers the R torch way", {
+  skip_if_no_torch()
+  lr_halve <- lr_scheduler(
+    "lr_halve",
+    initialize = function(optimizer, last_epoch = -1, verbose = FALSE) {
+      super$initialize(optimizer, last_epoch, verbose)
+    },
+    get_lr = function() lapply(self$base_lrs, function(lr) lr * 0.5^self$last_epoch)
+  )
+  opt <- optim_sgd(list(torch_ones(1, requires_grad = TRUE)), lr = 1)
+  sched <- lr_halve(opt)
+  expect_equal(class(sched)[1:2], c("lr_halve", "lr_scheduler"))
+  lrs <- c()
+  for (i in 1:3) {
+    opt$step()      # before the scheduler, as torch expects (else a Python warning, now an R one)
+    sched$step()
+    lrs <- c(lrs, opt$param_groups[[1]]$lr)
+  }
+  expect_equal(lrs, c(0.5, 0.25, 0.125))
+})
