@@ -48,9 +48,10 @@ from .guard import guard
 from .torch_data import RBatch, r_item
 from .torch_indices import to_1_based
 from .torch_nn_args import coerce_init
+from .torch_optim import optim_params
 
 __all__ = [
-    "RObject", "RModule", "RDataset", "RIterableDataset",
+    "RObject", "RModule", "RDataset", "RIterableDataset", "ROptimizer", "RLRScheduler",
     "make_class", "new_instance", "attach", "weak", "is_r_object", "call_super",
 ]
 
@@ -190,7 +191,17 @@ class RIterableDataset(_RData, IterableDataset):
         return int(fn())
 
 
-_BASES = {"module": RModule, "dataset": RDataset, "iterable_dataset": RIterableDataset}
+class ROptimizer(_RData, torch.optim.Optimizer):
+    """``torch.optim.Optimizer`` whose ``step`` is an R closure (R torch's ``optimizer()``);
+    R's ``initialize`` calls ``super$initialize(params, defaults)``."""
+
+
+class RLRScheduler(_RData, torch.optim.lr_scheduler.LRScheduler):
+    """LR scheduler whose ``get_lr`` is an R closure (R torch's ``lr_scheduler()``)."""
+
+
+_BASES = {"module": RModule, "dataset": RDataset, "iterable_dataset": RIterableDataset,
+          "optimizer": ROptimizer, "lr_scheduler": RLRScheduler}
 
 
 def make_class(kind, name, method_names, r_init, r_clone, parent=None, py_base=None):
@@ -264,5 +275,13 @@ def call_super(base, name, self, args, kwargs):
     if name == "__init__":
         if base in (nn.Module, object, Dataset, IterableDataset):
             return None
+        if isinstance(base, type) and issubclass(base, torch.optim.Optimizer) and args:
+            args = [optim_params(args[0]), *args[1:]]   # R's model$parameters (a named list)
+            return base.__init__(self, *args, **kwargs)
+        if isinstance(base, type) and issubclass(base, torch.optim.lr_scheduler.LRScheduler):
+            # R torch's initialize(optimizer, last_epoch = -1, verbose = FALSE): torch has no verbose
+            kwargs.pop("verbose", None)
+            last_epoch = kwargs.pop("last_epoch", args[1] if len(args) > 1 else -1)
+            return base.__init__(self, args[0], int(last_epoch))
         args, kwargs = coerce_init(args, kwargs)
     return getattr(base, name)(self, *args, **kwargs)

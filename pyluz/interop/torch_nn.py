@@ -21,7 +21,7 @@ from .torch_nnf import class_loss, float_target, py_ignore_index
 from .torch_print import str_tensor
 
 __all__ = [
-    "new_layer", "layer_class", "sequential", "module_list", "named", "module_device",
+    "new_layer", "layer_class", "sequential", "module_list", "module_dict", "named", "module_device",
     "n_parameters", "summary", "RCrossEntropyLoss", "RNLLLoss", "RBCELoss", "RBCEWithLogitsLoss", "REmbedding",
 ]
 
@@ -104,6 +104,10 @@ def sequential(modules, names=None):
     if names:
         return nn.Sequential(OrderedDict(zip(names, modules)))
     return nn.Sequential(*modules)
+
+
+def module_dict(modules, names):
+    return nn.ModuleDict(OrderedDict(zip(names, modules)))
 
 
 def module_list(modules):

@@ -16,7 +16,7 @@ import torch
 
 from .torch_indices import dim, index, to_1_based, to_int
 from .torch_tensor import INT32_MAX as _INT32_MAX
-from .torch_tensor import as_tensor_arg, from_r
+from .torch_tensor import as_dtype, as_tensor_arg, from_r
 
 __all__ = ["op", "method", "is_method", "binop", "unop", "mathop", "SPECS", "Spec"]
 
@@ -163,6 +163,8 @@ def op(name, first, *args, **kwargs):
     """Call ``torch.<name>(first, *args, **kwargs)`` with R conventions."""
     spec = SPECS.get(name)
     args = list(args)
+    if "dtype" in kwargs:
+        kwargs["dtype"] = as_dtype(kwargs["dtype"])
     if spec is not None:
         _translate(spec, args, kwargs)
     if isinstance(first, (np.ndarray, float, int)) and not isinstance(first, bool) and name not in ("where",):
@@ -181,6 +183,8 @@ def method(name, self, *args, **kwargs):
     """Call ``self.<name>(*args, **kwargs)`` with R conventions."""
     spec = SPECS.get(name)
     args = list(args)
+    if "dtype" in kwargs:
+        kwargs["dtype"] = as_dtype(kwargs["dtype"])
     if spec is not None:
         _translate(spec, args, kwargs)
     args = [as_tensor_arg(a, self) if isinstance(a, np.ndarray) else a for a in args]

@@ -14,8 +14,25 @@ import torch
 from .guard import guard
 from .torch_indices import to_int
 
-__all__ = ["OptimFactory", "SchedulerFactory", "optim", "scheduler", "update_param_groups"]
+__all__ = ["OptimFactory", "SchedulerFactory", "optim", "scheduler", "update_param_groups",
+           "optim_params", "state_get", "state_set"]
 
+
+
+def state_get(optimizer, param):
+    """R torch's ``self$state$get(param)``: the state dict of ``param``, or None."""
+    s = optimizer.state.get(param)
+    return dict(s) if s else None
+
+
+def state_set(optimizer, param, value):
+    """R torch's ``self$state$set(param, value)``."""
+    optimizer.state[param] = dict(value) if value else {}
+
+
+def optim_params(params):
+    """R's parameters (named list, list of tensors or of param groups) -> torch.optim's."""
+    return _params(params)
 
 
 def _params(params):

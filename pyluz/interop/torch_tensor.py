@@ -18,11 +18,42 @@ import torch
 from .torch_indices import to_int
 
 __all__ = ["from_r", "as_tensor_arg", "to_r", "shape", "create", "arange", "manual_seed",
-           "set_grad", "INT32_MAX"]
+           "set_grad", "as_dtype", "save", "load", "INT32_MAX"]
 
 INT32_MAX = 2**31 - 1
 _INT32_MAX = INT32_MAX
 Tensor = torch.Tensor
+
+# dtype names R code may give as strings (`x$to(dtype = "long")`)
+_DTYPE_NAMES = {
+    "float": torch.float32, "float32": torch.float32, "double": torch.float64, "float64": torch.float64,
+    "half": torch.float16, "float16": torch.float16, "bfloat16": torch.bfloat16,
+    "long": torch.int64, "int64": torch.int64, "int": torch.int32, "int32": torch.int32,
+    "short": torch.int16, "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8,
+    "bool": torch.bool, "cfloat": torch.complex64, "cdouble": torch.complex128,
+}
+
+
+def as_dtype(dtype):
+    """A dtype, or R's name of one (``"long"``, ``"float32"``, ...) -> ``torch.dtype``."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        d = _DTYPE_NAMES.get(dtype.lower().removeprefix("torch_"))
+        if d is not None:
+            return d
+        raise ValueError(f"unknown dtype {dtype!r}; use e.g. torch_float(), torch_long() or \"long\"")
+    raise TypeError(f"`dtype` must be a torch dtype or its name, got {type(dtype).__name__}")
+
+
+def save(obj, path):
+    """``torch_save()``: one file written by ``torch.save``."""
+    torch.save(obj, path)
+
+
+def load(path, device=None):
+    """``torch_load()``: ``torch.load`` with safe (weights-only) unpickling."""
+    return torch.load(path, map_location=device, weights_only=True)
 
 
 _NP_DEFAULT = {
@@ -77,6 +108,7 @@ def from_r(data, dtype=None, device=None, requires_grad=False):
             t = torch.tensor(list(data), dtype=_number_list_dtype(data))
     else:
         raise TypeError(f"torch_tensor(): can't convert an object of type {type(data).__name__} to a tensor")
+    dtype = as_dtype(dtype)
     if dtype is not None and t.dtype != dtype:
         t = t.to(dtype)
     if device is not None:
@@ -146,6 +178,7 @@ def _size(v):
 
 def create(kind, size=None, dtype=None, device=None, requires_grad=False, **kw):
     """torch_zeros/ones/empty/randn/rand/full/randint/randperm/eye/linspace."""
+    dtype = as_dtype(dtype)
     opts = {"dtype": dtype, "device": device, "requires_grad": bool(requires_grad)}
     if kind in ("zeros", "ones", "empty", "randn", "rand"):
         return getattr(torch, kind)(_size(size), **opts)
@@ -184,6 +217,7 @@ def arange(start, end, step=1, dtype=None, device=None, requires_grad=False, int
     if step == 0:
         raise ValueError("torch_arange(): step must be nonzero")
     sign = 1 if step > 0 else -1
+    dtype = as_dtype(dtype)
     if dtype is None:
         dtype = torch.int64 if integer else torch.get_default_dtype()
     if not dtype.is_floating_point and not dtype.is_complex:

@@ -20,7 +20,8 @@
 .class_prefixes <- new.env(parent = emptyenv())
 
 # Base classes of the R-backed Python classes (torch_class.py): not R names.
-.rclass_bases <- c("RObject", "RModule", "_RData", "RDataset", "RIterableDataset")
+.rclass_bases <- c("RObject", "RModule", "_RData", "RDataset", "RIterableDataset", "ROptimizer",
+                   "RLRScheduler")
 
 # The reticulate class filter: `classes` is the class vector built from the MRO.
 .torch_class_filter <- function(classes) {
@@ -55,10 +56,14 @@
     return(unique(c(.r_module_names(classes), "nn_module")))
   }
   if ("torch.optim.optimizer.Optimizer" %in% classes) {
+    own <- .r_defined_names(classes)
+    if (length(own)) return(unique(c(own, "torch_optimizer")))     # optimizer("optim_x")
     own <- .py_class_short(classes[[1L]])
     return(c(paste0("optim_", tolower(own)), "torch_optimizer"))
   }
-  if ("torch.optim.lr_scheduler.LRScheduler" %in% classes) return("lr_scheduler")
+  if ("torch.optim.lr_scheduler.LRScheduler" %in% classes) {
+    return(unique(c(.r_defined_names(classes), "lr_scheduler")))
+  }
   if ("torch.utils.data.dataloader.DataLoader" %in% classes) return("dataloader")
   if ("torch.utils.data.dataset.IterableDataset" %in% classes) {
     return(unique(c(.r_defined_names(classes), "iterable_dataset", "dataset")))

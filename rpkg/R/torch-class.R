@@ -133,7 +133,8 @@
   }
   def <- new.env(parent = emptyenv())
   def$kind <- kind
-  def$classname <- classname %or% if (kind == "module") "nn_module" else "dataset"
+  def$classname <- classname %or% switch(kind, module = "nn_module", optimizer = "optimizer",
+                                          lr_scheduler = "lr_scheduler", "dataset")
   def$public <- public
   def$private <- private %or% list()
   def$active <- active %or% list()
@@ -266,6 +267,7 @@
   .stash_state(pyself, st)
   .registry_put(key, st)
 
+  if (def$kind == "optimizer") .optimizer_members(st)
   levels <- .levels(def)
   super_acc <- list()   # methods visible to the next (more derived) level
   py_base <- .root_py_base(def)
@@ -352,7 +354,8 @@
   sup <- list2env(methods, parent = emptyenv())
   if (!exists("initialize", envir = sup, inherits = FALSE)) {
     sup$initialize <- function(...) {
-      if (!is.null(py_base)) .super_call(st, py_base, "__init__", list(...))
+      base <- py_base %or% if (kind %in% c("optimizer", "lr_scheduler")) .default_base(kind)
+      if (!is.null(base)) .super_call(st, base, "__init__", list(...))
       invisible(NULL)
     }
   }
@@ -367,7 +370,9 @@
   switch(kind,
          module = py_module("torch")$nn$Module,
          dataset = py_module("torch")$utils$data$Dataset,
-         iterable_dataset = py_module("torch")$utils$data$IterableDataset)
+         iterable_dataset = py_module("torch")$utils$data$IterableDataset,
+         optimizer = py_module("torch")$optim$Optimizer,
+         lr_scheduler = py_module("torch")$optim$lr_scheduler$LRScheduler)
 }
 
 .super_call <- function(st, base, name, args) {
@@ -375,10 +380,14 @@
   .pycall(.py("class", "call_super"), base, name, .self_of(st), unname(args[!nzchar(nms)]), args[nzchar(nms)])
 }
 
+.super_fields <- c("parameters", "buffers", "children", "modules")
+
 #' @export
 `$.rtorch_super` <- function(x, name) {
   if (exists(name, envir = x, inherits = FALSE)) return(get(name, envir = x))
   st <- attr(x, "rtorch_state")
+  # fields of the instance (R torch's active bindings): super$parameters$weight
+  if (name %in% .super_fields) return(.module_named(.self_of(st), name))
   base <- attr(x, "py_base")
   if (is.null(base)) base <- .default_base(attr(x, "kind"))
   force(name)

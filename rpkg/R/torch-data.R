@@ -228,3 +228,20 @@ loop <- function(x) {
 length.torch.utils.data.dataloader.DataLoader <- function(x) {
   as.integer(.pycall(.py("builtins", "len"), x))
 }
+
+
+#' Is this a dataset or a dataloader?
+#' @param x Any object.
+#' @return `TRUE` or `FALSE`.
+#' @examples
+#' if (torch_is_installed()) {
+#'   ds <- tensor_dataset(torch_randn(4, 2))
+#'   is_dataset(ds)
+#'   is_dataloader(dataloader(ds))
+#' }
+#' @export
+is_dataloader <- function(x) inherits(x, "dataloader")
+
+#' @rdname is_dataloader
+#' @export
+is_dataset <- function(x) inherits(x, "dataset")

@@ -189,6 +189,29 @@ with_no_grad <- function(code) {
   force(code)
 }
 
+# Run `expr` when the frame `env` exits (what withr::defer does).
+.defer <- function(expr, env) {
+  thunk <- as.call(list(function() expr))
+  do.call(base::on.exit, list(thunk, TRUE, FALSE), envir = env)
+}
+
+#' @rdname with_no_grad
+#' @param .env The frame whose exit restores the previous mode (`local_*()`).
+#' @export
+local_no_grad <- function(.env = parent.frame()) {
+  prev <- .pycall(.py("tensor", "set_grad"), FALSE)
+  .defer(.pycall(.py("tensor", "set_grad"), prev), .env)
+  invisible(prev)
+}
+
+#' @rdname with_no_grad
+#' @export
+local_enable_grad <- function(.env = parent.frame()) {
+  prev <- .pycall(.py("tensor", "set_grad"), TRUE)
+  .defer(.pycall(.py("tensor", "set_grad"), prev), .env)
+  invisible(prev)
+}
+
 #' @rdname with_no_grad
 #' @export
 with_enable_grad <- function(code) {

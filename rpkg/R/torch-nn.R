@@ -106,7 +106,12 @@ nn_buffer <- function(x, persistent = TRUE) {
       .pycall(.py("nn", "module_device"), x)
     },
     named_buffers = function(...) .module_named(x, "buffers"),
-    train = , eval = , to = , cuda = , cpu = , zero_grad = , load_state_dict = , apply = ,
+    apply = {
+      f <- NextMethod()
+      # model$apply(init_weights): R errors inside come back as themselves
+      function(fn) invisible(with_r_errors(f(.py_facing(fn))))
+    },
+    train = , eval = , to = , cuda = , cpu = , zero_grad = , load_state_dict = ,
     requires_grad_ = , register_buffer = , register_parameter = , add_module = , float = ,
     double = , half = , share_memory = {
       f <- NextMethod()
@@ -116,9 +121,28 @@ nn_buffer <- function(x, persistent = TRUE) {
       copy <- py_module("copy")
       if (isTRUE(deep)) copy$deepcopy(x) else copy$copy(x)
     },
-    NextMethod()
+    .classes = .r_classes(x),
+    {
+      # R6 semantics (R torch): a field that isn't there is NULL, not an error
+      if (!reticulate::py_has_attr(x, name)) return(NULL)
+      NextMethod()
+    }
   )
 }
+
+# R torch's part of a class vector (Python class names always hold a dot).
+.r_classes <- function(x) {
+  cl <- class(x)
+  cl[!grepl(".", cl, fixed = TRUE)]
+}
+
+#' Is this a module?
+#' @param x Any object.
+#' @return `TRUE` or `FALSE`.
+#' @examples
+#' if (reticulate::py_module_available("torch")) is_nn_module(nn_relu())
+#' @export
+is_nn_module <- function(x) inherits(x, "nn_module")
 
 #' Print a module in R torch's layout
 #'
@@ -337,6 +361,12 @@ nn_avg_pool2d <- function(kernel_size, stride = NULL, padding = 0, ceil_mode = F
 nn_adaptive_avg_pool2d <- function(output_size) .layer("AdaptiveAvgPool2d")
 #' @rdname nn_layers
 #' @export
+nn_adaptive_max_pool2d <- function(output_size, return_indices = FALSE) .layer("AdaptiveMaxPool2d")
+#' @rdname nn_layers
+#' @export
+nn_adaptive_max_pool1d <- function(output_size, return_indices = FALSE) .layer("AdaptiveMaxPool1d")
+#' @rdname nn_layers
+#' @export
 nn_lstm <- function(input_size, hidden_size, num_layers = 1, bias = TRUE, batch_first = FALSE,
                     dropout = 0, bidirectional = FALSE) .layer("LSTM")
 #' @rdname nn_layers
@@ -362,7 +392,7 @@ nn_gru <- function(input_size, hidden_size, num_layers = 1, bias = TRUE, batch_f
 #' }
 #' @export
 nn_sequential <- function(...) {
-  mods <- list(...)
+  mods <- rlang::list2(...)   # nn_sequential(!!!layers) splices, as in R torch
   nms <- names(mods)
   if (!is.null(nms) && all(nzchar(nms))) {
     .pycall(.py("nn", "sequential"), unname(mods), as.list(nms))
@@ -375,6 +405,24 @@ nn_sequential <- function(...) {
 #' @export
 nn_module_list <- function(modules = list()) {
   .pycall(.py("nn", "module_list"), unname(modules))
+}
+
+#' @rdname nn_sequential
+#' @param dict A named list of modules (`nn_module_dict()`).
+#' @export
+nn_module_dict <- function(dict) {
+  if (length(dict) && (is.null(names(dict)) || any(!nzchar(names(dict))))) {
+    stop("`dict` must be a named list of modules.", call. = FALSE)
+  }
+  .pycall(.py("nn", "module_dict"), unname(dict), as.list(names(dict)))
+}
+
+#' @export
+`[.nn_sequential` <- function(x, i) {
+  n <- .pycall(.py("builtins", "len"), x)
+  keep <- seq_len(n)[i]
+  if (anyNA(keep)) stop("index out of range for a sequential of length ", n, call. = FALSE)
+  .pycall(.py("nn", "sequential"), lapply(keep, function(k) x[[k]]))
 }
 
 # ---------------------------------------------------------------------------

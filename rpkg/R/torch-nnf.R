@@ -118,6 +118,12 @@ nnf_avg_pool2d <- function(input, kernel_size, stride = NULL, padding = 0, ceil_
 nnf_adaptive_avg_pool2d <- function(input, output_size) .nnf("adaptive_avg_pool2d")
 #' @rdname nnf
 #' @export
+nnf_adaptive_max_pool2d <- function(input, output_size, return_indices = FALSE) .nnf("adaptive_max_pool2d")
+#' @rdname nnf
+#' @export
+nnf_adaptive_max_pool1d <- function(input, output_size, return_indices = FALSE) .nnf("adaptive_max_pool1d")
+#' @rdname nnf
+#' @export
 nnf_linear <- function(input, weight, bias = NULL) .nnf("linear")
 #' @rdname nnf
 #' @export

@@ -145,7 +145,7 @@ rtorch_py_factory <- function(x) {
     args$optimizer <- NULL
     args$verbose <- NULL
     for (n in names(args)) if (is.function(args[[n]])) args[[n]] <- .py_facing(args[[n]])
-    .factory_call("scheduler", py_name, opt, args)
+    with_r_errors(.factory_call("scheduler", py_name, opt, args))
   }
 }
 
@@ -218,3 +218,114 @@ lr_cosine_annealing <- .lr_generator("CosineAnnealingLR", function(optimizer, T_
   }
   x
 }
+
+
+#' Define a custom optimizer
+#'
+#' R torch's `optimizer()`: `initialize(params, ...)` calls
+#' `super$initialize(params, defaults)` with a named list of defaults;
+#' `step(closure = NULL)` usually calls
+#' `private$step_helper(closure, function(group, param, g, p) ...)`, which runs
+#' the function, without gradient tracking, for every parameter that has a
+#' gradient. `self$state$get(param)` / `self$state$set(param, list(...))` keep
+#' per-parameter state. The result is a `torch.optim.Optimizer` (its state dict,
+#' `zero_grad()` and param groups work as for built-in optimizers), usable as
+#' `setup(optimizer = )`.
+#'
+#' @param name Class name.
+#' @param inherit Another generator made by `optimizer()`.
+#' @param ... Named methods and fields (`initialize`, `step`, ...).
+#' @param private,active Named lists of private members and active bindings.
+#' @param parent_env Environment the methods' enclosures inherit from.
+#' @return A generator (function) of class `torch_optimizer_generator`.
+#' @examples
+#' if (torch_is_installed()) {
+#'   optim_plain_sgd <- optimizer(
+#'     "optim_plain_sgd",
+#'     initialize = function(params, lr = 0.1) super$initialize(params, list(lr = lr)),
+#'     step = function(closure = NULL) {
+#'       private$step_helper(closure, function(group, param, g, p) {
+#'         param$sub_(param$grad * group$lr)
+#'       })
+#'     }
+#'   )
+#'   w <- torch_ones(2, requires_grad = TRUE)
+#'   opt <- optim_plain_sgd(list(w), lr = 0.5)
+#'   (w * 2)$sum()$backward()
+#'   opt$step()
+#'   w   # 1 - 0.5 * 2 = 0
+#' }
+#' @export
+optimizer <- function(name = NULL, inherit = NULL, ..., private = NULL, active = NULL,
+                      parent_env = parent.frame()) {
+  .new_generator("optimizer", name, inherit, list(...), private, active, parent_env,
+                 "torch_optimizer_generator")
+}
+
+# Built-in members of optimizer() instances: private$step_helper() and self$state.
+.optimizer_members <- function(st) {
+  st$priv$step_helper <- function(closure, loop_fun) {
+    opt <- .self_of(st)
+    with_no_grad({
+      loss <- NULL
+      if (!is.null(closure)) loss <- with_enable_grad(closure())
+      groups <- opt$param_groups
+      for (g in seq_along(groups)) {
+        group <- groups[[g]]
+        for (p in seq_along(group$params)) {
+          param <- group$params[[p]]
+          if (is.null(param$grad)) next
+          loop_fun(group, param, g, p)
+        }
+      }
+      loss
+    })
+  }
+  makeActiveBinding("state", function() {
+    opt <- .self_of(st)
+    list(get = function(key) .pycall(.py("optim", "state_get"), opt, key),
+         set = function(key, value) invisible(.pycall(.py("optim", "state_set"), opt, key, value)))
+  }, st$pub)
+  invisible()
+}
+
+#' Define a custom learning-rate scheduler
+#'
+#' R torch's `lr_scheduler()`: `initialize(optimizer, ...)` calls
+#' `super$initialize(optimizer, last_epoch, verbose)`; `get_lr()` returns the
+#' learning rates (one per param group) for the current `self$last_epoch`;
+#' `self$base_lrs` and `self$optimizer` are available. `$step()` advances it.
+#' The result is a `torch.optim.lr_scheduler.LRScheduler`, usable with
+#' `luz_callback_lr_scheduler()`.
+#'
+#' @inheritParams optimizer
+#' @param inherit Another generator made by `lr_scheduler()`.
+#' @return A generator (function) of class `lr_scheduler_generator`.
+#' @examples
+#' if (torch_is_installed()) {
+#'   lr_halve <- lr_scheduler(
+#'     "lr_halve",
+#'     initialize = function(optimizer, last_epoch = -1, verbose = FALSE) {
+#'       super$initialize(optimizer, last_epoch, verbose)
+#'     },
+#'     get_lr = function() lapply(self$base_lrs, function(lr) lr * 0.5^self$last_epoch)
+#'   )
+#'   opt <- optim_sgd(list(torch_ones(1, requires_grad = TRUE)), lr = 1)
+#'   sched <- lr_halve(opt)
+#'   sched$step()
+#'   opt$param_groups[[1]]$lr   # 0.5
+#' }
+#' @export
+lr_scheduler <- function(name = NULL, inherit = NULL, ..., private = NULL, active = NULL,
+                         parent_env = parent.frame()) {
+  .new_generator("lr_scheduler", name, inherit, list(...), private, active, parent_env,
+                 "lr_scheduler_generator")
+}
+
+#' Is this an optimizer?
+#' @param x Any object.
+#' @return `TRUE` or `FALSE`.
+#' @examples
+#' if (torch_is_installed()) is_optimizer(optim_sgd(nn_linear(2, 1)$parameters, lr = 0.1))
+#' @export
+is_optimizer <- function(x) inherits(x, "torch_optimizer")

@@ -296,7 +296,7 @@ str.torch_tensor <- function(object, ...) {
 .tensor_kind <- function(name) {
   k <- .tensor_kinds[[name]]
   if (is.null(k)) {
-    k <- switch(name, shape = "shape", .pycall(.py("ops", "is_method"), name))
+    k <- switch(name, shape = "shape", data = "data", .pycall(.py("ops", "is_method"), name))
     assign(name, k, envir = .tensor_kinds)
   }
   k
@@ -308,6 +308,7 @@ str.torch_tensor <- function(object, ...) {
     .tensor_kind(name),
     method = function(...) .pycall(.py("ops", "method"), name, x, ...),
     shape = dim.torch_tensor(x),
+    data = function() .pycall(.py("ops", "method"), "detach", x),   # R torch: x$data()
     property = {
       r <- reticulate::py_get_attr(x, name)
       if (inherits(r, "torch.Tensor")) r else reticulate::py_to_r(r)
@@ -375,3 +376,44 @@ Ops.torch_tensor <- function(e1, e2) {
 #' @rdname tensor_ops
 #' @export
 Math.torch_tensor <- function(x, ...) .pycall(.py("ops", "mathop"), .Generic, x, ...)
+
+
+#' Is a usable torch available?
+#'
+#' R torch's guard for examples (`if (torch_is_installed()) ...`): here, whether
+#' Python's torch can be imported by the Python reticulate uses.
+#' @return `TRUE` or `FALSE`.
+#' @examples
+#' torch_is_installed()
+#' @export
+torch_is_installed <- function() reticulate::py_module_available("torch")
+
+#' Save and load tensors, modules and lists of them
+#'
+#' `torch_save()` writes one file with `torch.save`; `torch_load()` reads it
+#' back (with `weights_only` unpickling: tensors, modules' state, lists).
+#' A module is saved as its state dict: load it into a new instance with
+#' `model$load_state_dict(torch_load(path))`.
+#' @param obj A tensor, a module, or a (named) list of tensors.
+#' @param path File path.
+#' @param ... Unused.
+#' @param device Optional device to load tensors onto.
+#' @return `torch_save()`: `path`, invisibly; `torch_load()`: what was saved.
+#' @examples
+#' if (torch_is_installed()) {
+#'   f <- tempfile()
+#'   torch_save(list(a = torch_ones(2)), f)
+#'   torch_load(f)$a
+#' }
+#' @export
+torch_save <- function(obj, path, ...) {
+  if (inherits(obj, "nn_module")) obj <- obj$state_dict()
+  .pycall(.py("tensor", "save"), obj, path.expand(path))
+  invisible(path)
+}
+
+#' @rdname torch_save
+#' @export
+torch_load <- function(path, device = NULL) {
+  .pycall(.py("tensor", "load"), path.expand(path), device = if (is.null(device)) NULL else as.character(device))
+}

@@ -16,10 +16,21 @@
   if (is.null(f)) {
     mod <- switch(module, torch = py_module("torch"), builtins = reticulate::import_builtins(),
                   py_module(paste0("pyluz.interop.torch_", module)))
+    if (module != "warnings" && !isTRUE(.pycache$warnings_installed)) .install_r_warnings()
     f <- reticulate::py_get_attr(mod, name)
     assign(key, f, envir = .pycache)
   }
   f
+}
+
+# Python warnings -> R warnings (class `python_warning`), once per session.
+.install_r_warnings <- function() {
+  assign("warnings_installed", TRUE, envir = .pycache)
+  .pycall(.py("warnings", "install"), function(msg) {
+    warning(structure(class = c("python_warning", "warning", "condition"),
+                      list(message = msg, call = NULL)))
+    NULL
+  })
 }
 
 # reticulate's internal call entry point (skips py_call's argument

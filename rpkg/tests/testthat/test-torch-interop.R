@@ -50,3 +50,26 @@ test_that("module state is released when R and Python drop it", {
   reticulate::import("gc")$collect()
   expect_null(reticulate::py_to_r(reticulate::py_call(w)))
 })
+
+test_that("Python warnings raised during R calls are R warnings, without file paths", {
+  skip_if_no_torch()
+  invisible(torch_ones(1))   # the layer is loaded (installs the warning bridge)
+  w <- reticulate::py_run_string(
+    "import warnings\ndef warn(msg):\n  warnings.warn(msg)\n  return None", convert = FALSE)$warn
+  seen <- NULL
+  withCallingHandlers(w("careful (Triggered internally at /pytorch/aten/src/x.cpp:1.)"),
+                      warning = function(c) { seen <<- c; invokeRestart("muffleWarning") })
+  expect_s3_class(seen, "python_warning")
+  expect_equal(conditionMessage(seen), "UserWarning: careful")
+  expect_silent(suppressWarnings(w("quiet")))
+  expect_warning(w("loud"), "^UserWarning: loud$")
+})
+
+test_that("R errors in functions handed to Python come back as themselves", {
+  skip_if_no_torch()
+  m <- nn_sequential(nn_linear(2, 2))
+  err <- tryCatch(m$apply(function(mod) if (inherits(mod, "nn_linear")) stop("bad init")),
+                  error = function(e) e)
+  expect_equal(conditionMessage(err), "bad init")
+  expect_false(grepl("RuntimeError", conditionMessage(err)))
+})

@@ -311,3 +311,36 @@ test_that("nn_init_* and gradient clipping", {
   norms <- sapply(fc$parameters, function(p) p$grad$norm()$item())
   expect_lte(sqrt(sum(norms^2)), 1 + 1e-5)
 })
+
+test_that("R torch pieces the gallery needs: .classes, splicing, `[`, module dicts, adaptive max pooling", {
+  skip_if_no_torch()
+  expect_equal(nn_conv_transpose2d(2, 3, 3)$.classes, c("nn_conv_transpose2d", "nn_module"))
+  Net <- nn_module("Net", initialize = function() self$a <- nn_linear(1, 1), forward = function(x) self$b(x))
+  expect_null(Net()$b)                                       # a missing field is NULL (R6 semantics)
+  expect_error(Net()(torch_ones(1, 1)), "attempt to apply non-function")
+  layers <- list(nn_linear(2, 3), nn_relu(), nn_linear(3, 1))
+  s <- nn_sequential(!!!layers)
+  expect_equal(length(s$parameters), 4)
+  tail2 <- s[2:3]
+  expect_s3_class(tail2, "nn_sequential")
+  expect_equal(tail2(torch_ones(4, 3))$shape, c(4L, 1L))
+  d <- nn_module_dict(list(a = nn_relu(), b = nn_linear(1, 1)))
+  expect_equal(class(d)[1], "nn_module_dict")
+  expect_equal(names(d$children), c("a", "b"))
+  x <- torch_tensor(array(c(1, 5, 2, 0, 3, 4, 8, 7, 6, 1, 0, 9, 2, 2, 2, 2), dim = c(1, 1, 4, 4)))
+  expect_tensor_equal(nn_adaptive_max_pool2d(c(2, 2))(x)$view(-1), c(5, 6, 8, 9))   # x[i, j] is column-major
+  expect_tensor_equal(nnf_adaptive_max_pool2d(x, c(1, 1))$view(-1), 9)
+  expect_true(is_nn_module(nn_relu()))
+  expect_false(is_nn_module(torch_ones(1)))
+})
+
+test_that("super$parameters in a module inheriting a layer (luz's two-optimizer example)", {
+  skip_if_no_torch()
+  m <- nn_module(inherit = nn_linear, set_optimizers = function(lr = 0.1) {
+    list(weight = optim_adam(list(super$parameters$weight), lr = lr),
+         bias = optim_adam(list(super$parameters$bias), lr = lr))
+  })(2, 3)
+  opts <- m$set_optimizers()
+  expect_equal(dim(opts$weight$param_groups[[1]]$params[[1]]), c(3L, 2L))
+  expect_equal(dim(opts$bias$param_groups[[1]]$params[[1]]), 3L)
+})
