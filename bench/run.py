@@ -432,7 +432,9 @@ def count_instructions(keys, cfg, log):
         return {k: why for k in keys}
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, OMP_NUM_THREADS="1", **{instructions.LIB_ENV: instructions.build_toggle(tmp)})
+        # PYTHONHASHSEED: set iteration orders (and so the instructions they take) are the same every run
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0",
+                   **{instructions.LIB_ENV: instructions.build_toggle(tmp)})
         for key in keys:
             log(f"counting instructions of ({key}) under valgrind ...")
             argv = [sys.executable, str(Path(__file__).resolve()), "--child", key, "--steps", str(cfg.steps),
