@@ -53,7 +53,8 @@ def find_tag(error):
 
 
 def describe(error) -> dict:
-    """What R needs to re-signal `error`: tag, Python type, message and loop context.
+    """What R needs to re-signal `error`: tag, Python type, message and loop context, and for a
+    failed fit the `records` of its finished epochs and its `model`.
 
     Counts are sent as floats (reticulate 1.28 corrupts ints above 2**31 - 1).
     """
@@ -71,6 +72,9 @@ def describe(error) -> dict:
         info["notes"] += [strip_tags(n) for n in getattr(e, "__notes__", ()) or ()]
         if info.get("reason") is None and isinstance(getattr(e, "reason", None), str):
             info["reason"] = e.reason  # machine-readable cause (e.g. "module_needed"), for R's own hint
+        if "records" not in info and getattr(e, "records", None) is not None:
+            # a failed fit keeps its work (runner.keep_progress): R puts both on its condition
+            info["records"], info["model"] = e.records, getattr(e, "model", None)
     return info
 
 

@@ -104,10 +104,10 @@ rethrow_engine_error <- function(e, info, call) {
       orig$py_message <- NULL
       orig$pyluz_context <- info[c("kind", "name", "where", "epoch", "iter")]
       if (identical(info$kind, "callback") || identical(info$kind, "metric")) {
-        stop(luz_wrapped_error(orig, info, call))
+        stop(with_progress(luz_wrapped_error(orig, info, call), info))
       }
       if (!is.null(context)) orig$message <- paste0(orig$message, "\n", context)
-      stop(orig)
+      stop(with_progress(orig, info))
     }
   }
   message <- info$message
@@ -119,7 +119,17 @@ rethrow_engine_error <- function(e, info, call) {
          py_type = info$type, reason = info$reason,
          pyluz_context = info[c("kind", "name", "where", "epoch", "iter")])
   )
-  stop(cond)
+  stop(with_progress(cond, info))
+}
+
+# A failed fit keeps its work: the condition carries the records of the finished epochs
+# (`e$records`, as in a fitted object) and the model trained so far (`e$model`).
+with_progress <- function(cnd, info) {
+  if (!is.null(info$records)) {
+    cnd$records <- info$records
+    cnd$model <- info$model
+  }
+  cnd
 }
 
 # luz signals its argument errors with class `value_error` (its tests catch that class); the

@@ -176,6 +176,7 @@ as_engine_module <- function(module) {
 
 as_engine_loss <- function(loss) {
   if (is.null(loss) || is_py(loss)) return(loss)
+  check_not_layer_constructor(loss, "loss")
   py <- compat_py_object(loss)
   if (!is.null(py)) return(py)
   as_engine_function(loss, "loss")
@@ -186,6 +187,20 @@ as_engine_optimizer <- function(optimizer) {
   py <- compat_py_object(optimizer)
   if (!is.null(py)) return(py)
   as_engine_function(optimizer, "optimizer")
+}
+
+# `loss = nn_mse_loss` passes the constructor, not a loss: it would be called as
+# nn_mse_loss(pred, target) at the first batch and fail there with an unrelated message.
+check_not_layer_constructor <- function(x, arg) {
+  ns <- asNamespace("pyluz")
+  if (!is.function(x) || !identical(environment(x), ns)) return(invisible())
+  for (nm in grep("^nn_", getNamespaceExports(ns), value = TRUE)) {
+    if (identical(get(nm, envir = ns), x)) {
+      rlang::abort(sprintf("`%s` is the constructor `%s`, not a loss: call it, e.g. `%s = %s()`.", arg, nm, arg, nm),
+                   class = "value_error")
+    }
+  }
+  invisible()
 }
 
 # The Python object behind an object of the R-torch compatibility layer (`nn_module()`

@@ -181,3 +181,31 @@ test_that("a missing or misconfigured engine gives a message saying how to set i
   expect_match(out, "pyluz::install_pyluz()", fixed = TRUE)
   expect_match(out, "numpy|not installed")
 })
+
+test_that("a loss constructor passed instead of a loss says how to call it", {
+  skip_if_no_torch()
+  net <- nn_module(initialize = function() self$fc <- nn_linear(2, 1), forward = function(x) self$fc(x))
+  expect_error(setup(net, loss = nn_mse_loss, optimizer = optim_sgd),
+               "`loss` is the constructor `nn_mse_loss`, not a loss: call it, e.g. `loss = nn_mse_loss()`.",
+               fixed = TRUE, class = "value_error")
+  expect_s3_class(setup(net, loss = nn_mse_loss(), optimizer = optim_sgd), "luz_module_generator")
+})
+
+test_that("a failed fit's condition carries the finished epochs' records and the model", {
+  skip_if_no_torch()
+  torch_manual_seed(1)
+  x <- torch_randn(64, 3)
+  y <- torch_randn(64, 1)
+  net <- nn_module(initialize = function() self$fc <- nn_linear(3, 1), forward = function(x) self$fc(x))
+  boom <- luz_callback("boom", on_epoch_begin = function() if (ctx$epoch == 3) stop("stop at 3"))
+  e <- tryCatch(
+    net %>% setup(loss = nn_mse_loss(), optimizer = optim_sgd) %>% set_opt_hparams(lr = 0.1) %>%
+      fit(list(x, y), epochs = 5, callbacks = list(boom()), verbose = FALSE),
+    error = function(e) e
+  )
+  expect_match(conditionMessage(e), "stop at 3")
+  expect_length(e$records$metrics$train, 2)
+  expect_true(is.numeric(e$records$metrics$train[[2]]$loss))
+  expect_true(inherits(e$model, "nn_module"))
+  expect_equal(dim(as_array(e$model(x))), c(64L, 1L))
+})
