@@ -202,7 +202,7 @@ test_that("lr_finder() returns luz's lr_records and plots them", {
   expect_s3_class(records, c("lr_records", "data.frame"))
   expect_equal(names(records), c("lr", "loss"))
   expect_equal(nrow(records), 10)
-  expect_equal(records$lr, 1e-4 * (1 / 1e-4)^((0:9) / 10), tolerance = 1e-9)
+  expect_equal(records$lr, 1e-4 * (1 / 1e-4)^((1:10) / 10), tolerance = 1e-9)  # luz: start_lr * m^k, k = 1..steps
   expect_true(all(is.finite(records$loss)))
   expect_equal(model$py$opt_hparams, list(lr = 0.05))  # the module given is unchanged
   skip_if_not_installed("ggplot2")
