@@ -42,7 +42,7 @@ setup <- function(module, loss = NULL, optimizer = NULL, metrics = NULL, backwar
   # What luz_save() stores to rebuild an R-defined model in another R session (see serialize.R).
   r_setup <- list(module = module, loss = loss, loss_call = substitute(loss), optimizer = optimizer,
                   metrics = metrics, backward = backward)
-  new_luz_module(py, module, ctx_env, r_setup)
+  apply_pending_hparams(new_luz_module(py, module, ctx_env, r_setup), attr(module, "pyluz_pending", exact = TRUE))
 }
 
 # As luz's, the result is still a module generator: `mod(...)` builds the module (what `fit()`
@@ -90,8 +90,9 @@ print.luz_module_generator <- function(x, ...) {
 #' }
 #' @export
 set_hparams <- function(module, ...) {
-  check_luz_module(module, "set_hparams")
   args <- named_dots("set_hparams", ...)
+  if (is_module_definition(module)) return(pending_hparams(module, "hparams", args))
+  check_luz_module(module, "set_hparams")
   py <- engine_call_kwargs(pyluz_engine()$set_hparams, list(module$py), as_py_hparams(args))
   new_luz_module(py, module$module, module$ctx_env, module$r_setup)
 }
@@ -99,10 +100,34 @@ set_hparams <- function(module, ...) {
 #' @rdname set_hparams
 #' @export
 set_opt_hparams <- function(module, ...) {
-  check_luz_module(module, "set_opt_hparams")
   args <- named_dots("set_opt_hparams", ...)
+  if (is_module_definition(module)) return(pending_hparams(module, "opt_hparams", args))
+  check_luz_module(module, "set_opt_hparams")
   py <- engine_call_kwargs(pyluz_engine()$set_opt_hparams, list(module$py), args)
   new_luz_module(py, module$module, module$ctx_env, module$r_setup)
+}
+
+# luz code may call set_hparams() before setup() (`net %>% set_hparams(...) %>% setup(...)`):
+# the values wait on the module definition and setup() applies them (luz drops them).
+is_module_definition <- function(x) {
+  !inherits(x, "luz_module_generator") && (is.function(x) || is_py(x))
+}
+
+pending_hparams <- function(module, which, args) {
+  pending <- attr(module, "pyluz_pending", exact = TRUE) %||% list()
+  pending[[which]] <- args
+  if (is_py(module)) {
+    rlang::abort(sprintf("Call `set_%s()` after `setup()` for a Python module class.", which),
+                 class = "value_error")
+  }
+  attr(module, "pyluz_pending") <- pending
+  module
+}
+
+apply_pending_hparams <- function(gen, pending) {
+  if (!is.null(pending$hparams)) gen <- do.call(set_hparams, c(list(gen), pending$hparams))
+  if (!is.null(pending$opt_hparams)) gen <- do.call(set_opt_hparams, c(list(gen), pending$opt_hparams))
+  gen
 }
 
 named_dots <- function(fn, ...) {
