@@ -16,7 +16,8 @@ test_that("fit returns luz's fitted object; get_metrics, print and plot follow l
   fitted <- py_model(fx, torch) %>%
     fit(list(d$x, d$y), epochs = 3, valid_data = 0.25, verbose = FALSE)
   expect_s3_class(fitted, "luz_module_fitted")
-  expect_named(fitted, c("model", "records", "ctx", "py"))
+  expect_named(fitted, c("ctx", "py", "r_setup"))  # `$model` and `$records` are read from the engine
+  expect_true(inherits(fitted$model, "torch.nn.modules.module.Module"))
   expect_equal(fitted$ctx$hparams, list(n_in = 4L, hidden = 16L, n_out = 3L))
   expect_equal(fitted$ctx$opt_hparams, list(lr = 0.05))
   expect_length(fitted$records$metrics$train, 3)
