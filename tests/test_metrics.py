@@ -259,7 +259,7 @@ def test_loss_average_two_optimizers_and_python_floats():
     out = m.compute()
     assert out == pytest.approx({"gen": 1.0, "disc": 4.0})
     assert list(out) == ["gen", "disc"]
-    assert m.format(out) == "gen: 1.0000 | disc: 4.0000"
+    assert m.format(out) == "gen: 1 | disc: 4"
 
 
 def test_loss_average_errors():

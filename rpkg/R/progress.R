@@ -124,6 +124,6 @@ new_progress_renderer <- function() {
   )
   fns <- lapply(fns, r_callable, returns = FALSE)
   # forced bars are drawn at every step, as luz's; otherwise the engine refreshes every 0.1 s
-  fns$interval <- if (isTRUE(getOption("luz.force_progress_bar", FALSE))) 0 else 0.1
+  fns$refresh_interval <- if (isTRUE(getOption("luz.force_progress_bar", FALSE))) 0 else 0.1
   fns
 }
