@@ -211,7 +211,7 @@ test_that("lr_finder() returns luz's lr_records and plots them", {
   expect_error(lr_finder(model, list(d$x, d$y), steps = 2.5), "steps")
 })
 
-test_that("in a dynamic terminal the engine drives a cli progress bar", {
+test_that("in a dynamic terminal the engine drives luz's progress bar", {
   fx <- luz_fixtures()
   torch <- py_torch()
   withr::local_options(cli.dynamic = TRUE, cli.progress_show_after = 0)
