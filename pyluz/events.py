@@ -57,7 +57,9 @@ def check_event(name, argument="call_on"):
     if name not in EVENTS:
         import difflib
 
-        close = difflib.get_close_matches(str(name), EVENTS, n=1)
+        # `on_batch_*` (older luz code, luz's gallery) means the training breakpoints
+        guess = "on_train_" + str(name)[3:] if str(name).startswith("on_batch_") else None
+        close = [guess] if guess in EVENTS else difflib.get_close_matches(str(name), EVENTS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"`{argument}` must be a breakpoint name such as 'on_epoch_end', got {name!r}.{hint}")
     return name

@@ -19,11 +19,12 @@ from .runner import check_verbose
 
 
 def lr_schedule(steps, start_lr, end_lr, log_spaced=True):
-    """The learning rates of the `steps` steps: `start_lr * (end_lr / start_lr) ** (i / steps)` for
-    `i = 0, ..., steps - 1` (log-spaced), or `start_lr + (end_lr - start_lr) * i / steps` (linear)."""
+    """The learning rates of the `steps` steps, as luz records them: `start_lr * (end_lr / start_lr) ** (k / steps)`
+    for `k = 1, ..., steps` (log-spaced; the last one is `end_lr`), or `start_lr + (end_lr - start_lr) * k / steps`
+    (linear)."""
     if log_spaced:
-        return [start_lr * (end_lr / start_lr) ** (i / steps) for i in range(steps)]
-    return [start_lr + (end_lr - start_lr) * i / steps for i in range(steps)]
+        return [start_lr * (end_lr / start_lr) ** (k / steps) for k in range(1, steps + 1)]
+    return [start_lr + (end_lr - start_lr) * k / steps for k in range(1, steps + 1)]
 
 
 def smooth_loss(loss, beta=0.9):
@@ -163,8 +164,8 @@ def lr_finder(luz_module: LuzModule, data: Any, steps: int = 100, start_lr: floa
               verbose: bool | None = None) -> LRFinderResult:
     """Train for `steps` batches with a learning rate growing from `start_lr` towards `end_lr` (luz's `lr_finder`).
 
-    The learning rate of batch `i` (0-based) is `start_lr * (end_lr / start_lr) ** (i / steps)`
-    (`log_spaced=True`) or `start_lr + (end_lr - start_lr) * i / steps`; it is set on every
+    The learning rate of batch `k` (1-based) is `start_lr * (end_lr / start_lr) ** (k / steps)`
+    (`log_spaced=True`, luz's sequence) or `start_lr + (end_lr - start_lr) * k / steps`; it is set on every
     parameter group of every optimizer, whatever their names. `lr` in the module's
     `opt_hparams` is overridden with `start_lr` (other optimizer arguments are kept).
     `dataloader_options` are passed to `fit`. A fresh model is trained; the module given is not

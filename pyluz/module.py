@@ -75,6 +75,8 @@ class LuzModule:
         model = self.module(**self.hparams)
         if not isinstance(model, nn.Module):
             raise TypeError(f"`module` must build a torch.nn.Module, but calling it returned {type(model).__name__}.")
+        if type(model).forward is nn.Module.forward and "forward" not in vars(model):
+            model.forward = _identity  # luz: a module without forward (e.g. a GAN's container) passes its input
         check_module_methods(model, self.loss, self.optimizer)
         return model
 
@@ -92,6 +94,10 @@ class LuzModule:
         if self.backward is not None:
             return self.backward
         return getattr(model, "backward", None) or _backward
+
+
+def _identity(x):
+    return x
 
 
 def _backward(loss):

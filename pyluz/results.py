@@ -132,6 +132,11 @@ class Fitted:
         return "\n".join(lines)
 
 
+def evaluation_frame(evaluation):
+    """DataFrame[metric, value] of an `Evaluation` (the R package reads it)."""
+    return evaluation.get_metrics()
+
+
 class Evaluation:
     """What `evaluate()` returns: `get_metrics()` gives DataFrame[metric, value]."""
 

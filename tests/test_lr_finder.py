@@ -35,7 +35,9 @@ def test_records_schedule_and_losses_match_a_hand_loop():
                     start_lr=start, end_lr=end, dataloader_options={"batch_size": 16, "shuffle": False},
                     verbose=False)
     assert len(res) == steps and len(res.lr) == len(res.loss) == steps
-    assert res.lr == [start * (end / start) ** (i / steps) for i in range(steps)]
+    # luz's sequence: start_lr * m^k, k = 1..steps (the last rate is end_lr)
+    assert res.lr == [start * (end / start) ** (k / steps) for k in range(1, steps + 1)]
+    assert res.lr[-1] == pytest.approx(end)
     # The same training by hand: batches in order, 4 per epoch, lr set before each batch.
     net = Lin()
     opt = torch.optim.SGD(net.parameters(), lr=start)
@@ -58,7 +60,7 @@ def test_linear_schedule_and_dataloader_options():
     module = pyluz.setup(Lin, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
     res = lr_finder(module, data(40), steps=7, start_lr=0.01, end_lr=0.5, log_spaced=False,
                     dataloader_options={"batch_size": 8}, verbose=False)
-    assert res.lr == [0.01 + (0.5 - 0.01) * i / 7 for i in range(7)]
+    assert res.lr == [0.01 + (0.5 - 0.01) * k / 7 for k in range(1, 8)]
     # lr_finder builds its own model: check the batch size it saw through a built module instead.
     net = Lin()
     lr_finder(pyluz.setup(net, loss=nn.MSELoss(), optimizer=torch.optim.SGD), data(40), steps=3,

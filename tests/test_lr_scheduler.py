@@ -51,7 +51,7 @@ def test_step_per_batch_with_call_on():
 
 
 def test_unknown_call_on_is_an_error_at_construction():
-    with pytest.raises(ValueError, match="`call_on`.*got .on_batch_end.*Did you mean"):
+    with pytest.raises(ValueError, match="`call_on`.*got .on_batch_end.*Did you mean 'on_train_batch_end'"):
         LRScheduler(StepLR, call_on="on_batch_end", step_size=1)
     with pytest.raises(TypeError, match="`scheduler`"):
         LRScheduler(StepLR(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), step_size=1))

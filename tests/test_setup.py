@@ -97,3 +97,27 @@ def test_fit_argument_validation(xy):
         m.fit(xy, callbacks=3, verbose=False)
     with pytest.raises(TypeError, match="`dataloader_options`"):
         m.fit(xy, dataloader_options=[1], verbose=False)
+
+
+def test_a_module_without_forward_gets_luz_identity_forward():
+    # luz's setup() gives such modules (GAN containers with a custom step) an identity forward
+    class Box(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 1)
+
+        def step(self):
+            ctx = self.ctx
+            if ctx.training:
+                loss = nn.functional.mse_loss(self.fc(ctx.input), ctx.target)
+                ctx.loss = {"opt": loss.detach()}
+                loss.backward()
+                ctx.opt.step()
+                ctx.opt.zero_grad()
+
+        def set_optimizers(self, lr=0.1):
+            return torch.optim.SGD(self.parameters(), lr=lr)
+
+    fitted = pyluz.setup(Box).fit((torch.randn(64, 2), torch.randn(64, 1)), epochs=1, verbose=False)
+    x = torch.randn(3, 2)
+    assert torch.equal(fitted.predict(x), x)

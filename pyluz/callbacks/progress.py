@@ -147,7 +147,7 @@ class Progress(Callback):
         self.show = bool(self.ctx.verbose) and is_main_process()
         if self.renderer is None and self.show:
             self.renderer = default_renderer()
-        wanted = getattr(self.renderer, "interval", None)  # e.g. luz's forced bars: every step
+        wanted = getattr(self.renderer, "refresh_interval", None)  # e.g. luz's forced bars: every step
         if isinstance(wanted, numbers.Real) and not isinstance(wanted, bool):
             self.interval = float(wanted)
 

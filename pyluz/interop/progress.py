@@ -30,7 +30,7 @@ class RRenderer:
     def __init__(self, fns):
         fns = dict(fns or {})
         # seconds between bar refreshes the renderer wants (Progress's default when absent)
-        self.interval = fns.pop("interval", None)
+        self.refresh_interval = fns.pop("refresh_interval", None)
         unknown = set(fns) - set(METHODS)
         if unknown:
             raise ValueError(f"Unknown renderer methods {sorted(unknown)}; expected some of {list(METHODS)}.")

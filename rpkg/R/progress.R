@@ -78,7 +78,8 @@ new_progress_renderer <- function() {
     bar$width <- getOption("width") - 2L
     bar$show_eta <- isTRUE(getOption("luz.show_progress_bar_eta", TRUE))
     bar$supported <- force_bar || cli::is_dynamic_tty()
-    bar$show_after <- if (force_bar) 0 else 0.2
+    # luz shows bars after 0.2 s (a `cli.progress_show_after` setting wins), forced ones at once
+    bar$show_after <- if (force_bar) 0 else getOption("cli.progress_show_after", 0.2)
     bar$start <- Sys.time()
     bar$visible <- FALSE
     bar$finished <- FALSE
@@ -124,6 +125,6 @@ new_progress_renderer <- function() {
   )
   fns <- lapply(fns, r_callable, returns = FALSE)
   # forced bars are drawn at every step, as luz's; otherwise the engine refreshes every 0.1 s
-  fns$interval <- if (isTRUE(getOption("luz.force_progress_bar", FALSE))) 0 else 0.1
+  fns$refresh_interval <- if (isTRUE(getOption("luz.force_progress_bar", FALSE))) 0 else 0.1
   fns
 }

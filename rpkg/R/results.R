@@ -19,19 +19,19 @@ get_metrics <- function(object, ...) UseMethod("get_metrics")
 #' @rdname get_metrics
 #' @export
 get_metrics.luz_module_fitted <- function(object, ...) {
-  as_metrics_df(object$py$get_metrics())
+  engine_table("metrics_frame", reticulate::py_get_attr(object$py, "records"))
 }
 
 #' @rdname get_metrics
 #' @export
 get_metrics.luz_module_evaluation <- function(object, ...) {
-  as_metrics_df(object$py$get_metrics())
+  engine_table("evaluation_frame", object$py)
 }
 
 #' @rdname get_metrics
 #' @export
 get_metrics.pyluz.context.Context <- function(object, ...) {
-  as_metrics_df(engine_module("results")$metrics_frame(reticulate::py_get_attr(object, "records")))
+  engine_table("metrics_frame", reticulate::py_get_attr(object, "records"))
 }
 
 #' @export
@@ -40,11 +40,15 @@ get_metrics.default <- function(object, ...) {
                        paste(class(object), collapse = "/")), class = "value_error")
 }
 
-# The engine's metrics table (a pandas DataFrame, already converted by reticulate) with R types.
-as_metrics_df <- function(df) {
-  cols <- lapply(as.list(df), function(col) if (is.character(col)) as.character(col) else as.vector(col))
-  if (!is.null(cols$epoch)) cols$epoch <- as.integer(cols$epoch)
-  if (!is.null(cols$value)) cols$value <- as.numeric(cols$value)
+# One of the engine's metrics tables (pyluz.results), as an R data frame: the columns travel as
+# lists (no pandas conversion, which would warn on newer pandas).
+engine_table <- function(fn, x) {
+  results <- reticulate::import("pyluz.results", convert = FALSE)
+  cols <- reticulate::py_to_r(results[[fn]](x)$to_dict("list"))
+  cols <- lapply(cols, unlist)
+  if ("epoch" %in% names(cols)) cols$epoch <- as.integer(cols$epoch)
+  if ("value" %in% names(cols)) cols$value <- as.numeric(cols$value)
+  if (!length(cols[[1]])) cols <- lapply(cols, function(c) if (is.null(c)) character() else c)
   data.frame(cols, stringsAsFactors = FALSE)
 }
 

@@ -32,7 +32,8 @@
 #'     setup(loss = nn_mse_loss(), optimizer = optim_sgd) %>%
 #'     set_hparams(in_features = 2, out_features = 1) %>%
 #'     set_opt_hparams(lr = 0.1) %>%
-#'     fit(list(x, x[, 1, drop = FALSE]), epochs = 1, verbose = FALSE)
+#'     fit(list(x, x[, 1, drop = FALSE]), epochs = 1, verbose = FALSE,
+#'         dataloader_options = list(batch_size = 10))
 #'   path <- tempfile(fileext = ".safetensors")
 #'   luz_save(fitted, path)
 #'   again <- luz_load(path)

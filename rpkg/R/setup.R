@@ -42,7 +42,7 @@ setup <- function(module, loss = NULL, optimizer = NULL, metrics = NULL, backwar
   # What luz_save() stores to rebuild an R-defined model in another R session (see serialize.R).
   r_setup <- list(module = module, loss = loss, loss_call = substitute(loss), optimizer = optimizer,
                   metrics = metrics, backward = backward)
-  new_luz_module(py, module, ctx_env, r_setup)
+  apply_pending_hparams(new_luz_module(py, module, ctx_env, r_setup), attr(module, "pyluz_pending", exact = TRUE))
 }
 
 # As luz's, the result is still a module generator: `mod(...)` builds the module (what `fit()`
@@ -91,8 +91,9 @@ print.luz_module_generator <- function(x, ...) {
 #' @export
 set_hparams <- function(module, ...) {
   fixed <- unpartial_module(sys.call(), module, ...)
-  check_luz_module(fixed$module, "set_hparams")
   args <- check_no_na("set_hparams", named_dots_list("set_hparams", fixed$args))
+  if (is_module_definition(fixed$module)) return(pending_hparams(fixed$module, "hparams", args))
+  check_luz_module(fixed$module, "set_hparams")
   py <- engine_call_kwargs(pyluz_engine()$set_hparams, list(fixed$module$py), as_py_hparams(args))
   new_luz_module(py, fixed$module$module, fixed$module$ctx_env, fixed$module$r_setup)
 }
@@ -101,10 +102,34 @@ set_hparams <- function(module, ...) {
 #' @export
 set_opt_hparams <- function(module, ...) {
   fixed <- unpartial_module(sys.call(), module, ...)
-  check_luz_module(fixed$module, "set_opt_hparams")
   args <- check_no_na("set_opt_hparams", named_dots_list("set_opt_hparams", fixed$args))
+  if (is_module_definition(fixed$module)) return(pending_hparams(fixed$module, "opt_hparams", args))
+  check_luz_module(fixed$module, "set_opt_hparams")
   py <- engine_call_kwargs(pyluz_engine()$set_opt_hparams, list(fixed$module$py), args)
   new_luz_module(py, fixed$module$module, fixed$module$ctx_env, fixed$module$r_setup)
+}
+
+# luz code may call set_hparams() before setup() (`net %>% set_hparams(...) %>% setup(...)`):
+# the values wait on the module definition and setup() applies them (luz drops them).
+is_module_definition <- function(x) {
+  !inherits(x, "luz_module_generator") && (is.function(x) || is_py(x))
+}
+
+pending_hparams <- function(module, which, args) {
+  pending <- attr(module, "pyluz_pending", exact = TRUE) %||% list()
+  pending[[which]] <- args
+  if (is_py(module)) {
+    rlang::abort(sprintf("Call `set_%s()` after `setup()` for a Python module class.", which),
+                 class = "value_error")
+  }
+  attr(module, "pyluz_pending") <- pending
+  module
+}
+
+apply_pending_hparams <- function(gen, pending) {
+  if (!is.null(pending$hparams)) gen <- do.call(set_hparams, c(list(gen), pending$hparams))
+  if (!is.null(pending$opt_hparams)) gen <- do.call(set_opt_hparams, c(list(gen), pending$opt_hparams))
+  gen
 }
 
 # R matches `m = 3` / `mod = 3` partially to the formal `module`; in set_hparams() such a name is a

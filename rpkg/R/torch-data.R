@@ -82,7 +82,7 @@ length.pyluz.interop.torch_class.RDataset <- function(x) {
   if (!is.null(st) && exists(".length", envir = st$pub, inherits = FALSE)) {
     return(get(".length", envir = st$pub)())
   }
-  NextMethod()
+  tryCatch(NextMethod(), error = function(e) NA_integer_)  # R torch: NA when the length is unknown
 }
 
 #' @export
@@ -224,9 +224,15 @@ loop <- function(x) {
   invisible()
 }
 
+# R torch: an iterable dataset without `.length()` has length NA (luz's progress bar reads it).
+#' @export
+length.torch.utils.data.dataset.IterableDataset <- function(x) {
+  tryCatch(NextMethod(), error = function(e) NA_integer_)
+}
+
 #' @export
 length.torch.utils.data.dataloader.DataLoader <- function(x) {
-  as.integer(.pycall(.py("builtins", "len"), x))
+  tryCatch(as.integer(.pycall(.py("builtins", "len"), x)), error = function(e) NA_integer_)  # R torch: NA if unknown
 }
 
 

@@ -128,7 +128,7 @@ test_that("errors of the engine become pyluz_error conditions naming the argumen
   expect_error(fit(model, data.frame(a = 1), verbose = FALSE), "Unsupported object", class = "value_error")
   expect_error(fit(model, list(d$x, d$y), epochs = 1, verbose = FALSE, foo = 1), class = "rlib_error_dots_nonempty")
   expect_error(setup(fx$Net), "loss", class = "pyluz_error")
-  expect_error(set_hparams(fx$Net, a = 1), "result of `setup()`", fixed = TRUE)
+  expect_error(set_hparams(fx$Net, a = 1), "after `setup()`", fixed = TRUE)
   expect_error(set_hparams(model, 1), "must be named")
   # an argument reticulate can't convert is reported as such (not as the previous engine error)
   expect_error(fit(model, list(d$x, d$y), epochs = 0, verbose = FALSE), class = "pyluz_error")

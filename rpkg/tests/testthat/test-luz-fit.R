@@ -16,7 +16,8 @@ test_that("fit returns luz's fitted object; get_metrics, print and plot follow l
   fitted <- py_model(fx, torch) %>%
     fit(list(d$x, d$y), epochs = 3, valid_data = 0.25, verbose = FALSE)
   expect_s3_class(fitted, "luz_module_fitted")
-  expect_named(fitted, c("model", "records", "ctx", "py"))
+  expect_named(fitted, c("ctx", "py", "r_setup"))  # `$model` and `$records` are read from the engine
+  expect_true(inherits(fitted$model, "torch.nn.modules.module.Module"))
   expect_equal(fitted$ctx$hparams, list(n_in = 4L, hidden = 16L, n_out = 3L))
   expect_equal(fitted$ctx$opt_hparams, list(lr = 0.05))
   expect_length(fitted$records$metrics$train, 3)
@@ -202,7 +203,7 @@ test_that("lr_finder() returns luz's lr_records and plots them", {
   expect_s3_class(records, c("lr_records", "data.frame"))
   expect_equal(names(records), c("lr", "loss"))
   expect_equal(nrow(records), 10)
-  expect_equal(records$lr, 1e-4 * (1 / 1e-4)^((0:9) / 10), tolerance = 1e-9)
+  expect_equal(records$lr, 1e-4 * (1 / 1e-4)^((1:10) / 10), tolerance = 1e-9)  # luz: start_lr * m^k, k = 1..steps
   expect_true(all(is.finite(records$loss)))
   expect_equal(model$py$opt_hparams, list(lr = 0.05))  # the module given is unchanged
   skip_if_not_installed("ggplot2")
@@ -210,7 +211,7 @@ test_that("lr_finder() returns luz's lr_records and plots them", {
   expect_error(lr_finder(model, list(d$x, d$y), steps = 2.5), "steps")
 })
 
-test_that("in a dynamic terminal the engine drives a cli progress bar", {
+test_that("in a dynamic terminal the engine drives luz's progress bar", {
   fx <- luz_fixtures()
   torch <- py_torch()
   withr::local_options(cli.dynamic = TRUE, cli.progress_show_after = 0)
