@@ -177,8 +177,8 @@ def lr_finder(luz_module: LuzModule, data: Any, steps: int = 100, start_lr: floa
     >>> res = pyluz.lr_finder(pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
     ...                       .set_hparams(in_features=4, out_features=2),
     ...                       (x, y), steps=10, dataloader_options={"batch_size": 8}, verbose=False)
-    >>> res.lr[0], len(res.loss)
-    (1e-07, 10)
+    >>> round(res.lr[0] / 1e-07, 3), len(res.loss)   # luz's rates: start_lr * m**k, k = 1..steps
+    (3.981, 10)
     """
     owner = "lr_finder"
     check_type(luz_module, "luz_module", LuzModule, "the result of setup()", owner)
