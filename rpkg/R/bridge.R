@@ -7,14 +7,6 @@
 #   Python error into an R error of class `pyluz_error`;
 # * R values are converted the way the engine expects (data, hyperparameters, options).
 
-# The registry of R conditions is shared with the R-torch layer (torch-utils.R: `r_error_tag()`
-# stores a condition and re-raises "[[rcond:<id>]] <message>", `r_error_lookup()` takes it back),
-# so errors from R modules and datasets come back the same way as errors from callbacks.
-
-take_condition <- function(id) {
-  r_error_lookup(simpleError(sprintf("[[rcond:%s]]", format(id))))
-}
-
 # `f` wrapped for Python: errors are tagged; `returns = FALSE` makes it return NULL (so that no R
 # object that Python can't represent, such as an R6 object, has to be converted).
 r_callable <- function(f, returns = TRUE) {

@@ -124,7 +124,7 @@
       parent_def <- attr(inherit, "def")
     } else if (is.function(inherit) && !is.null(.layer_py_class(inherit))) {
       py_base <- .layer_py_class(inherit)   # resolved to the Python class lazily
-    } else if (.is_py(inherit)) {
+    } else if (is_py(inherit)) {
       py_base <- inherit
     } else {
       stop("`inherit` must be a generator created by nn_module()/dataset() or a Python class",
@@ -133,11 +133,11 @@
   }
   def <- new.env(parent = emptyenv())
   def$kind <- kind
-  def$classname <- classname %or% switch(kind, module = "nn_module", optimizer = "optimizer",
+  def$classname <- classname %||% switch(kind, module = "nn_module", optimizer = "optimizer",
                                           lr_scheduler = "lr_scheduler", "dataset")
   def$public <- public
-  def$private <- private %or% list()
-  def$active <- active %or% list()
+  def$private <- private %||% list()
+  def$active <- active %||% list()
   def$parent_env <- parent_env
   def$parent <- parent_def
   def$py_base <- py_base
@@ -224,7 +224,7 @@
   }
   py_base <- if (is.null(def$parent)) .root_py_base(def) else NULL
   cls <- .pycall(.py("class", "make_class"), def$kind, def$classname, as.list(own),
-                 .py_facing(r_init), .py_facing(r_clone), parent = parent, py_base = py_base)
+                 r_callable(r_init), r_callable(r_clone), parent = parent, py_base = py_base)
   def$pycls <- cls
   cls
 }
@@ -310,7 +310,7 @@
   if (length(mnames)) {
     fns <- lapply(mnames, function(n) {
       f <- get(n, envir = st$pub)
-      if (n == ".iter" && def$kind == "iterable_dataset") .py_facing_iter(f) else .py_facing(f)
+      if (n == ".iter" && def$kind == "iterable_dataset") .py_facing_iter(f) else r_callable(f)
     })
     .pycall(.py("class", "attach"), pyself, as.list(mnames), fns)
   }
@@ -354,7 +354,7 @@
   sup <- list2env(methods, parent = emptyenv())
   if (!exists("initialize", envir = sup, inherits = FALSE)) {
     sup$initialize <- function(...) {
-      base <- py_base %or% if (kind %in% c("optimizer", "lr_scheduler")) .default_base(kind)
+      base <- py_base %||% if (kind %in% c("optimizer", "lr_scheduler")) .default_base(kind)
       if (!is.null(base)) .super_call(st, base, "__init__", list(...))
       invisible(NULL)
     }
@@ -376,7 +376,7 @@
 }
 
 .super_call <- function(st, base, name, args) {
-  nms <- names(args) %or% rep("", length(args))
+  nms <- names(args) %||% rep("", length(args))
   .pycall(.py("class", "call_super"), base, name, .self_of(st), unname(args[!nzchar(nms)]), args[nzchar(nms)])
 }
 

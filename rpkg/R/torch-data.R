@@ -49,10 +49,10 @@ iterable_dataset <- function(name = NULL, inherit = NULL, ..., private = NULL, a
 # function it returns is wrapped so exhaustion is NULL and errors are tagged.
 .py_facing_iter <- function(iter_method) {
   force(iter_method)
-  .py_facing(function() {
+  r_callable(function() {
     nxt <- iter_method()
     if (!is.function(nxt)) stop(".iter() must return a function that yields items", call. = FALSE)
-    .py_facing(function() {
+    r_callable(function() {
       v <- nxt()
       if (is.null(v) || .is_exhausted(v)) NULL else v
     })
@@ -112,7 +112,7 @@ length.pyluz.interop.torch_class.RDataset <- function(x) {
 tensor_dataset <- function(...) {
   tensors <- list(...)
   nms <- names(tensors)
-  tensors <- lapply(unname(tensors), function(t) if (.is_py(t)) t else torch_tensor(t))
+  tensors <- lapply(unname(tensors), function(t) if (is_py(t)) t else torch_tensor(t))
   if (is.null(nms)) .pycall(.py("data", "tensor_dataset"), tensors)
   else .pycall(.py("data", "tensor_dataset"), tensors, as.list(nms))
 }
@@ -168,8 +168,8 @@ dataloader <- function(dataset, batch_size = 1, shuffle = FALSE, sampler = NULL,
                        num_workers = 0, collate_fn = NULL, pin_memory = FALSE, drop_last = FALSE,
                        timeout = -1, worker_init_fn = NULL, worker_globals = NULL,
                        worker_packages = NULL, ...) {
-  if (is.function(collate_fn) && !.is_py(collate_fn)) collate_fn <- .py_facing(collate_fn)
-  if (is.function(worker_init_fn) && !.is_py(worker_init_fn)) worker_init_fn <- .py_facing(worker_init_fn)
+  if (is.function(collate_fn) && !is_py(collate_fn)) collate_fn <- r_callable(collate_fn)
+  if (is.function(worker_init_fn) && !is_py(worker_init_fn)) worker_init_fn <- r_callable(worker_init_fn)
   reseed <- function(seed) {
     set.seed(seed)
     NULL
@@ -205,7 +205,7 @@ loop <- function(x) {
   var <- e[[2]]
   iterable <- eval(e[[3]], env)
   body <- e[[4]]
-  if (!.is_py(iterable)) {
+  if (!is_py(iterable)) {
     eval(e, env)
     return(invisible())
   }

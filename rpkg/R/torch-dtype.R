@@ -90,12 +90,12 @@ print.torch.dtype <- function(x, ...) {
   invisible(x)
 }
 
-.as_str <- function(x) if (.is_py(x)) reticulate::py_str(x) else as.character(x)
+.as_str <- function(x) if (is_py(x)) reticulate::py_str(x) else as.character(x)
 
 #' @export
 Ops.torch.dtype <- function(e1, e2) {
   if (!.Generic %in% c("==", "!=")) stop("only == and != are defined for dtypes", call. = FALSE)
-  same <- .is_py(e1) && .is_py(e2) && identical(.as_str(e1), .as_str(e2))
+  same <- is_py(e1) && is_py(e2) && identical(.as_str(e1), .as_str(e2))
   if (.Generic == "==") same else !same
 }
 

@@ -147,7 +147,7 @@ slc <- function(start = 1, end = Inf, step = 1) {
 `[<-.torch_tensor` <- function(x, ..., value) {
   exprs <- as.list(substitute(list(...)))[-1L]
   toks <- .index_tokens(x, exprs, parent.frame())
-  if (!.is_py(value)) value <- if (length(value) == 1L && is.null(dim(value))) value else .as_py_data(value)
+  if (!is_py(value)) value <- if (length(value) == 1L && is.null(dim(value))) value else .as_py_data(value)
   .pycall(.py("indexing", "setitem"), x, toks, value)
   x
 }

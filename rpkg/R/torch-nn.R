@@ -109,7 +109,7 @@ nn_buffer <- function(x, persistent = TRUE) {
     apply = {
       f <- NextMethod()
       # model$apply(init_weights): R errors inside come back as themselves
-      function(fn) invisible(with_r_errors(f(.py_facing(fn))))
+      function(fn) invisible(with_r_errors(f(r_callable(fn))))
     },
     train = , eval = , to = , cuda = , cpu = , zero_grad = , load_state_dict = ,
     requires_grad_ = , register_buffer = , register_parameter = , add_module = , float = ,

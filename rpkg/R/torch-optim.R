@@ -144,7 +144,7 @@ rtorch_py_factory <- function(x) {
     opt <- args$optimizer
     args$optimizer <- NULL
     args$verbose <- NULL
-    for (n in names(args)) if (is.function(args[[n]])) args[[n]] <- .py_facing(args[[n]])
+    for (n in names(args)) if (is.function(args[[n]])) args[[n]] <- r_callable(args[[n]])
     with_r_errors(.factory_call("scheduler", py_name, opt, args))
   }
 }

@@ -3,7 +3,7 @@
 # R data -> something reticulate sends to Python quickly: arrays (numpy)
 # rather than bare vectors (Python lists).
 .as_py_data <- function(x) {
-  if (.is_py(x)) return(x)
+  if (is_py(x)) return(x)
   if (is.list(x)) {
     if (length(x) && all(vapply(x, function(e) inherits(e, "torch.Tensor"), logical(1)))) return(unname(x))
     x <- unlist(x)
@@ -363,8 +363,8 @@ NULL
 #' @export
 Ops.torch_tensor <- function(e1, e2) {
   if (missing(e2)) return(.pycall(.py("ops", "unop"), .Generic, e1))
-  if (!.is_py(e1)) e1 <- .as_operand(e1)
-  if (!.is_py(e2)) e2 <- .as_operand(e2)
+  if (!is_py(e1)) e1 <- .as_operand(e1)
+  if (!is_py(e2)) e2 <- .as_operand(e2)
   .pycall(.py("ops", "binop"), .Generic, e1, e2)
 }
 

@@ -74,10 +74,8 @@
   if (is.null(r)) invisible(NULL) else r
 }
 
-`%or%` <- function(x, y) if (is.null(x)) y else x
 
 # The Python object behind a reticulate wrapper (or NULL).
-.is_py <- function(x) inherits(x, "python.builtin.object")
 
 # Keep only the arguments that were supplied (drops missing formals).
 .supplied <- function(env, names) {
@@ -104,59 +102,4 @@
 
 .is_missing_value <- function(v) identical(v, quote(expr = ))
 
-# ---------------------------------------------------------------------------
-# R errors that travel through Python (reticulate 1.28 flattens them into
-# `RuntimeError(message)`): tag them with a registry id and re-signal the
-# original condition when the error comes back to R.  See the interop notes
-# (section 1.3).  The luz part of the package uses the same two functions.
-# ---------------------------------------------------------------------------
 
-.r_errors <- new.env(parent = emptyenv())
-.r_errors$n <- 0L
-.r_errors$conds <- list()
-
-.error_tag_re <- "\\[\\[rcond:([0-9]+)\\]\\]"
-
-# Calling handler for R code run from Python: stores the condition and
-# re-raises a tagged message.  Errors that already carry a tag are left alone.
-r_error_tag <- function(e) {
-  msg <- conditionMessage(e)
-  if (grepl(.error_tag_re, msg)) {
-    # already tagged further down (R -> Python -> R -> Python): keep the tag
-    return(invisible())
-  }
-  .r_errors$n <- .r_errors$n + 1L
-  id <- as.character(.r_errors$n)
-  if (length(.r_errors$conds) >= 100L) .r_errors$conds <- utils::tail(.r_errors$conds, 50L)
-  e$r_calls <- sys.calls()
-  .r_errors$conds[[id]] <- e
-  stop(sprintf("[[rcond:%s]] %s", id, msg), call. = FALSE)
-}
-
-# Look up the original R condition of a tagged Python error (removes it).
-r_error_lookup <- function(e) {
-  msg <- conditionMessage(e)
-  m <- regmatches(msg, regexpr(.error_tag_re, msg))
-  if (!length(m)) return(NULL)
-  id <- sub(.error_tag_re, "\\1", m)
-  orig <- .r_errors$conds[[id]]
-  if (is.null(orig)) return(NULL)
-  .r_errors$conds[[id]] <- NULL
-  orig$py_message <- sub("^[A-Za-z_.]*Error: ", "", trimws(msg))
-  orig
-}
-
-# Evaluate `expr` (which calls into Python); an R error raised inside Python
-# is re-signalled as the original R condition.
-with_r_errors <- function(expr) {
-  withCallingHandlers(expr, error = function(e) {
-    orig <- r_error_lookup(e)
-    if (!is.null(orig)) stop(orig)
-  })
-}
-
-# Wrap an R function so it can be handed to Python: errors are tagged.
-.py_facing <- function(f) {
-  force(f)
-  r_callable(f)  # one wrapper for every R function Python calls (bridge.R): errors and interrupts
-}
