@@ -101,5 +101,3 @@
 }
 
 .is_missing_value <- function(v) identical(v, quote(expr = ))
-
-

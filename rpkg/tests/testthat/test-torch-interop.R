@@ -58,7 +58,10 @@ test_that("Python warnings raised during R calls are R warnings, without file pa
     "import warnings\ndef warn(msg):\n  warnings.warn(msg)\n  return None", convert = FALSE)$warn
   seen <- NULL
   withCallingHandlers(w("careful (Triggered internally at /pytorch/aten/src/x.cpp:1.)"),
-                      warning = function(c) { seen <<- c; invokeRestart("muffleWarning") })
+                      warning = function(c) {
+                        seen <<- c
+                        invokeRestart("muffleWarning")
+                      })
   expect_s3_class(seen, "python_warning")
   expect_equal(conditionMessage(seen), "UserWarning: careful")
   expect_silent(suppressWarnings(w("quiet")))

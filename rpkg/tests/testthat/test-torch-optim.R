@@ -114,7 +114,8 @@ test_that("optimizer() defines custom optimizers the R torch way, usable in setu
   # in a fit: the same weights as the built-in SGD with the same lr
   fit_with <- function(optim) {
     torch_manual_seed(3)
-    x <- torch_randn(32, 3); y <- torch_randn(32, 1)
+    x <- torch_randn(32, 3)
+    y <- torch_randn(32, 1)
     f <- nn_linear %>% setup(loss = nn_mse_loss(), optimizer = optim) %>%
       set_hparams(in_features = 3, out_features = 1) %>% set_opt_hparams(lr = 0.05) %>%
       fit(list(x, y), epochs = 2, verbose = FALSE, dataloader_options = list(batch_size = 8, shuffle = FALSE))

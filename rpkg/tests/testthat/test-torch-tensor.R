@@ -172,10 +172,18 @@ test_that("dtype names, $data(), local grad modes, torch_save/torch_load, is_* h
   expect_equal(as.character(torch_zeros(2, dtype = "int32")$dtype), "Int")
   expect_error(x$to(dtype = "lung"), "unknown dtype")
   expect_false(x$data()$requires_grad)
-  f <- function() { local_no_grad(); (x * 2)$requires_grad }
+  f <- function() {
+    local_no_grad()
+    (x * 2)$requires_grad
+  }
   expect_false(f())
   expect_true((x * 2)$requires_grad)                         # restored when f() returned
-  g <- function() with_no_grad({ local_enable_grad(); (x * 2)$requires_grad })
+  g <- function() {
+    with_no_grad({
+      local_enable_grad()
+      (x * 2)$requires_grad
+    })
+  }
   expect_true(g())
   path <- tempfile()
   torch_save(list(a = torch_ones(2), b = torch_tensor(1:3)), path)
