@@ -1,18 +1,15 @@
 # Helpers for the R-torch compatibility layer tests (test-torch-*.R).
 
 skip_if_no_torch <- function() {
+  # pyluz_engine_available() loads the engine the package's way (torch first, with its own BLAS);
+  # reticulate::py_module_available() would import torch behind the package's back.
   if (nzchar(Sys.getenv("PYLUZ_REQUIRE_ENGINE"))) {  # `make test`: a missing engine is a failure, not a skip
-    testthat::expect_true(reticulate::py_module_available("pyluz.interop.torch_ops"),
-                          label = "the pyluz Python package is available")
+    testthat::expect_true(pyluz_engine_available(), label = "the pyluz Python package is available")
     return(invisible())
   }
   testthat::skip_if_not(
-    reticulate::py_module_available("torch"),
-    "Python torch is not available (set RETICULATE_PYTHON to the pyluz venv)"
-  )
-  testthat::skip_if_not(
-    reticulate::py_module_available("pyluz.interop.torch_ops"),
-    "the pyluz Python package is not available in the Python reticulate uses"
+    pyluz_engine_available(),
+    "the pyluz engine (torch and the pyluz Python package) is not available in the Python reticulate uses"
   )
 }
 
