@@ -408,6 +408,61 @@ def barrier():
         dist.barrier()
 
 
+def gather_batch(value):
+    """The global batch, in one process's row order, from every rank's share of it.
+
+    `value` is this rank's tensor (or a list / tuple / dict of tensors) for the current batch; the
+    result is what one process with the global batch would hold: rank ``r``'s row ``i`` is global row
+    ``i * N + r`` (the sharding rule above), so the ranks' rows are interleaved, and ranks with fewer
+    rows (a last batch that does not split evenly) are padded for the collective and trimmed after.
+    Every rank gets the same result. Cost per tensor: two ``all_gather`` calls (the row counts, then
+    the rows padded to the largest count), i.e. ``N`` times the batch's bytes received per rank.
+    """
+    if not is_initialized() or dist.get_world_size() == 1:
+        return value
+    if isinstance(value, torch.Tensor):
+        return _gather_rows(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(gather_batch(v) for v in value)
+    if isinstance(value, dict):
+        return {k: gather_batch(value[k]) for k in _sorted(value)}
+    raise TypeError(f"DDP: can't gather a batch value of type {type(value).__name__} across processes; "
+                    "predictions and targets must be tensors (or lists / dicts of tensors).")
+
+
+def _sorted(d):
+    try:
+        return sorted(d)
+    except TypeError:
+        return list(d)
+
+
+def _gather_rows(tensor):
+    world = dist.get_world_size()
+    device = _collective_device()
+    moved = tensor.detach().to(device)
+    if moved.dim() == 0:
+        moved = moved.reshape(1)
+    is_bool = moved.dtype == torch.bool
+    if is_bool:  # gloo has no bool collectives
+        moved = moved.to(torch.uint8)
+    sizes = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([moved.shape[0]], dtype=torch.int64, device=device))
+    sizes = [int(s) for s in sizes]
+    longest = max(sizes)
+    if moved.shape[0] < longest:
+        pad = moved.new_zeros((longest - moved.shape[0], *moved.shape[1:]))
+        moved = torch.cat([moved, pad])
+    parts = [torch.empty_like(moved) for _ in range(world)]
+    dist.all_gather(parts, moved.contiguous())
+    stacked = torch.stack(parts, dim=1)  # [row i, rank r, ...]: global row i * N + r
+    keep = torch.arange(longest).unsqueeze(1) < torch.tensor(sizes).unsqueeze(0)
+    out = stacked[keep.to(stacked.device)]
+    if is_bool:
+        out = out.to(torch.bool)
+    return out.to(tensor.device)
+
+
 def reduce_metrics(metrics):
     """Sum the state of each metric across ranks, so ``compute()`` gives the global value."""
     for metric in metrics:

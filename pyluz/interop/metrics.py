@@ -12,12 +12,20 @@ The metric's state stays in R; every call goes through the main-thread guard. `u
 ``convert = FALSE``): it is called when `preds` and `target` are both tensors, which reach R as
 tensor objects either way, only cheaper; anything else (lists of tensors, ...) goes to `update`,
 which converts its arguments to R values.
+
+Under DDP (a fit whose ``ctx.model`` is DDP-wrapped) the R state can't be summed across processes,
+so each batch's predictions and targets are gathered from every rank first
+(`distributed.gather_batch`, once per batch for all R metrics) and every rank calls the R `update`
+on the global batch: the R state is the one-process state on every rank, and `reduce_state` has
+nothing left to do. The cost: per batch, two ``all_gather`` calls per tensor, and each rank's R
+`update` sees ``world_size`` times the rows (the metric's work is repeated on every rank, not split).
 """
 
 from __future__ import annotations
 
 import torch
 
+from .. import distributed
 from ..metrics.base import Metric
 from .callbacks import BindsRContext
 from .guard import guard
@@ -26,6 +34,17 @@ __all__ = ["RMetric"]
 
 _PARTS = ("update", "compute", "bind_ctx", "to", "update_tensors")
 _Tensor = torch.Tensor
+_last_gathered = [None, None, None]  # (preds, target, gathered pair): the batch's R metrics gather once
+
+
+def _global_batch(preds, target):
+    """This batch's predictions and targets from every rank (cached for the batch's other R metrics)."""
+    last = _last_gathered
+    if last[0] is preds and last[1] is target:
+        return last[2]
+    pair = (distributed.gather_batch(preds), distributed.gather_batch(target))
+    last[:] = [preds, target, pair]
+    return pair
 
 
 class RMetric(BindsRContext, Metric):
@@ -43,6 +62,7 @@ class RMetric(BindsRContext, Metric):
         self._ctx = None
         self._fns = {}
         self._update_tensors = None
+        self._local_updates = False  # updated on this rank's rows only (not gathered)
         self.abbrev = None
         if parts is not None:
             self._attach(parts)
@@ -69,6 +89,10 @@ class RMetric(BindsRContext, Metric):
             raise RuntimeError(f"R metric {self._label!r}: call fresh() first (this is a template).")
 
     def update(self, preds, target):
+        if self._ctx is not None and distributed.is_ddp(self._ctx.model):
+            preds, target = _global_batch(preds, target)
+        else:
+            self._local_updates = True
         fast = self._update_tensors
         if fast is not None and type(preds) is _Tensor and type(target) is _Tensor:
             fast(preds, target)
@@ -87,7 +111,11 @@ class RMetric(BindsRContext, Metric):
         return self
 
     def reduce_state(self, all_reduce):
-        raise NotImplementedError(f"R metric {self.name!r}: metrics written in R can't be reduced across processes.")
+        # The R state was updated on the gathered global batches (see `update`): nothing to sum.
+        if self._local_updates:
+            raise NotImplementedError(
+                f"R metric {self.name!r}: it was updated on one process's rows only, and metrics written in R "
+                "can't be summed across processes (under DDP they gather the batches instead).")
 
     @property
     def name(self):
