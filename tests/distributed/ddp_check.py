@@ -315,6 +315,7 @@ def check_ecosystem_metrics(problems):
 def check_gather_batch(problems):
     """gather_batch (how R metrics see the global batch): rank r's row i is global row i * N + r, with
     unequal row counts (rank r holds rows r, r + N, ... of 2N + 1 rows), for float, bool and nested values."""
+    distributed.init("cpu")  # the group fit would join (this check runs first)
     world, r = distributed.world_size(), distributed.rank()
     total = 2 * world + 1
     mine = torch.arange(r, total, world)
