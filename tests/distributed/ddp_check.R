@@ -152,6 +152,31 @@ check_r_pieces <- function() {
   problems
 }
 
+# An R dataset() + dataloader() (not shuffled): the engine gives each rank its share of the rows.
+rows <- dataset(
+  "rows",
+  initialize = function(d) {
+    self$x <- torch_tensor(d$x)
+    self$y <- torch_tensor(d$y)
+  },
+  .getitem = function(i) list(self$x[i, ], self$y[i]),
+  .length = function() self$x$shape[1]
+)
+
+check_r_dataset <- function() {
+  fit_rows <- function(batch_size) {
+    torch_manual_seed(SEED)
+    net %>%
+      setup(loss = nn_cross_entropy_loss(), optimizer = optim_adam, metrics = list(hits(), prob_err())) %>%
+      set_opt_hparams(lr = 0.05) %>%
+      fit(dataloader(rows(train), batch_size = batch_size), epochs = 2,
+          valid_data = dataloader(rows(valid), batch_size = batch_size), verbose = FALSE)
+  }
+  ddp <- fit_rows(B)
+  ref <- single_process(fit_rows(world * B))
+  compare(ddp, ref)
+}
+
 check_rank0_output <- function() {
   out <- character()
   msg <- capture.output(out <- capture.output(invisible(fit_once(B, tracker(), verbose = TRUE))), type = "message")
@@ -165,7 +190,8 @@ check_rank0_output <- function() {
   character()
 }
 
-checks <- list(check_r_pieces = check_r_pieces, check_rank0_output = check_rank0_output)
+checks <- list(check_r_pieces = check_r_pieces, check_r_dataset = check_r_dataset,
+               check_rank0_output = check_rank0_output)
 failed <- 0
 for (name in names(checks)) {
   problems <- checks[[name]]()
