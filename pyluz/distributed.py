@@ -42,10 +42,11 @@ What the engine does (all from ``Accelerator.prepare``, so a hand-written loop g
    - ``evaluate()`` and ``predict()`` are not sharded: every rank runs the whole data and gets the
      whole result.
 4. Metric state is summed across ranks (``Metric.reduce_state``) at the end of each train/valid
-   phase, before ``compute()``: records are the global metrics and identical on every rank.
+   phase, before ``compute()``: records are the global metrics and identical on every rank. Metrics
+   written in R, whose state can't be summed, update on the global batch instead (:func:`gather_batch`).
    Mid-epoch progress shows rank 0's own running values (no collective per refresh).
-5. Progress prints on rank 0 only; callbacks that write files or print check
-   :func:`is_main_process`.
+5. Progress prints on rank 0 only, and ``Fitted.save`` writes on rank 0 only; callbacks that write
+   files or print check :func:`is_main_process`.
 
 Seed every rank the same (``torch.manual_seed``) before ``fit``: a ``valid_data`` fraction is split
 with torch's RNG on each rank (pyluz warns when the ranks' seeds differ).

@@ -145,6 +145,11 @@ check_r_pieces <- function() {
   if (cb_ddp$batches != cb_ref$batches) {  # each rank has the global batch count: 3 epochs x 6
     problems <- c(problems, sprintf("callback saw %d batches, expected %d", cb_ddp$batches, cb_ref$batches))
   }
+  path <- file.path(tempdir(), "ddp-model.pt")  # a directory of this process's own
+  luz_save(ddp, path)
+  if (file.exists(path) != (rank == 0)) {
+    problems <- c(problems, sprintf("luz_save() on rank %d: file written = %s", rank, file.exists(path)))
+  }
   if (inherits(ddp$model, "python.builtin.object") &&
       inherits(ddp$model, "torch.nn.parallel.distributed.DistributedDataParallel")) {
     problems <- c(problems, "fitted$model is the DDP wrapper")

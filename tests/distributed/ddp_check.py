@@ -15,6 +15,7 @@ import contextlib
 import io
 import os
 import sys
+import tempfile
 import traceback
 import warnings
 
@@ -262,7 +263,12 @@ def check_rank0_output(problems):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         torch.manual_seed(SEED)
-        classifier().fit((X, Y), epochs=2, verbose=True, dataloader_options={"batch_size": B})
+        fitted = classifier().fit((X, Y), epochs=2, verbose=True, dataloader_options={"batch_size": B})
+    with tempfile.TemporaryDirectory() as tmp:  # a directory of this process's own
+        path = os.path.join(tmp, "model.safetensors")
+        fitted.save(path)
+        if os.path.exists(path) != distributed.is_main_process():
+            problems.append(f"Fitted.save on rank {distributed.rank()}: written = {os.path.exists(path)}")
     text = err.getvalue()
     if distributed.is_main_process() and "Epoch 2/2" not in text:
         problems.append(f"rank 0 printed no progress: {text!r}")
