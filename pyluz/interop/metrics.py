@@ -34,16 +34,18 @@ __all__ = ["RMetric"]
 
 _PARTS = ("update", "compute", "bind_ctx", "to", "update_tensors")
 _Tensor = torch.Tensor
-_last_gathered = [None, None, None]  # (preds, target, gathered pair): the batch's R metrics gather once
+_last_gathered = [None, None, None, None]  # (batch key, preds, target, gathered pair): gathered once a batch
 
 
-def _global_batch(preds, target):
-    """This batch's predictions and targets from every rank (cached for the batch's other R metrics)."""
+def _global_batch(ctx, preds, target):
+    """This batch's predictions and targets from every rank (cached for the batch's other R metrics;
+    the key is the batch's position and the very objects, so a step reusing a tensor can't hit it)."""
     last = _last_gathered
-    if last[0] is preds and last[1] is target:
-        return last[2]
+    key = (id(ctx), ctx.epoch, ctx.iter, ctx.training)
+    if last[0] == key and last[1] is preds and last[2] is target:
+        return last[3]
     pair = (distributed.gather_batch(preds), distributed.gather_batch(target))
-    last[:] = [preds, target, pair]
+    last[:] = [key, preds, target, pair]
     return pair
 
 
@@ -90,7 +92,7 @@ class RMetric(BindsRContext, Metric):
 
     def update(self, preds, target):
         if self._ctx is not None and distributed.is_ddp(self._ctx.model):
-            preds, target = _global_batch(preds, target)
+            preds, target = _global_batch(self._ctx, preds, target)
         else:
             self._local_updates = True
         fast = self._update_tensors
