@@ -416,52 +416,73 @@ def gather_batch(value):
     result is what one process with the global batch would hold: rank ``r``'s row ``i`` is global row
     ``i * N + r`` (the sharding rule above), so the ranks' rows are interleaved, and ranks with fewer
     rows (a last batch that does not split evenly) are padded for the collective and trimmed after.
-    Every rank gets the same result. Cost per tensor: two ``all_gather`` calls (the row counts, then
-    the rows padded to the largest count), i.e. ``N`` times the batch's bytes received per rank.
+    Every rank gets the same result. Cost: two ``all_gather`` calls whatever the number of tensors
+    (the row counts, then all the tensors' bytes in one buffer), i.e. ``N`` times the batch's bytes
+    received per rank.
     """
     if not is_initialized() or dist.get_world_size() == 1:
         return value
+    leaves = []
+    template = _leaves(value, leaves)
+    gathered = iter(_gather_rows(leaves))
+    return _rebuild_tree(template, gathered)
+
+
+def _leaves(value, out):
+    """`value` with every tensor replaced by None, the tensors appended to `out` (in a fixed order)."""
     if isinstance(value, torch.Tensor):
-        return _gather_rows(value)
+        out.append(value)
+        return None
     if isinstance(value, (list, tuple)):
-        return type(value)(gather_batch(v) for v in value)
+        return type(value)(_leaves(v, out) for v in value)
     if isinstance(value, dict):
-        return {k: gather_batch(value[k]) for k in _sorted(value)}
+        keys = list(value)
+        try:
+            keys = sorted(keys)
+        except TypeError:
+            pass
+        return {k: _leaves(value[k], out) for k in keys}
     raise TypeError(f"DDP: can't gather a batch value of type {type(value).__name__} across processes; "
                     "predictions and targets must be tensors (or lists / dicts of tensors).")
 
 
-def _sorted(d):
-    try:
-        return sorted(d)
-    except TypeError:
-        return list(d)
+def _rebuild_tree(template, gathered):
+    if template is None:
+        return next(gathered)
+    if isinstance(template, (list, tuple)):
+        return type(template)(_rebuild_tree(v, gathered) for v in template)
+    return {k: _rebuild_tree(v, gathered) for k, v in template.items()}
 
 
-def _gather_rows(tensor):
+def _gather_rows(tensors):
+    """Each tensor's rows from every rank, interleaved (see `gather_batch`), in two collectives."""
     world = dist.get_world_size()
     device = _collective_device()
-    moved = tensor.detach().to(device)
-    if moved.dim() == 0:
-        moved = moved.reshape(1)
-    is_bool = moved.dtype == torch.bool
-    if is_bool:  # gloo has no bool collectives
-        moved = moved.to(torch.uint8)
-    sizes = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(world)]
-    dist.all_gather(sizes, torch.tensor([moved.shape[0]], dtype=torch.int64, device=device))
-    sizes = [int(s) for s in sizes]
-    longest = max(sizes)
-    if moved.shape[0] < longest:
-        pad = moved.new_zeros((longest - moved.shape[0], *moved.shape[1:]))
-        moved = torch.cat([moved, pad])
-    parts = [torch.empty_like(moved) for _ in range(world)]
-    dist.all_gather(parts, moved.contiguous())
-    stacked = torch.stack(parts, dim=1)  # [row i, rank r, ...]: global row i * N + r
-    keep = torch.arange(longest).unsqueeze(1) < torch.tensor(sizes).unsqueeze(0)
-    out = stacked[keep.to(stacked.device)]
-    if is_bool:
-        out = out.to(torch.bool)
-    return out.to(tensor.device)
+    moved = [t.detach().to(device) for t in tensors]
+    moved = [t.reshape(1) if t.dim() == 0 else t for t in moved]
+    counts = torch.tensor([t.shape[0] for t in moved], dtype=torch.int64, device=device)
+    all_counts = [torch.empty_like(counts) for _ in range(world)]
+    dist.all_gather(all_counts, counts)
+    all_counts = torch.stack(all_counts).cpu()  # [rank, tensor]
+    longest = all_counts.max(dim=0).values.tolist()
+    chunks = []
+    for t, rows in zip(moved, longest):
+        if t.shape[0] < rows:  # pad to the longest rank's rows, so every rank sends as many bytes
+            t = torch.cat([t, t.new_zeros((rows - t.shape[0], *t.shape[1:]))])
+        chunks.append(t.contiguous().view(torch.uint8).reshape(-1))  # any dtype, bool included, as bytes
+    buffer = torch.cat(chunks)
+    parts = [torch.empty_like(buffer) for _ in range(world)]
+    dist.all_gather(parts, buffer)
+    out, offset = [], 0
+    for j, (t, original, rows) in enumerate(zip(moved, tensors, longest)):
+        size = chunks[j].numel()
+        shape = (rows, *t.shape[1:])
+        per_rank = [p[offset:offset + size].view(t.dtype).reshape(shape) for p in parts]
+        offset += size
+        stacked = torch.stack(per_rank, dim=1)  # [row i, rank r, ...]: global row i * N + r
+        keep = torch.arange(rows).unsqueeze(1) < all_counts[:, j].unsqueeze(0)
+        out.append(stacked[keep.to(stacked.device)].to(original.device))
+    return out
 
 
 def reduce_metrics(metrics):

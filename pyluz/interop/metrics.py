@@ -17,8 +17,11 @@ Under DDP (a fit whose ``ctx.model`` is DDP-wrapped) the R state can't be summed
 so each batch's predictions and targets are gathered from every rank first
 (`distributed.gather_batch`, once per batch for all R metrics) and every rank calls the R `update`
 on the global batch: the R state is the one-process state on every rank, and `reduce_state` has
-nothing left to do. The cost: per batch, two ``all_gather`` calls per tensor, and each rank's R
-`update` sees ``world_size`` times the rows (the metric's work is repeated on every rank, not split).
+nothing left to do. The cost: per batch, two ``all_gather`` calls (row counts, then the predictions'
+and targets' bytes in one buffer; measured 4-8 ms a batch with 2 gloo ranks on a loaded 2-core
+machine, batches of 8 to 256 rows), and each rank's R `update` sees ``world_size`` times the rows
+(the metric's work is repeated on every rank, not split). Summing an additive state would cost one
+small ``all_reduce`` an epoch instead; R metrics can't declare such a state yet.
 """
 
 from __future__ import annotations
