@@ -4,7 +4,8 @@
 #   .venv/bin/torchrun --standalone --nproc_per_node=2 --no-python Rscript tests/distributed/ddp_check.R
 #
 # Every rank fits an R nn_module with an R callback and R metrics (written as luz's docs write
-# them) on in-memory R data with per-rank batch B, then fits the one-process reference itself (batch
+# them) on in-memory R data with per-rank batch B (then an R dataset() + dataloader(), then an R
+# custom step()), then fits the one-process reference itself (batch
 # 2B, the launcher's WORLD_SIZE hidden from the engine) and compares records, the callback's state
 # and final weights within TOL. Rank 0 prints one line per check and `ddp (R): P passed, F failed`;
 # a rank with a failed check exits 1 (torchrun then fails). An R error ends the process at once
@@ -182,6 +183,38 @@ check_r_dataset <- function() {
   compare(ddp, ref)
 }
 
+# luz's custom step(): the forward pass goes through ctx$model (the DDP wrapper), so gradients average.
+step_net <- nn_module(
+  "step_net",
+  inherit = net,
+  step = function() {
+    ctx$loss <- list()
+    pred <- ctx$model(ctx$input)
+    loss <- ctx$loss_fn(pred, ctx$target)
+    if (ctx$training) {
+      ctx$opt$zero_grad()
+      loss$backward()
+      ctx$opt$step()
+    }
+    ctx$loss[["opt"]] <- loss$detach()
+    ctx$pred <- pred
+  }
+)
+
+check_r_custom_step <- function() {
+  fit_step <- function(batch_size) {
+    torch_manual_seed(SEED)
+    step_net %>%
+      setup(loss = nn_cross_entropy_loss(), optimizer = optim_sgd, metrics = list(hits())) %>%
+      set_opt_hparams(lr = 0.1, momentum = 0.9) %>%
+      fit(list(train$x, train$y), epochs = 2, valid_data = list(valid$x, valid$y), verbose = FALSE,
+          dataloader_options = list(batch_size = batch_size))
+  }
+  ddp <- fit_step(B)
+  ref <- single_process(fit_step(world * B))
+  compare(ddp, ref)
+}
+
 check_rank0_output <- function() {
   out <- character()
   msg <- capture.output(out <- capture.output(invisible(fit_once(B, tracker(), verbose = TRUE))), type = "message")
@@ -196,7 +229,7 @@ check_rank0_output <- function() {
 }
 
 checks <- list(check_r_pieces = check_r_pieces, check_r_dataset = check_r_dataset,
-               check_rank0_output = check_rank0_output)
+               check_r_custom_step = check_r_custom_step, check_rank0_output = check_rank0_output)
 failed <- 0
 for (name in names(checks)) {
   problems <- checks[[name]]()
