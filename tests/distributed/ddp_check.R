@@ -4,8 +4,8 @@
 #   .venv/bin/torchrun --standalone --nproc_per_node=2 --no-python Rscript tests/distributed/ddp_check.R
 #
 # Every rank fits an R nn_module with an R callback and R metrics (written as luz's docs write
-# them) on in-memory R data with per-rank batch B (then an R dataset() + dataloader(), then an R
-# custom step()), then fits the one-process reference itself (batch
+# them) on in-memory R data with per-rank batch B (then an R dataset() + dataloader(), plain and
+# shuffled, then an R custom step()), then fits the one-process reference itself (batch
 # 2B, the launcher's WORLD_SIZE hidden from the engine) and compares records, the callback's state
 # and final weights within TOL. Rank 0 prints one line per check and `ddp (R): P passed, F failed`;
 # a rank with a failed check exits 1 (torchrun then fails). An R error ends the process at once
@@ -183,6 +183,41 @@ check_r_dataset <- function() {
   compare(ddp, ref)
 }
 
+# A shuffled dataloader(): the engine gives it a DistributedSampler whose seed (drawn from torch's RNG,
+# rank 0's) is shared; the reference is one process reading the same order (a sampler of one replica).
+sampler_spy <- luz_callback(
+  "sampler_spy",
+  initialize = function() self$seen <- list(),
+  on_train_begin = function() {
+    s <- ctx$data$sampler
+    self$seen[[length(self$seen) + 1]] <- list(class = class(s)[1], seed = s$seed, epoch = s$epoch)
+  }
+)
+
+check_r_dataset_shuffled <- function() {
+  fit_loader <- function(loader, cb) {
+    torch_manual_seed(SEED)
+    net %>%
+      setup(loss = nn_cross_entropy_loss(), optimizer = optim_adam, metrics = list(hits())) %>%
+      set_opt_hparams(lr = 0.05) %>%
+      fit(loader, epochs = 2, verbose = FALSE, callbacks = list(cb))
+  }
+  spy <- sampler_spy()
+  ddp <- fit_loader(dataloader(rows(train), batch_size = B, shuffle = TRUE), spy)
+  problems <- character()
+  classes <- vapply(spy$seen, function(s) s$class, "")
+  epochs <- vapply(spy$seen, function(s) s$epoch, 1)
+  if (!all(grepl("DistributedSampler", classes)) || !identical(as.numeric(epochs), c(1, 2))) {
+    problems <- c(problems, sprintf("train sampler per epoch: %s, epochs %s", toString(classes), toString(epochs)))
+  }
+  seed <- spy$seen[[1]]$seed
+  samplers <- reticulate::import("torch.utils.data")
+  one <- rows(train)
+  ref <- single_process(fit_loader(dataloader(one, batch_size = world * B, sampler = samplers$DistributedSampler(
+    one, num_replicas = 1L, rank = 0L, shuffle = TRUE, seed = seed)), sampler_spy()))
+  c(problems, compare(ddp, ref))
+}
+
 # luz's custom step(): the forward pass goes through ctx$model (the DDP wrapper), so gradients average.
 step_net <- nn_module(
   "step_net",
@@ -229,7 +264,7 @@ check_rank0_output <- function() {
 }
 
 checks <- list(check_r_pieces = check_r_pieces, check_r_dataset = check_r_dataset,
-               check_r_custom_step = check_r_custom_step, check_rank0_output = check_rank0_output)
+               check_r_dataset_shuffled = check_r_dataset_shuffled, check_r_custom_step = check_r_custom_step, check_rank0_output = check_rank0_output)
 failed <- 0
 for (name in names(checks)) {
   problems <- checks[[name]]()
