@@ -76,8 +76,15 @@ check-r: setup $(RTARBALL)
 test-vignettes: setup
 	bash scripts/render-vignettes.sh
 
+# Both languages under torchrun (2 gloo ranks): the Python script, then R processes embedding the engine,
+# then an R error on one rank (every rank must end), then both checks as two nodes (two launchers,
+# --nnodes=2, localhost rendezvous).
 test-ddp: setup
 	$(VENV)/bin/torchrun --standalone --nproc_per_node=2 tests/distributed/ddp_check.py
+	$(VENV)/bin/torchrun --standalone --nproc_per_node=2 --no-python Rscript tests/distributed/ddp_check.R
+	bash tests/distributed/ddp_error_check.sh $(VENV)/bin/torchrun
+	bash tests/distributed/multinode_check.sh $(VENV)/bin/torchrun tests/distributed/ddp_check.py
+	bash tests/distributed/multinode_check.sh $(VENV)/bin/torchrun tests/distributed/ddp_check.R Rscript
 
 # Both fresh installs, in throwaway locations: the wheel into a new venv; the R tarball into a new
 # library, then install_pyluz() into a new virtualenv root, with RETICULATE_PYTHON unset.

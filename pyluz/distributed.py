@@ -42,10 +42,11 @@ What the engine does (all from ``Accelerator.prepare``, so a hand-written loop g
    - ``evaluate()`` and ``predict()`` are not sharded: every rank runs the whole data and gets the
      whole result.
 4. Metric state is summed across ranks (``Metric.reduce_state``) at the end of each train/valid
-   phase, before ``compute()``: records are the global metrics and identical on every rank.
+   phase, before ``compute()``: records are the global metrics and identical on every rank. Metrics
+   written in R, whose state can't be summed, update on the global batch instead (:func:`gather_batch`).
    Mid-epoch progress shows rank 0's own running values (no collective per refresh).
-5. Progress prints on rank 0 only; callbacks that write files or print check
-   :func:`is_main_process`.
+5. Progress prints on rank 0 only, and ``Fitted.save`` writes on rank 0 only; callbacks that write
+   files or print check :func:`is_main_process`.
 
 Seed every rank the same (``torch.manual_seed``) before ``fit``: a ``valid_data`` fraction is split
 with torch's RNG on each rank (pyluz warns when the ranks' seeds differ).
@@ -406,6 +407,82 @@ def barrier():
     """Wait for every rank (no-op without a process group)."""
     if is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
+
+
+def gather_batch(value):
+    """The global batch, in one process's row order, from every rank's share of it.
+
+    `value` is this rank's tensor (or a list / tuple / dict of tensors) for the current batch; the
+    result is what one process with the global batch would hold: rank ``r``'s row ``i`` is global row
+    ``i * N + r`` (the sharding rule above), so the ranks' rows are interleaved, and ranks with fewer
+    rows (a last batch that does not split evenly) are padded for the collective and trimmed after.
+    Every rank gets the same result. Cost: two ``all_gather`` calls whatever the number of tensors
+    (the row counts, then all the tensors' bytes in one buffer), i.e. ``N`` times the batch's bytes
+    received per rank.
+    """
+    if not is_initialized() or dist.get_world_size() == 1:
+        return value
+    leaves = []
+    template = _leaves(value, leaves)
+    gathered = iter(_gather_rows(leaves))
+    return _rebuild_tree(template, gathered)
+
+
+def _leaves(value, out):
+    """`value` with every tensor replaced by None, the tensors appended to `out` (in a fixed order)."""
+    if isinstance(value, torch.Tensor):
+        out.append(value)
+        return None
+    if isinstance(value, (list, tuple)):
+        return type(value)(_leaves(v, out) for v in value)
+    if isinstance(value, dict):
+        keys = list(value)
+        try:
+            keys = sorted(keys)
+        except TypeError:
+            pass
+        return {k: _leaves(value[k], out) for k in keys}
+    raise TypeError(f"DDP: can't gather a batch value of type {type(value).__name__} across processes; "
+                    "predictions and targets must be tensors (or lists / dicts of tensors).")
+
+
+def _rebuild_tree(template, gathered):
+    if template is None:
+        return next(gathered)
+    if isinstance(template, (list, tuple)):
+        return type(template)(_rebuild_tree(v, gathered) for v in template)
+    return {k: _rebuild_tree(v, gathered) for k, v in template.items()}
+
+
+def _gather_rows(tensors):
+    """Each tensor's rows from every rank, interleaved (see `gather_batch`), in two collectives."""
+    world = dist.get_world_size()
+    device = _collective_device()
+    moved = [t.detach().to(device) for t in tensors]
+    moved = [t.reshape(1) if t.dim() == 0 else t for t in moved]
+    counts = torch.tensor([t.shape[0] for t in moved], dtype=torch.int64, device=device)
+    all_counts = [torch.empty_like(counts) for _ in range(world)]
+    dist.all_gather(all_counts, counts)
+    all_counts = torch.stack(all_counts).cpu()  # [rank, tensor]
+    longest = all_counts.max(dim=0).values.tolist()
+    chunks = []
+    for t, rows in zip(moved, longest):
+        if t.shape[0] < rows:  # pad to the longest rank's rows, so every rank sends as many bytes
+            t = torch.cat([t, t.new_zeros((rows - t.shape[0], *t.shape[1:]))])
+        chunks.append(t.contiguous().view(torch.uint8).reshape(-1))  # any dtype, bool included, as bytes
+    buffer = torch.cat(chunks)
+    parts = [torch.empty_like(buffer) for _ in range(world)]
+    dist.all_gather(parts, buffer)
+    out, offset = [], 0
+    for j, (t, original, rows) in enumerate(zip(moved, tensors, longest)):
+        size = chunks[j].numel()
+        shape = (rows, *t.shape[1:])
+        per_rank = [p[offset:offset + size].view(t.dtype).reshape(shape) for p in parts]
+        offset += size
+        stacked = torch.stack(per_rank, dim=1)  # [row i, rank r, ...]: global row i * N + r
+        keep = torch.arange(rows).unsqueeze(1) < all_counts[:, j].unsqueeze(0)
+        out.append(stacked[keep.to(stacked.device)].to(original.device))
+    return out
 
 
 def reduce_metrics(metrics):

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from . import distributed
 from .checks import check_bool
 from .metrics import format_metric_value
 from .model_file import write_fitted
@@ -110,7 +111,12 @@ class Fitted:
         A model defined in R is also exported as a program next to `path` (see `pyluz.export`),
         from `example_input`. `front_end`: strings a front end keeps in the file for itself (see
         `pyluz.model_file.write_fitted`). Returns `path`.
+
+        Under DDP only the main process (rank 0) writes, as checkpoints do: every rank holds the
+        same model, and ranks writing one file would race. The others return `path` at once.
         """
+        if not distributed.is_main_process():
+            return path
         module = self.luz_module.module if self.luz_module is not None else self.model
         return write_fitted(path, self.model, module, self.hparams, self.opt_hparams, self.opt_names, self.records,
                             example_input=self.example_input, front_end=front_end)

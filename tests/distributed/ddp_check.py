@@ -15,6 +15,7 @@ import contextlib
 import io
 import os
 import sys
+import tempfile
 import traceback
 import warnings
 
@@ -262,7 +263,12 @@ def check_rank0_output(problems):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         torch.manual_seed(SEED)
-        classifier().fit((X, Y), epochs=2, verbose=True, dataloader_options={"batch_size": B})
+        fitted = classifier().fit((X, Y), epochs=2, verbose=True, dataloader_options={"batch_size": B})
+    with tempfile.TemporaryDirectory() as tmp:  # a directory of this process's own
+        path = os.path.join(tmp, "model.safetensors")
+        fitted.save(path)
+        if os.path.exists(path) != distributed.is_main_process():
+            problems.append(f"Fitted.save on rank {distributed.rank()}: written = {os.path.exists(path)}")
     text = err.getvalue()
     if distributed.is_main_process() and "Epoch 2/2" not in text:
         problems.append(f"rank 0 printed no progress: {text!r}")
@@ -312,7 +318,23 @@ def check_ecosystem_metrics(problems):
     compare_records(got.records["metrics"], want.records["metrics"], problems)
 
 
-CHECKS = [check_fast_path, check_dataset_path, check_user_dataloader, check_custom_step, check_two_optimizers,
+def check_gather_batch(problems):
+    """gather_batch (how R metrics see the global batch): rank r's row i is global row i * N + r, with
+    unequal row counts (rank r holds rows r, r + N, ... of 2N + 1 rows), for float, bool and nested values."""
+    distributed.init("cpu")  # the group fit would join (this check runs first)
+    world, r = distributed.world_size(), distributed.rank()
+    total = 2 * world + 1
+    mine = torch.arange(r, total, world)
+    value = [mine.float().unsqueeze(1).repeat(1, 2), {"odd": mine % 2 == 1}]
+    got = distributed.gather_batch(value)
+    want = torch.arange(total)
+    if not torch.equal(got[0], want.float().unsqueeze(1).repeat(1, 2)):
+        problems.append(f"gathered rows {got[0][:, 0].tolist()}, expected {want.tolist()}")
+    if got[1]["odd"].dtype != torch.bool or not torch.equal(got[1]["odd"], want % 2 == 1):
+        problems.append(f"gathered bool {got[1]['odd'].tolist()}")
+
+
+CHECKS = [check_gather_batch, check_fast_path, check_dataset_path, check_user_dataloader, check_custom_step, check_two_optimizers,
           check_ecosystem_metrics, check_rank0_output, check_warnings]
 
 
