@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
-from .checks import check_bool, check_int, message
+from .checks import check_bool, check_int, check_type, message
 
 DEFAULT_BATCH_SIZE = 32
 # Options the fast path honours itself; any other option means a real DataLoader.
@@ -178,17 +178,14 @@ def _check_target_not_in_frame(data, argument):
 
 
 def check_batch_size(batch_size, argument):
-    """A positive int (not a bool, which Python counts as an int)."""
-    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"`{argument}` must be a positive integer, got {batch_size!r}.")
-    return int(batch_size)
+    """A positive int (not a bool, which Python counts as an int; integral floats from R are fine)."""
+    return check_int(batch_size, argument, min_value=1)
 
 
 def _check_options(options, argument="dataloader_options"):
     if options is None:
         return {}
-    if not isinstance(options, dict):
-        raise TypeError(f"`{argument}` must be a dict of DataLoader arguments, got {type(options).__name__}.")
+    check_type(options, argument, dict, "a dict of DataLoader arguments")
     bad_keys = [k for k in options if not isinstance(k, str)]
     if bad_keys:
         raise TypeError(message(argument, "a dict keyed by DataLoader argument names (strings)",
