@@ -41,12 +41,19 @@ from pyluz.callbacks.base import HookTable  # noqa: E402
 from pyluz.metrics import base as metrics_base  # noqa: E402
 
 ns = time.perf_counter_ns
-BATCH_BPS = ["on_train_batch_begin", "on_train_batch_after_pred", "on_train_batch_after_loss",
-             "on_train_batch_before_backward", "on_train_batch_before_step", "on_train_batch_after_step",
-             "on_train_batch_end"]
+BATCH_BPS = [
+    "on_train_batch_begin",
+    "on_train_batch_after_pred",
+    "on_train_batch_after_loss",
+    "on_train_batch_before_backward",
+    "on_train_batch_before_step",
+    "on_train_batch_after_step",
+    "on_train_batch_end",
+]
 
 
 # -- 1. segments ----------------------------------------------------------------------------------
+
 
 class Stamp(pyluz.Callback):
     """Appends (breakpoint, tag, ns) at every per-batch breakpoint."""
@@ -58,7 +65,7 @@ class Stamp(pyluz.Callback):
 
     @staticmethod
     def _stamper(bp, tag, log):
-        key = (bp[len("on_train_batch_"):], tag)
+        key = (bp[len("on_train_batch_") :], tag)
         return lambda: log.append((key, ns()))
 
 
@@ -67,16 +74,25 @@ def pyluz_segments(cfg, data_fn):
     model = bench.make_model(cfg)
     opt = bench.optimizer_factory(cfg)
     pyluz.setup(model, loss=nn.CrossEntropyLoss(), optimizer=lambda p: opt(p)).fit(
-        data_fn(), epochs=cfg.epochs, verbose=False,
-        callbacks=[Stamp("first", log, -math.inf), Stamp("last", log, math.inf)])
+        data_fn(),
+        epochs=cfg.epochs,
+        verbose=False,
+        callbacks=[Stamp("first", log, -math.inf), Stamp("last", log, math.inf)],
+    )
     seg = {}
     for ((bp1, tag1), t1), ((bp2, tag2), t2) in zip(log, log[1:]):
         if tag1 == "first" and tag2 == "last" and bp1 == bp2:
             name = f"  callbacks at {bp1}"
         else:
-            name = {"begin": "forward", "after_pred": "loss, detach, ctx.loss", "after_loss": "(engine)",
-                    "before_backward": "backward", "before_step": "step_opt + zero_grad",
-                    "after_step": "(engine)", "end": "next batch, ctx.batch, iter"}[bp1]
+            name = {
+                "begin": "forward",
+                "after_pred": "loss, detach, ctx.loss",
+                "after_loss": "(engine)",
+                "before_backward": "backward",
+                "before_step": "step_opt + zero_grad",
+                "after_step": "(engine)",
+                "end": "next batch, ctx.batch, iter",
+            }[bp1]
         seg.setdefault(name, []).append((t2 - t1) / 1000)
     return {k: statistics.median(v) for k, v in seg.items()}
 
@@ -97,7 +113,7 @@ def hand_segments(cfg, data, use_loader):
         if use_loader:
             xb, yb = next(batches)
         else:
-            idx = order[i:i + bs]
+            idx = order[i : i + bs]
             xb, yb = x.index_select(0, idx), y.index_select(0, idx)
         t1 = ns()
         pred = model(xb)
@@ -126,10 +142,21 @@ def report_segments(cfg, data, repeats):
         for k, f in cols.items():
             results[k].append(f())
     best = {k: {seg: min(r[seg] for r in rs if seg in r) for seg in rs[0]} for k, rs in results.items()}
-    order = ["next batch, ctx.batch, iter", "  callbacks at begin", "forward", "  callbacks at after_pred",
-             "loss, detach, ctx.loss", "  callbacks at after_loss", "(engine)", "  callbacks at before_backward",
-             "backward", "  callbacks at before_step", "step_opt + zero_grad", "  callbacks at after_step",
-             "  callbacks at end"]
+    order = [
+        "next batch, ctx.batch, iter",
+        "  callbacks at begin",
+        "forward",
+        "  callbacks at after_pred",
+        "loss, detach, ctx.loss",
+        "  callbacks at after_loss",
+        "(engine)",
+        "  callbacks at before_backward",
+        "backward",
+        "  callbacks at before_step",
+        "step_opt + zero_grad",
+        "  callbacks at after_step",
+        "  callbacks at end",
+    ]
     print("1. Per-step segments, µs (median over steps, best of", repeats, "fits; callbacks rows include the")
     print("   dispatch of two stamping callbacks, ~0.15 µs)")
     print(f"   {'segment':36}" + "".join(f"{k:>17}" for k in cols) + f"{'d-b':>8}{'c-a':>8}")
@@ -138,16 +165,23 @@ def report_segments(cfg, data, repeats):
         vals = {k: best[k].get(seg, 0.0) for k in cols}
         for k in cols:
             totals[k] += vals[k]
-        print(f"   {seg:36}" + "".join(f"{vals[k]:17.2f}" for k in cols)
-              + f"{vals['pyluz (d) fast'] - vals['hand (b) sliced']:8.2f}"
-              + f"{vals['pyluz (c) DL'] - vals['hand (a) DL']:8.2f}")
-    print(f"   {'sum':36}" + "".join(f"{totals[k]:17.2f}" for k in cols)
-          + f"{totals['pyluz (d) fast'] - totals['hand (b) sliced']:8.2f}"
-          + f"{totals['pyluz (c) DL'] - totals['hand (a) DL']:8.2f}")
+        print(
+            f"   {seg:36}"
+            + "".join(f"{vals[k]:17.2f}" for k in cols)
+            + f"{vals['pyluz (d) fast'] - vals['hand (b) sliced']:8.2f}"
+            + f"{vals['pyluz (c) DL'] - vals['hand (a) DL']:8.2f}"
+        )
+    print(
+        f"   {'sum':36}"
+        + "".join(f"{totals[k]:17.2f}" for k in cols)
+        + f"{totals['pyluz (d) fast'] - totals['hand (b) sliced']:8.2f}"
+        + f"{totals['pyluz (c) DL'] - totals['hand (a) DL']:8.2f}"
+    )
     print()
 
 
 # -- 2. ablations ---------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def patched(obj, name, value):
@@ -240,8 +274,14 @@ def skip_batch_hooks_call(self, name, *args):
 
 ORIGINAL_CALL = HookTable.call
 
-LEAN_LOSS = [(metrics_base.LossAverage, "_add", lean_loss_add), (metrics_base.LossAverage, "compute", lean_loss_compute)]
-FOLD_LOSS = [(metrics_base.LossAverage, "_add", fold_loss_add), (metrics_base.LossAverage, "compute", fold_loss_compute)]
+LEAN_LOSS = [
+    (metrics_base.LossAverage, "_add", lean_loss_add),
+    (metrics_base.LossAverage, "compute", lean_loss_compute),
+]
+FOLD_LOSS = [
+    (metrics_base.LossAverage, "_add", fold_loss_add),
+    (metrics_base.LossAverage, "compute", fold_loss_compute),
+]
 LEAN_UPDATE = [(cb_defaults.MetricsCallback, "_update", lean_metrics_update)]
 ABLATIONS = [
     ("pyluz (d) as is", []),
@@ -266,10 +306,12 @@ def report_ablations(cfg, data, repeats):
 
     rows = [row("hand (b) sliced tensors", bench.run_hand_sliced)]
     rows += [row(label, bench.run_pyluz_tensors, patches) for label, patches in ABLATIONS]
-    rows += [row("hand (a) DataLoader", bench.run_hand_dataloader),
-             row("pyluz (c) DataLoader as is", bench.run_pyluz_dataloader),
-             row("pyluz (c) + fix 1 + fix 2", bench.run_pyluz_dataloader, LEAN_LOSS + LEAN_UPDATE),
-             row("pyluz (c) + fix 3 + fix 2", bench.run_pyluz_dataloader, FOLD_LOSS + LEAN_UPDATE)]
+    rows += [
+        row("hand (a) DataLoader", bench.run_hand_dataloader),
+        row("pyluz (c) DataLoader as is", bench.run_pyluz_dataloader),
+        row("pyluz (c) + fix 1 + fix 2", bench.run_pyluz_dataloader, LEAN_LOSS + LEAN_UPDATE),
+        row("pyluz (c) + fix 3 + fix 2", bench.run_pyluz_dataloader, FOLD_LOSS + LEAN_UPDATE),
+    ]
     warnings.filterwarnings("ignore", message="The loss is not finite")  # "no metric update" logs NaN
     for _, f in rows:  # warm up
         f()
@@ -283,12 +325,15 @@ def report_ablations(cfg, data, repeats):
         med, best = statistics.median(times[label]), min(times[label])
         as_is = "pyluz (c) DataLoader as is" if "(c)" in label or "(a)" in label else "pyluz (d) as is"
         hand = "hand (a) DataLoader" if "(c)" in label or "(a)" in label else "hand (b) sliced tensors"
-        print(f"   {label:54} {med:8.1f} {best:8.1f}   {best - min(times[as_is]):+12.1f}"
-              f"   {med / statistics.median(times[hand]):12.2f}x")
+        print(
+            f"   {label:54} {med:8.1f} {best:8.1f}   {best - min(times[as_is]):+12.1f}"
+            f"   {med / statistics.median(times[hand]):12.2f}x"
+        )
     print()
 
 
 # -- 3. micro costs -------------------------------------------------------------------------------
+
 
 def report_micro(cfg):
     from pyluz.accelerator import Accelerator
@@ -298,10 +343,23 @@ def report_micro(cfg):
 
     model = bench.make_model(cfg)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    cbs = [cb_defaults.Profile(), cb_defaults.TrainValid(), cb_defaults.MetricsCallback(as_metric_set(None)),
-           Progress(), cb_defaults.Interrupt()]
-    ctx = Context(model=model, accelerator=Accelerator(cpu=True), callbacks=cbs, verbose=False, training=True,
-                  optimizers={"opt": opt}, loss_fn=nn.CrossEntropyLoss(), backward=None)
+    cbs = [
+        cb_defaults.Profile(),
+        cb_defaults.TrainValid(),
+        cb_defaults.MetricsCallback(as_metric_set(None)),
+        Progress(),
+        cb_defaults.Interrupt(),
+    ]
+    ctx = Context(
+        model=model,
+        accelerator=Accelerator(cpu=True),
+        callbacks=cbs,
+        verbose=False,
+        training=True,
+        optimizers={"opt": opt},
+        loss_fn=nn.CrossEntropyLoss(),
+        backward=None,
+    )
     ctx.epoch = 1
     ctx.call_callbacks("on_train_begin")
     x, y = torch.randn(32, 32), torch.randint(0, 10, (32,))
@@ -319,8 +377,26 @@ def report_micro(cfg):
     count = torch.zeros((), dtype=torch.int64)
     acc = Accuracy()
     pred = ctx.pred.detach()
-    env = dict(ctx=ctx, la=la, lean=lean, lean_add=lean_loss_add, fold=fold, fold_add=fold_loss_add, v=v, s=acc_state, c=count, acc=acc, p=pred, y=y,
-               torch=torch, mc=cbs[2], pr=cbs[3], b=[x, y], loss=loss, opt=opt)
+    env = dict(
+        ctx=ctx,
+        la=la,
+        lean=lean,
+        lean_add=lean_loss_add,
+        fold=fold,
+        fold_add=fold_loss_add,
+        v=v,
+        s=acc_state,
+        c=count,
+        acc=acc,
+        p=pred,
+        y=y,
+        torch=torch,
+        mc=cbs[2],
+        pr=cbs[3],
+        b=[x, y],
+        loss=loss,
+        opt=opt,
+    )
     cases = [
         ("call_callbacks(<breakpoint nobody defines>)", "ctx.call_callbacks('on_train_batch_after_pred')"),
         ("call_callbacks('on_train_batch_end') [Metrics, Progress]", "ctx.call_callbacks('on_train_batch_end')"),
@@ -351,8 +427,12 @@ def report_fixed(cfg, repeats):
     """Per-fit cost: fits of 4 steps, pyluz vs the hand-written loop (minus 4 steps of it)."""
     small = bench.Config(**{**cfg.__dict__, "steps": 4, "epochs": 1})
     data = bench.make_data(small)
-    rows = [("hand (b) sliced", bench.run_hand_sliced), ("pyluz (d) fast path", bench.run_pyluz_tensors),
-            ("hand (a) DataLoader", bench.run_hand_dataloader), ("pyluz (c) DataLoader", bench.run_pyluz_dataloader)]
+    rows = [
+        ("hand (b) sliced", bench.run_hand_sliced),
+        ("pyluz (d) fast path", bench.run_pyluz_tensors),
+        ("hand (a) DataLoader", bench.run_hand_dataloader),
+        ("pyluz (c) DataLoader", bench.run_pyluz_dataloader),
+    ]
     print("4. Fixed cost of one fit (4 steps, best of", 20 * repeats, "fits), CPU ms")
     for label, fn in rows:
         fn(small, data)
@@ -384,8 +464,10 @@ def main(argv=None):
     cfg = bench.Config(steps=args.steps, optimizer=args.optimizer)
     data = bench.make_data(cfg)
     skip = set(args.skip.split(","))
-    print(f"pyluz profile: MLP {bench.IN_FEATURES}->{bench.HIDDEN}->{bench.CLASSES}, batch {cfg.batch_size}, "
-          f"{cfg.optimizer}, torch {torch.__version__}, 1 thread\n")
+    print(
+        f"pyluz profile: MLP {bench.IN_FEATURES}->{bench.HIDDEN}->{bench.CLASSES}, batch {cfg.batch_size}, "
+        f"{cfg.optimizer}, torch {torch.__version__}, 1 thread\n"
+    )
     if "segments" not in skip:
         report_segments(cfg, data, args.repeats)
     if "ablations" not in skip:

@@ -77,8 +77,15 @@ def stop():
 
 def valgrind_command(out_file):
     """The command prefix that runs a program with counting off until `start()`."""
-    return ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=yes",
-            f"--callgrind-out-file={out_file}", "--dump-instr=no", "--compress-strings=no"]
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        "--trace-children=yes",
+        f"--callgrind-out-file={out_file}",
+        "--dump-instr=no",
+        "--compress-strings=no",
+    ]
 
 
 def timed_instructions(out_pattern_dir):

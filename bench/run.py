@@ -99,6 +99,7 @@ class Config:
 
 # -- shared pieces ----------------------------------------------------------------------------
 
+
 def make_data(cfg):
     g = torch.Generator().manual_seed(1234)
     x = torch.randn(cfg.n_rows, IN_FEATURES, generator=g)
@@ -128,6 +129,7 @@ def make_loader(cfg, data):
 
 # -- (a), (b): hand-written PyTorch ---------------------------------------------------------------
 
+
 def run_hand_dataloader(cfg, data):
     model = make_model(cfg)
     loss_fn = nn.CrossEntropyLoss()
@@ -156,7 +158,7 @@ def run_hand_sliced(cfg, data):
     for _ in range(cfg.epochs):
         order = torch.randperm(n)
         for i in range(0, n - n % bs, bs):
-            idx = order[i:i + bs]
+            idx = order[i : i + bs]
             loss = loss_fn(model(x.index_select(0, idx)), y.index_select(0, idx))
             loss.backward()
             opt.step()
@@ -165,6 +167,7 @@ def run_hand_sliced(cfg, data):
 
 
 # -- (c), (d): pyluz ----------------------------------------------------------------------------
+
 
 def _pyluz_fit(cfg, data_fn, metrics=None):
     import pyluz
@@ -194,6 +197,7 @@ def run_pyluz_tensors_acc(cfg, data):
 
 # -- peers, when installed ---------------------------------------------------------------------
 
+
 def run_lightning(cfg, data):
     try:
         import lightning as L
@@ -222,9 +226,17 @@ def run_lightning(cfg, data):
     model = make_model(cfg)
     lit = Lit(model)
     start = Clock()
-    trainer = L.Trainer(max_epochs=cfg.epochs, accelerator="cpu", devices=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, deterministic=False)
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
     trainer.fit(lit, make_loader(cfg, data))
     return start.stop(), model
 
@@ -293,14 +305,16 @@ report <- function(t0, fitted) {
 
 R_SCRIPTS = {
     # a Python nn.Module (bench/run.py's make_model) trained from R with R's loss and optimizer
-    "r_py_model": R_PRELUDE + r"""
+    "r_py_model": R_PRELUDE
+    + r"""
 invisible(train(bench$make_model(cfg), x_warm, y_warm))
 model <- bench$make_model(cfg)  # seeds torch, builds the same initial weights as (a)
 t0 <- start_clock()
 report(t0, train(model, x, y))
 """,
     # the same MLP as an R nn_module: forward runs R closures every batch
-    "r_r_model": R_PRELUDE + r"""
+    "r_r_model": R_PRELUDE
+    + r"""
 mlp <- nn_module(
   "MLP",
   initialize = function() {
@@ -315,7 +329,8 @@ t0 <- start_clock()
 report(t0, train(mlp, x, y))
 """,
     # the Python model plus an R callback on every train batch (one R call per step)
-    "r_r_callbacks": R_PRELUDE + r"""
+    "r_r_callbacks": R_PRELUDE
+    + r"""
 count_batches <- luz_callback(
   "count_batches",
   initialize = function() self$n <- 0,
@@ -327,7 +342,8 @@ t0 <- start_clock()
 report(t0, train(model, x, y, callbacks = list(count_batches())))
 """,
     # the Python model plus a metric written in R (luz's get-started accuracy): update() per batch
-    "r_r_metric": R_PRELUDE + r"""
+    "r_r_metric": R_PRELUDE
+    + r"""
 accuracy <- luz_metric(
   abbrev = "Acc",
   initialize = function() {
@@ -352,8 +368,12 @@ report(t0, train(model, x, y, metrics = list(accuracy())))
 def _r_ready():
     if shutil.which("Rscript") is None:
         return "Rscript not found"
-    ok = subprocess.run(["Rscript", "-e", "quit(status = !requireNamespace('pyluz', quietly = TRUE))"],
-                        capture_output=True).returncode == 0
+    ok = (
+        subprocess.run(
+            ["Rscript", "-e", "quit(status = !requireNamespace('pyluz', quietly = TRUE))"], capture_output=True
+        ).returncode
+        == 0
+    )
     return None if ok else "R package pyluz not installed (R CMD INSTALL rpkg)"
 
 
@@ -370,8 +390,16 @@ def _run_r(key):
             torch.save({"x": data[0], "y": data[1]}, data_path)
             Path(r_path).write_text(script)
             env = dict(os.environ, RETICULATE_PYTHON=sys.executable, OMP_NUM_THREADS="1")
-            args = [data_path, out_path, str(cfg.epochs), str(cfg.batch_size), cfg.optimizer, str(cfg.lr),
-                    str(cfg.seed), str(Path(__file__).resolve().parent)]
+            args = [
+                data_path,
+                out_path,
+                str(cfg.epochs),
+                str(cfg.batch_size),
+                cfg.optimizer,
+                str(cfg.lr),
+                str(cfg.seed),
+                str(Path(__file__).resolve().parent),
+            ]
             proc = subprocess.run(["Rscript", r_path, *args], capture_output=True, text=True, env=env)
             if proc.returncode != 0:  # the R package is young: report, don't stop the other rows
                 lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
@@ -390,6 +418,7 @@ def _run_r(key):
                     state = dict(zip(ours, state.values()))
                 model.load_state_dict(state)
             return Timing(wall=seconds[-1], cpu=seconds[-1]), model
+
     return run
 
 
@@ -433,13 +462,30 @@ def count_instructions(keys, cfg, log):
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         # PYTHONHASHSEED: set iteration orders (and so the instructions they take) are the same every run
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0",
-                   **{instructions.LIB_ENV: instructions.build_toggle(tmp)})
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS="1",
+            PYTHONHASHSEED="0",
+            **{instructions.LIB_ENV: instructions.build_toggle(tmp)},
+        )
         for key in keys:
             log(f"counting instructions of ({key}) under valgrind ...")
-            argv = [sys.executable, str(Path(__file__).resolve()), "--child", key, "--steps", str(cfg.steps),
-                    "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size), "--optimizer", cfg.optimizer,
-                    "--lr", str(cfg.lr)]
+            argv = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--child",
+                key,
+                "--steps",
+                str(cfg.steps),
+                "--epochs",
+                str(cfg.epochs),
+                "--batch-size",
+                str(cfg.batch_size),
+                "--optimizer",
+                cfg.optimizer,
+                "--lr",
+                str(cfg.lr),
+            ]
             try:
                 n, _ = instructions.count(argv, env=env)
                 out[key] = n / cfg.steps
@@ -459,7 +505,7 @@ LOAD_AT_START = load_average()
 
 
 def same_weights(m1, m2):
-    """"yes" (bit for bit), "close" (within 1e-4: same batches, rounding differs) or "no"."""
+    """ "yes" (bit for bit), "close" (within 1e-4: same batches, rounding differs) or "no"."""
     s1, s2 = m1.state_dict(), m2.state_dict()
     if s1.keys() != s2.keys():
         return "no"
@@ -484,16 +530,24 @@ def main(argv=None):
     p.add_argument("--optimizer", default=Config.optimizer, choices=["sgd", "adam"])
     p.add_argument("--lr", type=float, default=Config.lr)
     p.add_argument("--only", help="comma-separated variant keys, e.g. a,c,d")
-    p.add_argument("--instructions", action="store_true",
-                   help="also count instructions per step under valgrind (deterministic; rows "
-                        + ",".join(INSTRUCTION_ROWS) + ")")
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per step under valgrind (deterministic; rows " + ",".join(INSTRUCTION_ROWS) + ")",
+    )
     p.add_argument("--instr-steps", type=int, default=200, help="steps of the counted runs (default 200)")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one variant (under valgrind)
     args = p.parse_args(argv)
     if args.steps % args.epochs:
         p.error("--steps must be a multiple of --epochs")
-    cfg = Config(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, repeats=args.repeats,
-                 optimizer=args.optimizer, lr=args.lr)
+    cfg = Config(
+        steps=args.steps,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        optimizer=args.optimizer,
+        lr=args.lr,
+    )
 
     if args.child:
         run_child(args.child, cfg)
@@ -516,7 +570,7 @@ def main(argv=None):
     times = {key: [] for key, *_ in active}
     models = {}
     for r in range(cfg.repeats):
-        order = active[r % len(active):] + active[:r % len(active)]  # rotate: no variant always runs first
+        order = active[r % len(active) :] + active[: r % len(active)]  # rotate: no variant always runs first
         for key, _label, fn, _compare in order:
             seconds, model = one_run(fn, cfg, data)
             times[key].append(seconds)
@@ -528,12 +582,16 @@ def main(argv=None):
         keys = [k for k, *_ in active if k in INSTRUCTION_ROWS]
         instr = count_instructions(keys, icfg, log=lambda m: print(m, file=sys.stderr))
 
-    print(f"pyluz bench: MLP {IN_FEATURES}->{HIDDEN}->{CLASSES}, batch {cfg.batch_size}, {cfg.steps} steps "
-          f"({cfg.epochs} epoch(s)), {cfg.optimizer} lr={cfg.lr}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread, {cfg.repeats} timed runs each after 1 warm-up")
+    print(
+        f"pyluz bench: MLP {IN_FEATURES}->{HIDDEN}->{CLASSES}, batch {cfg.batch_size}, {cfg.steps} steps "
+        f"({cfg.epochs} epoch(s)), {cfg.optimizer} lr={cfg.lr}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread, {cfg.repeats} timed runs each after 1 warm-up"
+    )
     print(f"load average at start/end: {LOAD_AT_START} / {load_average()}")
-    head = (f"{'':3} {'variant':46} {'µs/step':>8} {'best':>7} {'spread':>7} {'× (a)':>6} {'best×(a)':>8}"
-            f" {'wall µs':>8}" + (f" {'kinstr/step':>11} {'i×(a)':>6}" if instr else "") + "  same weights as (a)")
+    head = (
+        f"{'':3} {'variant':46} {'µs/step':>8} {'best':>7} {'spread':>7} {'× (a)':>6} {'best×(a)':>8}"
+        f" {'wall µs':>8}" + (f" {'kinstr/step':>11} {'i×(a)':>6}" if instr else "") + "  same weights as (a)"
+    )
     print(head)
     print("-" * len(head))
     cpu = {k: [t.cpu for t in ts] for k, ts in times.items()}
@@ -563,19 +621,29 @@ def main(argv=None):
                 icol = f" {n / 1e3:11.1f} {ratio:>6}"
             else:
                 icol = f" {'-':>11} {'-':>6}"
-        print(f"{key:3} {label:46} {med * us:8.1f} {best * us:7.1f} {spread * 100:6.1f}% "
-              f"{rows[key][0]:5.2f}x {rows[key][1]:7.2f}x {wall * us:8.1f}{icol}  {same}")
+        print(
+            f"{key:3} {label:46} {med * us:8.1f} {best * us:7.1f} {spread * 100:6.1f}% "
+            f"{rows[key][0]:5.2f}x {rows[key][1]:7.2f}x {wall * us:8.1f}{icol}  {same}"
+        )
     print()
-    print("µs/step: median over runs of (process CPU time of the run / steps); best: the fastest run; spread: "
-          "(max - min) / median;")
-    print("× (a): ratio of medians to (a); best×(a): ratio of the best runs; wall µs: median wall time per step "
-          "(counts waiting for a core).")
-    print("Same weights: trained weights equal (a)'s bit for bit (yes) or within 1e-4 (close): same batches, "
-          "same work; (b) draws its own shuffle (n/a).")
+    print(
+        "µs/step: median over runs of (process CPU time of the run / steps); best: the fastest run; spread: "
+        "(max - min) / median;"
+    )
+    print(
+        "× (a): ratio of medians to (a); best×(a): ratio of the best runs; wall µs: median wall time per step "
+        "(counts waiting for a core)."
+    )
+    print(
+        "Same weights: trained weights equal (a)'s bit for bit (yes) or within 1e-4 (close): same batches, "
+        "same work; (b) draws its own shuffle (n/a)."
+    )
     if instr:
-        print(f"kinstr/step: thousands of instructions per step counted by callgrind over {args.instr_steps} "
-              "steps of the timed region (fit set-up included), after a warm-up in the same process; "
-              "i×(a): ratio to (a). Deterministic: judge ratios at the ±5 % level on these.")
+        print(
+            f"kinstr/step: thousands of instructions per step counted by callgrind over {args.instr_steps} "
+            "steps of the timed region (fit set-up included), after a warm-up in the same process; "
+            "i×(a): ratio to (a). Deterministic: judge ratios at the ±5 % level on these."
+        )
         for key, why in instr.items():
             if not isinstance(why, float):
                 print(f"  ({key}) not counted: {why}")
@@ -583,8 +651,10 @@ def main(argv=None):
         if key in rows:
             med_ratio, best_ratio = rows[key]
             ok = med_ratio <= target if op == "<=" else med_ratio < target
-            print(f"target ({key}) {op} {target:.2f}x (a): {med_ratio:.2f}x median, {best_ratio:.2f}x best  "
-                  f"{'met' if ok else 'MISSED'}")
+            print(
+                f"target ({key}) {op} {target:.2f}x (a): {med_ratio:.2f}x median, {best_ratio:.2f}x best  "
+                f"{'met' if ok else 'MISSED'}"
+            )
     return 0
 
 

@@ -29,8 +29,12 @@ class DigitsNet(nn.Module):
     def __init__(self, n_features=64, hidden=128, n_classes=10, dropout=0.1):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(n_features, hidden), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(n_features, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
             nn.Linear(hidden, n_classes),
         )
 
@@ -55,15 +59,17 @@ def main():
     print(f"digits: {len(x_train)} training rows (20% of them held out for validation), {len(x_test)} test rows")
 
     model = (
-        pyluz.setup(DigitsNet, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
-                    metrics=[pyluz.metrics.Accuracy()])
+        pyluz.setup(
+            DigitsNet, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=[pyluz.metrics.Accuracy()]
+        )
         .set_hparams(hidden=128, dropout=0.1)
         .set_opt_hparams(lr=3e-3)
     )
     start = time.perf_counter()
     # numpy arrays take the in-memory fast path; valid_data=0.2 holds out a random 20% of them
-    fitted = model.fit((x_train, y_train), epochs=25, valid_data=0.2, verbose=True,
-                       dataloader_options={"batch_size": 32})
+    fitted = model.fit(
+        (x_train, y_train), epochs=25, valid_data=0.2, verbose=True, dataloader_options={"batch_size": 32}
+    )
     seconds = time.perf_counter() - start
 
     print()

@@ -58,11 +58,15 @@ def check_cuda_index(cuda_index):
     if torch.cuda.is_available():
         count = torch.cuda.device_count()
         if cuda_index >= count:
-            fail("cuda_index", f"the index of a CUDA device of this machine (it has {count}: 0..{count - 1})",
-                 cuda_index)
+            fail(
+                "cuda_index", f"the index of a CUDA device of this machine (it has {count}: 0..{count - 1})", cuda_index
+            )
     else:
-        warnings.warn(f"`cuda_index={cuda_index}` is ignored: no CUDA device is available, so training runs on "
-                      "the CPU (or MPS).", stacklevel=3)
+        warnings.warn(
+            f"`cuda_index={cuda_index}` is ignored: no CUDA device is available, so training runs on "
+            "the CPU (or MPS).",
+            stacklevel=3,
+        )
 
 
 class Accelerator:
@@ -79,8 +83,13 @@ class Accelerator:
     DistributedDataParallel; see `pyluz.distributed`.
     """
 
-    def __init__(self, device_placement: bool = True, cpu: bool = False, cuda_index: int | None = None,
-                 strategy: str | None = None) -> None:
+    def __init__(
+        self,
+        device_placement: bool = True,
+        cpu: bool = False,
+        cuda_index: int | None = None,
+        strategy: str | None = None,
+    ) -> None:
         check_bool(device_placement, "device_placement")
         check_bool(cpu, "cpu")
         if cuda_index is not None:
@@ -158,15 +167,26 @@ def _check_prepare_args(model, optimizers, loaders):
     """luz's prepare() takes only modules, optimizers and dataloaders; say which argument is off."""
     if model is not None and not isinstance(model, torch.nn.Module):
         raise TypeError(f"`model` must be a torch.nn.Module or None, got {type(model).__name__}.")
-    opts = optimizers.values() if isinstance(optimizers, dict) else \
-        optimizers if isinstance(optimizers, (list, tuple)) else [] if optimizers is None else [optimizers]
+    opts = (
+        optimizers.values()
+        if isinstance(optimizers, dict)
+        else optimizers
+        if isinstance(optimizers, (list, tuple))
+        else []
+        if optimizers is None
+        else [optimizers]
+    )
     for opt in opts:
         if not isinstance(opt, torch.optim.Optimizer):
-            hint = " (pass None as `optimizers` to prepare only a model and loaders)" \
-                if hasattr(opt, "__iter__") else ""
-            raise TypeError("`optimizers` must be a torch optimizer, a dict or list of them, or None, got "
-                            f"{type(opt).__name__}{hint}.")
+            hint = (
+                " (pass None as `optimizers` to prepare only a model and loaders)" if hasattr(opt, "__iter__") else ""
+            )
+            raise TypeError(
+                "`optimizers` must be a torch optimizer, a dict or list of them, or None, got "
+                f"{type(opt).__name__}{hint}."
+            )
     for i, loader in enumerate(loaders):
         if loader is not None and not hasattr(loader, "__iter__"):
-            raise TypeError(f"`loaders[{i}]` must be a DataLoader or another iterable of batches, "
-                            f"got {type(loader).__name__}.")
+            raise TypeError(
+                f"`loaders[{i}]` must be a DataLoader or another iterable of batches, " f"got {type(loader).__name__}."
+            )

@@ -42,14 +42,16 @@ CHECKPOINT_FORMAT = "pyluz-checkpoint"
 
 # -- checkpoints ---------------------------------------------------------------------------------
 
+
 def plain(value, where):
     """A copy of `value` that `torch.load(weights_only=True)` can read: tensors, numbers, strings, None,
     dicts, lists and tuples. numpy values become Python numbers / tensors; anything else is an error.
     """
     if isinstance(value, np.generic):  # before the Python types: np.float64 is a float subclass
         return value.item()
-    if value is None or isinstance(value, (bool, int, float, str, bytes, torch.Tensor, torch.dtype, torch.device,
-                                           torch.Size)):
+    if value is None or isinstance(
+        value, (bool, int, float, str, bytes, torch.Tensor, torch.dtype, torch.device, torch.Size)
+    ):
         return value.detach() if isinstance(value, torch.Tensor) else value
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.array(value))
@@ -62,8 +64,10 @@ def plain(value, where):
     if isinstance(value, (list, tuple)):
         items = [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
         return items if isinstance(value, list) else tuple(items)
-    raise TypeError(f"{where} holds a {type(value).__name__}; checkpoints store only tensors, numbers, strings, None "
-                    "and dicts/lists/tuples of them (so loading them can never run code).")
+    raise TypeError(
+        f"{where} holds a {type(value).__name__}; checkpoints store only tensors, numbers, strings, None "
+        "and dicts/lists/tuples of them (so loading them can never run code)."
+    )
 
 
 def checkpoint_state(ctx):
@@ -82,8 +86,9 @@ def checkpoint_state(ctx):
         "format_version": FORMAT_VERSION,
         "epoch": int(ctx.epoch),
         "model": model_state,
-        "optimizers": {name: plain(opt.state_dict(), f"The state of optimizer {name!r}")
-                       for name, opt in ctx.optimizers.items()},
+        "optimizers": {
+            name: plain(opt.state_dict(), f"The state of optimizer {name!r}") for name, opt in ctx.optimizers.items()
+        },
         "callbacks": callbacks,
         "records": plain(ctx.records, "`ctx.records`"),
         "rng": get_rng_states(ctx),
@@ -139,21 +144,27 @@ def read_checkpoint(path, argument="path"):
     """The checkpoint dict in `path` (tensors on CPU), read weights-only."""
     path = check_existing(path, argument)
     if looks_like_safetensors(path):
-        raise ValueError(f"`{argument}`: {path!r} is a model file (safetensors), not a checkpoint; use "
-                         "pyluz.load() or pyluz.load_model_weights().")
+        raise ValueError(
+            f"`{argument}`: {path!r} is a model file (safetensors), not a checkpoint; use "
+            "pyluz.load() or pyluz.load_model_weights()."
+        )
     state = torch_load(path, argument)  # also bounds the walk: a list-DAG fails here, not in a later loop
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise ValueError(f"`{argument}`: {path!r} is not a pyluz checkpoint (a dict with 'model', 'optimizers', "
-                         "'callbacks', 'records', ...).")
+        raise ValueError(
+            f"`{argument}`: {path!r} is not a pyluz checkpoint (a dict with 'model', 'optimizers', "
+            "'callbacks', 'records', ...)."
+        )
     check_structure(state, path, argument)
     return state
 
 
 def check_structure(state, path, argument="path"):
     """Raise ValueError unless the parts of a checkpoint dict have the types `checkpoint_state` writes."""
+
     def bad(what):
-        return ValueError(f"`{argument}`: {path!r} is not a valid pyluz checkpoint ({what}); the file is damaged or "
-                          "crafted.")
+        return ValueError(
+            f"`{argument}`: {path!r} is not a valid pyluz checkpoint ({what}); the file is damaged or " "crafted."
+        )
 
     epoch = state.get("epoch", 0)
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
@@ -161,8 +172,9 @@ def check_structure(state, path, argument="path"):
     if not isinstance(state.get("optimizers", {}), dict):
         raise bad("'optimizers' is not a dict")
     callbacks = state.get("callbacks", [])
-    if not isinstance(callbacks, list) or not all(isinstance(c, dict) and isinstance(c.get("name"), str)
-                                                  for c in callbacks):
+    if not isinstance(callbacks, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("name"), str) for c in callbacks
+    ):
         raise bad("'callbacks' is not a list of {'name': str, 'state': ...}")
     if not isinstance(state.get("rng", {}) or {}, dict):
         raise bad("'rng' is not a dict")
@@ -181,8 +193,10 @@ def _restore_optimizers(optimizers, saved, path):
     elif len(saved) == len(optimizers) == 1:
         pairs = [(next(iter(optimizers.values())), next(iter(saved.values())))]
     else:
-        raise ValueError(f"The checkpoint {path!r} holds optimizers {list(saved)} but the model has "
-                         f"{list(optimizers)}; they must match to restore the optimizer state.")
+        raise ValueError(
+            f"The checkpoint {path!r} holds optimizers {list(saved)} but the model has "
+            f"{list(optimizers)}; they must match to restore the optimizer state."
+        )
     for opt, state in pairs:
         opt.load_state_dict(state)
 
@@ -202,18 +216,31 @@ def _restore_callbacks(callbacks, saved):
             continue
         cb = targets.get(key)
         if cb is None:
-            warnings.warn(f"The checkpoint holds a state for callback {name} (#{key[1] + 1} of that name), which this "
-                          "fit doesn't have; it is ignored.", stacklevel=4)
+            warnings.warn(
+                f"The checkpoint holds a state for callback {name} (#{key[1] + 1} of that name), which this "
+                "fit doesn't have; it is ignored.",
+                stacklevel=4,
+            )
             continue
         load_fn = getattr(cb, "load_state_dict", None)
         if not callable(load_fn):
-            raise ValueError(f"The checkpoint holds a state for callback {name}, but it defines no "
-                             "`load_state_dict(state)` method; define one or pass restore_callbacks_state=False.")
+            raise ValueError(
+                f"The checkpoint holds a state for callback {name}, but it defines no "
+                "`load_state_dict(state)` method; define one or pass restore_callbacks_state=False."
+            )
         load_fn(state)
 
 
-def apply_checkpoint(obj, state, path, restore_model_state=True, restore_records=False,
-                     restore_optimizer_state=False, restore_callbacks_state=False, restore_rng_state=False):
+def apply_checkpoint(
+    obj,
+    state,
+    path,
+    restore_model_state=True,
+    restore_records=False,
+    restore_optimizer_state=False,
+    restore_callbacks_state=False,
+    restore_rng_state=False,
+):
     """Restore the parts of a checkpoint dict selected by the flags into a Context, Fitted or nn.Module."""
     if isinstance(obj, Context):
         ctx = obj
@@ -231,12 +258,16 @@ def apply_checkpoint(obj, state, path, restore_model_state=True, restore_records
             set_rng_states(state["rng"], ctx)
         return
     model = model_of(obj, "obj")
-    for flag, value in (("restore_optimizer_state", restore_optimizer_state),
-                        ("restore_callbacks_state", restore_callbacks_state),
-                        ("restore_rng_state", restore_rng_state)):
+    for flag, value in (
+        ("restore_optimizer_state", restore_optimizer_state),
+        ("restore_callbacks_state", restore_callbacks_state),
+        ("restore_rng_state", restore_rng_state),
+    ):
         if value:
-            raise ValueError(f"`{flag}=True` needs a training context (`ctx`, e.g. from a callback); a "
-                             f"{type(obj).__name__} only has a model and records.")
+            raise ValueError(
+                f"`{flag}=True` needs a training context (`ctx`, e.g. from a callback); a "
+                f"{type(obj).__name__} only has a model and records."
+            )
     if restore_model_state:
         load_state(model, state["model"], path)
     if restore_records:
@@ -245,8 +276,15 @@ def apply_checkpoint(obj, state, path, restore_model_state=True, restore_records
         obj.records = state.get("records") or empty_records()
 
 
-def load_checkpoint(obj, path, restore_model_state=True, restore_records=None, restore_optimizer_state=None,
-                    restore_callbacks_state=None, restore_rng_state=False):
+def load_checkpoint(
+    obj,
+    path,
+    restore_model_state=True,
+    restore_records=None,
+    restore_optimizer_state=None,
+    restore_callbacks_state=None,
+    restore_rng_state=False,
+):
     """Load a checkpoint (ModelCheckpoint / AutoResume / `write_checkpoint` file) into `obj`, in place.
 
     `obj` is a `pyluz.Fitted` or an nn.Module (model weights; `restore_records` too for a Fitted), or
@@ -270,9 +308,13 @@ def load_checkpoint(obj, path, restore_model_state=True, restore_records=None, r
     if not isinstance(obj, (Context, nn.Module)) and not isinstance(getattr(obj, "model", None), nn.Module):
         raise TypeError(f"`obj` must be a pyluz.Fitted, a pyluz.Context or an nn.Module, got {type(obj).__name__}.")
     in_loop = isinstance(obj, Context)
-    flags = dict(restore_model_state=restore_model_state, restore_records=restore_records,
-                 restore_optimizer_state=restore_optimizer_state, restore_callbacks_state=restore_callbacks_state,
-                 restore_rng_state=restore_rng_state)
+    flags = dict(
+        restore_model_state=restore_model_state,
+        restore_records=restore_records,
+        restore_optimizer_state=restore_optimizer_state,
+        restore_callbacks_state=restore_callbacks_state,
+        restore_rng_state=restore_rng_state,
+    )
     flags = {name: (in_loop if value is None else value) for name, value in flags.items()}
     for name, value in flags.items():
         check_bool(value, name)

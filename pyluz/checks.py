@@ -47,8 +47,7 @@ def is_bool(value):
 
 def is_integer(value):
     """An integral number, not a bool (integral floats count: R sends `200` as a double)."""
-    return (isinstance(value, numbers.Real) and not is_bool(value) and math.isfinite(value)
-            and float(value).is_integer())
+    return isinstance(value, numbers.Real) and not is_bool(value) and math.isfinite(value) and float(value).is_integer()
 
 
 def check_bool(value, argument, owner=None):
@@ -133,5 +132,18 @@ def check_path(value, argument="path", owner=None):
     return path
 
 
-__all__ = ["given", "message", "fail", "is_bool", "is_integer", "check_bool", "check_optional_bool", "check_real",
-           "check_positive", "check_int", "check_choice", "check_type", "check_path"]
+__all__ = [
+    "given",
+    "message",
+    "fail",
+    "is_bool",
+    "is_integer",
+    "check_bool",
+    "check_optional_bool",
+    "check_real",
+    "check_positive",
+    "check_int",
+    "check_choice",
+    "check_type",
+    "check_path",
+]

@@ -41,8 +41,20 @@ class Context:
     {'train': [0.001, 0.001]}
     """
 
-    def __init__(self, *, model, accelerator, callbacks, verbose, training,
-                 optimizers=None, loss_fn=None, backward=None, hparams=None, opt_hparams=None):
+    def __init__(
+        self,
+        *,
+        model,
+        accelerator,
+        callbacks,
+        verbose,
+        training,
+        optimizers=None,
+        loss_fn=None,
+        backward=None,
+        hparams=None,
+        opt_hparams=None,
+    ):
         self.model = model
         self.accelerator = accelerator
         self.optimizers = optimizers if optimizers is not None else {}
@@ -129,8 +141,9 @@ class Context:
         without it the value is appended.
         """
         if not isinstance(what, str) or not isinstance(set, str):
-            raise TypeError(f"ctx.log: `what` and `set` must be strings (e.g. 'lr', 'train'), "
-                            f"got {what!r} and {set!r}.")
+            raise TypeError(
+                f"ctx.log: `what` and `set` must be strings (e.g. 'lr', 'train'), " f"got {what!r} and {set!r}."
+            )
         if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 1):
             raise ValueError(f"ctx.log: `index` must be None or a 1-based int, got {index!r}.")
         entries = self._records.setdefault(what, {}).setdefault(set, [])

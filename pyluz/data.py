@@ -15,8 +15,15 @@ from .checks import check_bool, check_int, check_type, message
 
 DEFAULT_BATCH_SIZE = 32
 # Options the fast path honours itself; any other option means a real DataLoader.
-FAST_PATH_OPTIONS = {"batch_size", "shuffle", "drop_last", "generator", "num_workers", "pin_memory",
-                     "persistent_workers"}
+FAST_PATH_OPTIONS = {
+    "batch_size",
+    "shuffle",
+    "drop_last",
+    "generator",
+    "num_workers",
+    "pin_memory",
+    "persistent_workers",
+}
 
 
 def _draw_seed(generator=None):
@@ -91,7 +98,7 @@ class TensorBatches:
                 else:
                     yield [t[sl] for t in tensors]
             else:
-                idx = order[start:start + bs]
+                idx = order[start : start + bs]
                 if is_dict:
                     yield {k: t.index_select(0, idx) for k, t in tensors.items()}
                 else:
@@ -112,6 +119,7 @@ class TensorBatches:
 
 # -- converting user inputs -----------------------------------------------------------------
 
+
 def to_tensor(x, argument):
     """Tensor from a tensor, numpy array, pandas object or list; floats become float32, ints int64."""
     if isinstance(x, torch.Tensor):
@@ -122,8 +130,10 @@ def to_tensor(x, argument):
         x = np.asarray(x)
     if isinstance(x, np.ndarray):
         if x.dtype.kind in "USO" and any(isinstance(v, (str, bytes)) for v in x.reshape(-1)[:1000]):
-            raise TypeError(f"`{argument}` holds strings; expected numbers. Encode labels as integer class indices "
-                            "first (e.g. `codes, classes = pandas.factorize(y)`).")
+            raise TypeError(
+                f"`{argument}` holds strings; expected numbers. Encode labels as integer class indices "
+                "first (e.g. `codes, classes = pandas.factorize(y)`)."
+            )
         if x.dtype == object:
             raise TypeError(f"`{argument}` holds Python objects (dtype=object); expected numbers.")
         if np.issubdtype(x.dtype, np.floating):
@@ -172,9 +182,11 @@ def _check_target_not_in_frame(data, argument):
         names = [getattr(y, "name", None)] if not hasattr(y, "columns") else list(y.columns)
         held = [n for n in names if n is not None and n in columns]
         if held:
-            raise ValueError(f"`{argument}[0]` (a DataFrame) still holds the target column(s) {held} that "
-                             f"`{argument}[{i}]` comes from, so the model would see the answer; drop it: "
-                             f"`df.drop(columns={held!r})`.")
+            raise ValueError(
+                f"`{argument}[0]` (a DataFrame) still holds the target column(s) {held} that "
+                f"`{argument}[{i}]` comes from, so the model would see the answer; drop it: "
+                f"`df.drop(columns={held!r})`."
+            )
 
 
 def check_batch_size(batch_size, argument):
@@ -188,8 +200,9 @@ def _check_options(options, argument="dataloader_options"):
     check_type(options, argument, dict, "a dict of DataLoader arguments")
     bad_keys = [k for k in options if not isinstance(k, str)]
     if bad_keys:
-        raise TypeError(message(argument, "a dict keyed by DataLoader argument names (strings)",
-                                f"the keys {bad_keys!r}"))
+        raise TypeError(
+            message(argument, "a dict keyed by DataLoader argument names (strings)", f"the keys {bad_keys!r}")
+        )
     options = dict(options)
     if "batch_size" in options:
         check_batch_size(options["batch_size"], f"{argument}['batch_size']")
@@ -225,16 +238,20 @@ def as_batches(data, options=None, phase="train", argument="data", pin_memory=Fa
     if isinstance(data, (DataLoader, TensorBatches)):
         if user_options:
             if phase == "train":
-                raise ValueError(f"`dataloader_options` can't be used when `{argument}` is already a dataloader; "
-                                 "set them on the DataLoader instead.")
-            warnings.warn(f"`dataloader_options` are ignored because `{argument}` is already a dataloader.",
-                          stacklevel=3)
+                raise ValueError(
+                    f"`dataloader_options` can't be used when `{argument}` is already a dataloader; "
+                    "set them on the DataLoader instead."
+                )
+            warnings.warn(
+                f"`dataloader_options` are ignored because `{argument}` is already a dataloader.", stacklevel=3
+            )
         return data
     opts = phase_options(user_options, phase)
     tensors = in_memory_tensors(data, argument)
     if tensors is not None and set(opts) <= FAST_PATH_OPTIONS:
-        return TensorBatches(tensors, opts["batch_size"], opts.get("shuffle", False), opts.get("drop_last", False),
-                             opts.get("generator"))
+        return TensorBatches(
+            tensors, opts["batch_size"], opts.get("shuffle", False), opts.get("drop_last", False), opts.get("generator")
+        )
     if tensors is not None:
         data = TensorDataset(*tensors) if not isinstance(tensors, dict) else DictDataset(tensors)
     if isinstance(data, IterableDataset):
@@ -244,8 +261,9 @@ def as_batches(data, options=None, phase="train", argument="data", pin_memory=Fa
     if isinstance(data, (tuple, list, dict)) and not data:
         raise ValueError(f"`{argument}` is an empty {type(data).__name__}.")
     # Other sequences (e.g. a list of (x, y) samples) are map-style datasets; strings and dicts are not.
-    if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")
-                                     and not isinstance(data, (str, bytes, dict))):
+    if isinstance(data, Dataset) or (
+        hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes, dict))
+    ):
         opts.setdefault("pin_memory", pin_memory)
         return DataLoader(data, **opts)
     raise TypeError(
@@ -278,23 +296,35 @@ def split_valid(data, fraction, argument="valid_data"):
     if fraction == 0:
         return data, None
     if isinstance(data, (DataLoader, TensorBatches)):
-        raise ValueError(f"`{argument}` can't be a fraction when `data` is a dataloader (DataLoader); pass a Dataset or tensors.")
+        raise ValueError(
+            f"`{argument}` can't be a fraction when `data` is a dataloader (DataLoader); pass a Dataset or tensors."
+        )
     tensors = in_memory_tensors(data, "data")
     if tensors is None and (isinstance(data, IterableDataset) or not hasattr(data, "__len__")):
-        raise ValueError(f"`{argument}` can't be a fraction when `data` has no known length (e.g. an "
-                         "IterableDataset); pass the validation data itself.")
-    n = (len(next(iter(tensors.values()))) if isinstance(tensors, dict) else len(tensors[0])) if tensors is not None \
+        raise ValueError(
+            f"`{argument}` can't be a fraction when `data` has no known length (e.g. an "
+            "IterableDataset); pass the validation data itself."
+        )
+    n = (
+        (len(next(iter(tensors.values()))) if isinstance(tensors, dict) else len(tensors[0]))
+        if tensors is not None
         else len(data)
+    )
     n_valid = int(n * fraction)
     if n_valid == 0:
-        raise ValueError(f"`{argument}={fraction!r}` of the {n} rows of `data` selects no validation row; use a "
-                         "larger fraction or pass the validation data itself.")
+        raise ValueError(
+            f"`{argument}={fraction!r}` of the {n} rows of `data` selects no validation row; use a "
+            "larger fraction or pass the validation data itself."
+        )
     perm = torch.randperm(n)
     valid_idx = perm[:n_valid]
     train_idx = perm[n_valid:].sort().values
     if tensors is not None:
-        pick = (lambda idx: {k: t[idx] for k, t in tensors.items()}) if isinstance(tensors, dict) \
+        pick = (
+            (lambda idx: {k: t[idx] for k, t in tensors.items()})
+            if isinstance(tensors, dict)
             else (lambda idx: [t[idx] for t in tensors])
+        )
         return pick(train_idx), pick(valid_idx)
     return Subset(data, train_idx.tolist()), Subset(data, valid_idx.tolist())
 

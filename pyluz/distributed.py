@@ -66,8 +66,14 @@ import warnings
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, IterableDataset, RandomSampler, \
-    SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+)
 
 from .data import TensorBatches
 
@@ -77,6 +83,7 @@ _exit_hook = False  # teardown() is registered with atexit once
 
 
 # -- who am I --------------------------------------------------------------------------------
+
 
 def is_initialized():
     """Whether the default process group exists."""
@@ -117,6 +124,7 @@ def requested(strategy):
 
 
 # -- device and process group ----------------------------------------------------------------
+
 
 def pick_device(cpu=False, cuda_index=None):
     """The device of this rank: ``cuda:LOCAL_RANK`` (or `cuda_index`) when CUDA is usable, else CPU.
@@ -188,12 +196,16 @@ def warn_if_seeds_differ():
     seed = torch.initial_seed() % 2**62
     spread = all_reduce_max(torch.tensor([seed, -seed], dtype=torch.int64))
     if spread[0] != -spread[1] and is_main_process():
-        warnings.warn("DDP: the ranks were seeded differently; call torch.manual_seed(<same seed>) on every rank "
-                      "before fit, so a `valid_data` fraction splits the same rows everywhere.", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "DDP: the ranks were seeded differently; call torch.manual_seed(<same seed>) on every rank "
+            "before fit, so a `valid_data` fraction splits the same rows everywhere.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 # -- the model -------------------------------------------------------------------------------
+
 
 class DDP(DistributedDataParallel):
     """``DistributedDataParallel`` whose ``state_dict()`` / ``load_state_dict()`` are the module's (no
@@ -236,6 +248,7 @@ def is_ddp(model):
 
 # -- the data --------------------------------------------------------------------------------
 
+
 def shard_sizes(n, world, drop_last):
     """(rows used per epoch, rows per rank) under the DistributedSampler rule."""
     per_rank = n // world if drop_last else math.ceil(n / world)
@@ -252,8 +265,7 @@ class ShardedTensorBatches(TensorBatches):
     """
 
     def __init__(self, batches, rank, world_size):
-        super().__init__(batches.tensors, batches.batch_size, batches.shuffle, batches.drop_last,
-                         batches.generator)
+        super().__init__(batches.tensors, batches.batch_size, batches.shuffle, batches.drop_last, batches.generator)
         self.rank = int(rank)
         self.world_size = int(world_size)
         if not 0 <= self.rank < self.world_size:
@@ -273,7 +285,7 @@ class ShardedTensorBatches(TensorBatches):
         total, _ = shard_sizes(self.n, self.world_size, self.drop_last)
         if total > self.n:  # pad by repeating the order, as DistributedSampler does
             order = order.repeat(math.ceil(total / self.n))
-        return order[:total][self.rank::self.world_size]
+        return order[:total][self.rank :: self.world_size]
 
     def __iter__(self):
         rows = self.rows()
@@ -283,7 +295,7 @@ class ShardedTensorBatches(TensorBatches):
         m, bs = rows.shape[0], self.batch_size
         stop = m - m % bs if self.drop_last else m
         for start in range(0, stop, bs):
-            idx = rows[start:start + bs]
+            idx = rows[start : start + bs]
             if is_dict:
                 yield {k: t.index_select(0, idx) for k, t in tensors.items()}
             else:
@@ -315,7 +327,8 @@ def _rebuildable(loader):
         return False
     sampler = loader.sampler
     plain_sampler = type(sampler) is SequentialSampler or (
-        type(sampler) is RandomSampler and not sampler.replacement and sampler._num_samples is None)
+        type(sampler) is RandomSampler and not sampler.replacement and sampler._num_samples is None
+    )
     return plain_sampler and type(loader.batch_sampler) is BatchSampler
 
 
@@ -328,15 +341,25 @@ def _rebuild(loader, rank, world):
         seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
         if world > 1 and is_initialized():
             seed = int(broadcast_from_main(torch.tensor(seed)))
-    sampler = DistributedSampler(loader.dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed,
-                                 drop_last=loader.drop_last)
+    sampler = DistributedSampler(
+        loader.dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=loader.drop_last
+    )
     return DataLoader(
-        loader.dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
-        collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
-        timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
-        multiprocessing_context=loader.multiprocessing_context, generator=loader.generator,
-        prefetch_factor=loader.prefetch_factor, persistent_workers=loader.persistent_workers,
-        pin_memory_device=loader.pin_memory_device, in_order=loader.in_order,
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+        timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context,
+        generator=loader.generator,
+        prefetch_factor=loader.prefetch_factor,
+        persistent_workers=loader.persistent_workers,
+        pin_memory_device=loader.pin_memory_device,
+        in_order=loader.in_order,
     )
 
 
@@ -353,13 +376,18 @@ def shard_loader(loader, rank=None, world_size=None):
     if isinstance(loader, DataLoader) and _rebuildable(loader):
         return _rebuild(loader, rank, world)
     if rank == 0:
-        warnings.warn(f"DDP: the {type(loader).__name__} is used as is, so every rank reads all of it. Shard it "
-                      "yourself (pyluz.distributed.rank() / world_size(), or a DistributedSampler); every rank "
-                      "must yield the same number of batches.", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"DDP: the {type(loader).__name__} is used as is, so every rank reads all of it. Shard it "
+            "yourself (pyluz.distributed.rank() / world_size(), or a DistributedSampler); every rank "
+            "must yield the same number of batches.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return loader
 
 
 # -- collectives -----------------------------------------------------------------------------
+
 
 def _collective_device():
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
@@ -442,8 +470,10 @@ def _leaves(value, out):
         except TypeError:
             pass
         return {k: _leaves(value[k], out) for k in keys}
-    raise TypeError(f"DDP: can't gather a batch value of type {type(value).__name__} across processes; "
-                    "predictions and targets must be tensors (or lists / dicts of tensors).")
+    raise TypeError(
+        f"DDP: can't gather a batch value of type {type(value).__name__} across processes; "
+        "predictions and targets must be tensors (or lists / dicts of tensors)."
+    )
 
 
 def _rebuild_tree(template, gathered):
@@ -477,7 +507,7 @@ def _gather_rows(tensors):
     for j, (t, original, rows) in enumerate(zip(moved, tensors, longest)):
         size = chunks[j].numel()
         shape = (rows, *t.shape[1:])
-        per_rank = [p[offset:offset + size].view(t.dtype).reshape(shape) for p in parts]
+        per_rank = [p[offset : offset + size].view(t.dtype).reshape(shape) for p in parts]
         offset += size
         stacked = torch.stack(per_rank, dim=1)  # [row i, rank r, ...]: global row i * N + r
         keep = torch.arange(rows).unsqueeze(1) < all_counts[:, j].unsqueeze(0)

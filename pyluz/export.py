@@ -57,6 +57,7 @@ class ExportError(RuntimeError):
 
 # -- the example input --------------------------------------------------------------------------
 
+
 class _NoExample(Exception):
     pass
 
@@ -86,7 +87,7 @@ def _plain_containers(value):
     if is_namedtuple(value) or (isinstance(value, dict) and not all(isinstance(k, str) for k in value)):
         raise _NoExample
     if isinstance(value, (list, tuple, dict)):
-        for v in (value.values() if isinstance(value, dict) else value):
+        for v in value.values() if isinstance(value, dict) else value:
             _plain_containers(v)
     return value
 
@@ -113,6 +114,7 @@ def is_r_backed(model):
 
 # -- capturing the program ------------------------------------------------------------------------
 
+
 class _Forward(nn.Module):
     """A fixed `forward(x)` signature around the model (an R forward takes `*args, **kwargs`)."""
 
@@ -126,8 +128,10 @@ class _Forward(nn.Module):
 
 def _perturbed(example):
     """Another input of the same structure, to check that a program did not bake in values."""
+
     def change(t):
         return t * 0.75 + 0.25 if t.is_floating_point() else t
+
     return map_tensors(change, example)
 
 
@@ -136,8 +140,11 @@ def _batch_is_dynamic(ep):
     from torch.fx.experimental.symbolic_shapes import is_concrete_int  # a specialised dim may be a constant SymInt
 
     names = set(ep.graph_signature.user_inputs)
-    shapes = [n.meta["val"].shape for n in ep.graph.nodes
-              if n.op == "placeholder" and n.name in names and isinstance(n.meta.get("val"), torch.Tensor)]
+    shapes = [
+        n.meta["val"].shape
+        for n in ep.graph.nodes
+        if n.op == "placeholder" and n.name in names and isinstance(n.meta.get("val"), torch.Tensor)
+    ]
     return all(len(s) > 0 and not is_concrete_int(s[0]) for s in shapes)
 
 
@@ -165,8 +172,9 @@ def _trace(wrapper, one_row):
 
 def _same(a, b):
     ta, tb = tensors(a), tensors(b)
-    return (len(ta) == len(tb) > 0
-            and all(x.shape == y.shape and torch.allclose(x, y, rtol=1e-5, atol=1e-6) for x, y in zip(ta, tb, strict=True)))
+    return len(ta) == len(tb) > 0 and all(
+        x.shape == y.shape and torch.allclose(x, y, rtol=1e-5, atol=1e-6) for x, y in zip(ta, tb, strict=True)
+    )
 
 
 def _first_line(error):
@@ -183,8 +191,9 @@ def capture(model, example):
     for a dynamic batch, else 1). Raises `ExportError` with each attempt's reason otherwise.
     """
     if example is None:
-        raise ExportError("there is no example input (fit() keeps one; set `fitted.example_input` to a small batch "
-                          "of model input)")
+        raise ExportError(
+            "there is no example input (fit() keeps one; set `fitted.example_input` to a small batch " "of model input)"
+        )
     wrapper = _Forward(model)
     devices = {t.device for t in [*model.parameters(), *model.buffers()]}
     device = devices.pop() if len(devices) == 1 else torch.device("cpu")
@@ -196,8 +205,10 @@ def capture(model, example):
         if device.type != "cpu":
             model.to("cpu")  # a program captured on CPU loads anywhere; moved back below
         model.eval()
-        for name, attempt in ((EXPORT_FORMAT, lambda: _export(wrapper, example, one_row)),
-                              (JIT_FORMAT, lambda: _trace(wrapper, one_row))):
+        for name, attempt in (
+            (EXPORT_FORMAT, lambda: _export(wrapper, example, one_row)),
+            (JIT_FORMAT, lambda: _trace(wrapper, one_row)),
+        ):
             try:
                 fmt, batch, program, data = attempt()
                 with torch.no_grad():
@@ -207,8 +218,10 @@ def capture(model, example):
                 continue
             if same:
                 return data, {"format": fmt, "batch": batch}
-            reasons.append(f"{name}: the captured program gives other outputs than the model (does the forward "
-                           "leave torch, e.g. convert tensors to R arrays?)")
+            reasons.append(
+                f"{name}: the captured program gives other outputs than the model (does the forward "
+                "leave torch, e.g. convert tensors to R arrays?)"
+            )
     finally:
         for m, training in modes:
             m.training = training
@@ -226,11 +239,16 @@ def save_program(model, example, path):
     data, info = capture(model, example)
     file = os.path.basename(path) + _SUFFIX[info["format"]]
     atomic_write(os.path.join(os.path.dirname(os.path.abspath(path)), file), lambda f: f.write(data))
-    return {"file": file, **info, "sha256": hashlib.sha256(data).hexdigest(),
-            "torch_version": torch.__version__.split("+")[0]}
+    return {
+        "file": file,
+        **info,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "torch_version": torch.__version__.split("+")[0],
+    }
 
 
 # -- running a saved program ----------------------------------------------------------------------
+
 
 class ProgramModule(nn.Module):
     """A module that runs a saved program (the forward pass of a model defined in R), without R.
@@ -257,7 +275,7 @@ class ProgramModule(nn.Module):
             return self.program(x)
         found = tensors(x)
         n = found[0].shape[0] if found else 1
-        outs = [self.program(map_tensors(lambda t, i=i: t[i:i + 1] if t.dim() > 0 else t, x)) for i in range(n)]
+        outs = [self.program(map_tensors(lambda t, i=i: t[i : i + 1] if t.dim() > 0 else t, x)) for i in range(n)]
         return concat(outs)
 
     def extra_repr(self):
@@ -267,19 +285,32 @@ class ProgramModule(nn.Module):
 
 def _program_path(entry, path):
     file = entry.get("file")
-    if (not isinstance(file, str) or not file or file in (".", "..") or os.path.basename(file) != file
-            or "/" in file or "\\" in file):
-        raise ValueError(f"The program entry of {path!r} names {file!r}, which is not a file name next to the model "
-                         "file; the file is damaged or crafted.")
+    if (
+        not isinstance(file, str)
+        or not file
+        or file in (".", "..")
+        or os.path.basename(file) != file
+        or "/" in file
+        or "\\" in file
+    ):
+        raise ValueError(
+            f"The program entry of {path!r} names {file!r}, which is not a file name next to the model "
+            "file; the file is damaged or crafted."
+        )
     return os.path.join(os.path.dirname(os.path.abspath(path)), file)
 
 
 def check_entry(entry, path):
     """Raise ValueError unless `entry` is a program entry as `save_program` writes it."""
-    if (not isinstance(entry, dict) or entry.get("format") not in _SUFFIX or entry.get("batch") not in ("dynamic", 1)
-            or not isinstance(entry.get("sha256"), str)):
-        raise ValueError(f"The program entry of {path!r} is not one pyluz writes ({entry!r}); the file is damaged or "
-                         "crafted.")
+    if (
+        not isinstance(entry, dict)
+        or entry.get("format") not in _SUFFIX
+        or entry.get("batch") not in ("dynamic", 1)
+        or not isinstance(entry.get("sha256"), str)
+    ):
+        raise ValueError(
+            f"The program entry of {path!r} is not one pyluz writes ({entry!r}); the file is damaged or " "crafted."
+        )
     _program_path(entry, path)
     return entry
 
@@ -293,13 +324,17 @@ def load_program(entry, path, name=None):
     check_entry(entry, path)
     file = _program_path(entry, path)
     if not os.path.isfile(file):
-        raise FileNotFoundError(f"{path!r} comes with a program in {os.path.basename(file)!r}, but there is no such "
-                                "file next to it; copy both files together.")
+        raise FileNotFoundError(
+            f"{path!r} comes with a program in {os.path.basename(file)!r}, but there is no such "
+            "file next to it; copy both files together."
+        )
     with open(file, "rb") as f:
         data = f.read()
     if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-        raise ValueError(f"The program {file!r} does not match the sha256 recorded in {path!r}: it was changed or "
-                         "belongs to another save; refusing to load it.")
+        raise ValueError(
+            f"The program {file!r} does not match the sha256 recorded in {path!r}: it was changed or "
+            "belongs to another save; refusing to load it."
+        )
     try:
         if entry["format"] == EXPORT_FORMAT:
             program = torch.export.load(io.BytesIO(data)).module()
@@ -308,10 +343,20 @@ def load_program(entry, path, name=None):
                 warnings.simplefilter("ignore", DeprecationWarning)
                 program = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as e:
-        raise RuntimeError(f"Loading the program {file!r} failed ({type(e).__name__}: {e}). It was written by torch "
-                           f"{entry.get('torch_version')}; this is torch {torch.__version__}.") from e
+        raise RuntimeError(
+            f"Loading the program {file!r} failed ({type(e).__name__}: {e}). It was written by torch "
+            f"{entry.get('torch_version')}; this is torch {torch.__version__}."
+        ) from e
     return ProgramModule(program, entry["format"], entry["batch"], name=name)
 
 
-__all__ = ["ExportError", "ProgramModule", "example_rows", "is_r_backed", "capture", "save_program", "check_entry",
-           "load_program"]
+__all__ = [
+    "ExportError",
+    "ProgramModule",
+    "example_rows",
+    "is_r_backed",
+    "capture",
+    "save_program",
+    "check_entry",
+    "load_program",
+]

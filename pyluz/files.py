@@ -35,8 +35,10 @@ def check_output_path(path, argument="path"):
     """A path to write a file to: not an existing directory."""
     path = check_path(path, argument)
     if os.path.isdir(path):
-        raise ValueError(f"`{argument}` {path!r} is a directory; give a file name such as "
-                         f"{os.path.join(path, 'model.safetensors')!r}.")
+        raise ValueError(
+            f"`{argument}` {path!r} is a directory; give a file name such as "
+            f"{os.path.join(path, 'model.safetensors')!r}."
+        )
     return path
 
 
@@ -53,8 +55,10 @@ def check_existing(path, argument="path"):
 def _check_regular(mode, path, argument):
     # A FIFO, socket or device would block (or never end) on read: only regular files are read.
     if not stat.S_ISREG(mode):
-        raise ValueError(f"`{argument}`: {path!r} is not a regular file (a FIFO, socket or device?); pyluz reads "
-                         "models and checkpoints only from regular files.")
+        raise ValueError(
+            f"`{argument}`: {path!r} is not a regular file (a FIFO, socket or device?); pyluz reads "
+            "models and checkpoints only from regular files."
+        )
 
 
 def open_regular(path, argument="path"):
@@ -183,9 +187,9 @@ def looks_like_safetensors(path):
 
 # Caps on what a file can make pyluz parse: json.loads of N bytes of tiny objects peaks near 20 N of
 # memory, so 8 MiB of metadata (records of tens of thousands of epochs) stays under ~200 MB.
-MAX_HEADER_BYTES = 64 * 2**20    # the safetensors JSON header (tensor names, shapes, metadata)
-MAX_METADATA_BYTES = 8 * 2**20   # the "pyluz" JSON document in it
-MAX_NODES = 2_000_000            # containers + leaves in records / checkpoint data, counted along every path
+MAX_HEADER_BYTES = 64 * 2**20  # the safetensors JSON header (tensor names, shapes, metadata)
+MAX_METADATA_BYTES = 8 * 2**20  # the "pyluz" JSON document in it
+MAX_NODES = 2_000_000  # containers + leaves in records / checkpoint data, counted along every path
 
 
 def check_header_size(path, argument="path"):
@@ -193,8 +197,10 @@ def check_header_size(path, argument="path"):
     with open_regular(path, argument) as f:
         n = int.from_bytes(f.read(8), "little")
     if n > MAX_HEADER_BYTES:
-        raise ValueError(f"`{argument}`: the safetensors header of {path!r} is {n} bytes, more than pyluz reads "
-                         f"({MAX_HEADER_BYTES}); the file is damaged or crafted.")
+        raise ValueError(
+            f"`{argument}`: the safetensors header of {path!r} is {n} bytes, more than pyluz reads "
+            f"({MAX_HEADER_BYTES}); the file is damaged or crafted."
+        )
 
 
 def parse_metadata(meta, path, argument="path"):
@@ -203,13 +209,16 @@ def parse_metadata(meta, path, argument="path"):
     if text is None:
         return None
     if len(text) > MAX_METADATA_BYTES:
-        raise ValueError(f"`{argument}`: the pyluz metadata of {path!r} is {len(text)} characters, more than pyluz "
-                         f"reads ({MAX_METADATA_BYTES}); the file is damaged or crafted.")
+        raise ValueError(
+            f"`{argument}`: the pyluz metadata of {path!r} is {len(text)} characters, more than pyluz "
+            f"reads ({MAX_METADATA_BYTES}); the file is damaged or crafted."
+        )
     try:
         info = json.loads(text)
     except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError; deep nesting recurses
-        raise ValueError(f"`{argument}`: the pyluz metadata of {path!r} is not valid JSON "
-                         f"({type(e).__name__}: {str(e)[:200]}).") from e
+        raise ValueError(
+            f"`{argument}`: the pyluz metadata of {path!r} is not valid JSON " f"({type(e).__name__}: {str(e)[:200]})."
+        ) from e
     if not isinstance(info, dict):
         raise ValueError(f"`{argument}`: the pyluz metadata of {path!r} is not a JSON object.")
     return info
@@ -263,30 +272,36 @@ def check_plain_tree(value, where, leaves=PLAIN_LEAVES, shared_ok=False, budget=
         item, at = stack.pop()
         count += 1
         if count > budget:
-            raise ValueError(f"{where} holds more than {budget} values (or containers shared many times over); the "
-                             "file is damaged or crafted.")
+            raise ValueError(
+                f"{where} holds more than {budget} values (or containers shared many times over); the "
+                "file is damaged or crafted."
+            )
         if isinstance(item, (dict, list, tuple)):
             if not shared_ok:
                 if id(item) in seen:
-                    raise ValueError(f"{at} is the same container as another part of {where}; pyluz files hold "
-                                     "plain trees, so the file is damaged or crafted.")
+                    raise ValueError(
+                        f"{at} is the same container as another part of {where}; pyluz files hold "
+                        "plain trees, so the file is damaged or crafted."
+                    )
                 seen.add(id(item))
             if isinstance(item, dict):
                 for k, v in item.items():
                     if not isinstance(k, (str, int)):
-                        raise ValueError(f"{at} has a key of type {type(k).__name__}; only strings and integers "
-                                         "are expected.")
+                        raise ValueError(
+                            f"{at} has a key of type {type(k).__name__}; only strings and integers " "are expected."
+                        )
                     stack.append((v, f"{at}[{k!r}]"))
             else:
                 stack.extend((v, f"{at}[{i}]") for i, v in enumerate(item))
         elif not isinstance(item, leaves):
-            raise ValueError(f"{at} is a {type(item).__name__}; only numbers, strings, None and lists/dicts of them are "
-                             "expected there.")
+            raise ValueError(
+                f"{at} is a {type(item).__name__}; only numbers, strings, None and lists/dicts of them are "
+                "expected there."
+            )
     return value
 
 
-TORCH_FILE_LEAVES = (*PLAIN_LEAVES, complex, bytes, torch.Tensor, torch.dtype, torch.device,
-                     torch.Size)
+TORCH_FILE_LEAVES = (*PLAIN_LEAVES, complex, bytes, torch.Tensor, torch.dtype, torch.device, torch.Size)
 
 
 def torch_load(path, argument="path"):
@@ -317,12 +332,30 @@ def _torch_load_file(f, path, argument):
         raise UnsafeFileError(
             f"`{argument}`: refusing to load {path!r}: it is not a safetensors file or a torch file holding only "
             "tensors, numbers, strings and containers. pyluz never unpickles arbitrary objects (a crafted file "
-            f"could run code). Details: {first}") from e
+            f"could run code). Details: {first}"
+        ) from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise ValueError(f"`{argument}`: {path!r} is neither a safetensors file nor a torch checkpoint ({e}).") from e
 
 
-__all__ = ["UnsafeFileError", "MAX_HEADER_BYTES", "MAX_METADATA_BYTES", "MAX_NODES", "PLAIN_LEAVES",
-           "TORCH_FILE_LEAVES", "check_output_path", "check_existing", "open_regular", "atomic_write",
-           "remove_stale_temp_files", "remove_temp_files", "looks_like_safetensors", "check_header_size",
-           "parse_metadata", "read_safetensors", "read_safetensors_metadata", "check_plain_tree", "torch_load"]
+__all__ = [
+    "UnsafeFileError",
+    "MAX_HEADER_BYTES",
+    "MAX_METADATA_BYTES",
+    "MAX_NODES",
+    "PLAIN_LEAVES",
+    "TORCH_FILE_LEAVES",
+    "check_output_path",
+    "check_existing",
+    "open_regular",
+    "atomic_write",
+    "remove_stale_temp_files",
+    "remove_temp_files",
+    "looks_like_safetensors",
+    "check_header_size",
+    "parse_metadata",
+    "read_safetensors",
+    "read_safetensors_metadata",
+    "check_plain_tree",
+    "torch_load",
+]

@@ -32,7 +32,7 @@ def smooth_loss(loss, beta=0.9):
     avg, out = 0.0, []
     for i, value in enumerate(loss, start=1):
         avg = beta * avg + (1 - beta) * value
-        out.append(avg / (1 - beta ** i))
+        out.append(avg / (1 - beta**i))
     return out
 
 
@@ -96,13 +96,19 @@ class LRFinderResult:
     def plot(self):
         """Matplotlib figure of loss against learning rate (log scale), with the suggestion marked."""
         suggestion = self.suggestion()
-        return plot_lr_finder(self.lr, self.loss, self.smoothed(),
-                              None if math.isnan(suggestion) else suggestion)
+        return plot_lr_finder(self.lr, self.loss, self.smoothed(), None if math.isnan(suggestion) else suggestion)
 
     def __repr__(self):
         s = self.suggestion()
-        return (f"<LRFinderResult: {len(self)} steps, lr {self.lr[0]:.3g} .. {self.lr[-1]:.3g}"
-                + ("" if math.isnan(s) else f", suggested lr {s:.3g}") + ">") if self.lr else "<LRFinderResult: empty>"
+        return (
+            (
+                f"<LRFinderResult: {len(self)} steps, lr {self.lr[0]:.3g} .. {self.lr[-1]:.3g}"
+                + ("" if math.isnan(s) else f", suggested lr {s:.3g}")
+                + ">"
+            )
+            if self.lr
+            else "<LRFinderResult: empty>"
+        )
 
 
 class LRFinderCallback(Callback):
@@ -159,9 +165,16 @@ class LRFinderCallback(Callback):
             self.bar = None
 
 
-def lr_finder(luz_module: LuzModule, data: Any, steps: int = 100, start_lr: float = 1e-7, end_lr: float = 1e-1,
-              log_spaced: bool = True, dataloader_options: dict | None = None,
-              verbose: bool | None = None) -> LRFinderResult:
+def lr_finder(
+    luz_module: LuzModule,
+    data: Any,
+    steps: int = 100,
+    start_lr: float = 1e-7,
+    end_lr: float = 1e-1,
+    log_spaced: bool = True,
+    dataloader_options: dict | None = None,
+    verbose: bool | None = None,
+) -> LRFinderResult:
     """Train for `steps` batches with a learning rate growing from `start_lr` towards `end_lr` (luz's `lr_finder`).
 
     The learning rate of batch `k` (1-based) is `start_lr * (end_lr / start_lr) ** (k / steps)`
@@ -197,7 +210,8 @@ def lr_finder(luz_module: LuzModule, data: Any, steps: int = 100, start_lr: floa
     # Each epoch has at least one batch, so `steps` epochs always reach `steps` batches.
     module.fit(data, epochs=steps, callbacks=[recorder], verbose=False, dataloader_options=dataloader_options)
     if not recorder.lr:
-        raise ValueError("lr_finder: the data gave no training batch (is it smaller than the batch size with "
-                         "drop_last=True?).")
+        raise ValueError(
+            "lr_finder: the data gave no training batch (is it smaller than the batch size with " "drop_last=True?)."
+        )
     first = next(iter(recorder.losses))
     return LRFinderResult(recorder.lr, recorder.losses[first], recorder.losses)

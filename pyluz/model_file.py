@@ -55,8 +55,16 @@ from torch import nn
 
 from .distributed import unwrap
 from .export import ExportError, ProgramModule, check_entry, is_r_backed, load_program, save_program
-from .files import (UnsafeFileError, atomic_write, check_existing, check_output_path, looks_like_safetensors,
-                    read_safetensors, read_safetensors_metadata, torch_load)
+from .files import (
+    UnsafeFileError,
+    atomic_write,
+    check_existing,
+    check_output_path,
+    looks_like_safetensors,
+    read_safetensors,
+    read_safetensors_metadata,
+    torch_load,
+)
 from ._version import __version__
 from .records import check_records, empty_records
 
@@ -74,6 +82,7 @@ def model_of(obj, argument="obj"):
 
 
 # -- JSON metadata ------------------------------------------------------------------------------
+
 
 def to_json(value, where, strict=False):
     """A JSON-ready copy of `value` (see the module docstring for the tags).
@@ -104,8 +113,10 @@ def to_json(value, where, strict=False):
         return to_json(value.tolist(), where, strict)
     if strict:
         raise TypeError(f"{where} holds a {type(value).__name__}, which can't be stored as JSON.")
-    warnings.warn(f"{where} holds a {type(value).__name__}, which can't be stored as JSON; saving its repr "
-                  "instead.", stacklevel=4)
+    warnings.warn(
+        f"{where} holds a {type(value).__name__}, which can't be stored as JSON; saving its repr " "instead.",
+        stacklevel=4,
+    )
     return {"$repr": repr(value)}
 
 
@@ -115,7 +126,7 @@ def from_json(value):
         return [from_json(v) for v in value]
     if isinstance(value, dict):
         if len(value) == 1:
-            (key, inner), = value.items()
+            ((key, inner),) = value.items()
             if key == "$float" and inner in ("nan", "inf", "-inf"):
                 return float(inner)
             if key == "$tuple" and isinstance(inner, list):
@@ -134,14 +145,16 @@ def has_repr(value):
 
 # -- weights as safetensors ---------------------------------------------------------------------
 
+
 def state_tensors(model):
     """The model's state dict on CPU, contiguous, with no two tensors sharing memory."""
     tensors = {}
     seen = set()
     for key, t in model.state_dict().items():
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"The model's state_dict entry {key!r} is a {type(t).__name__}; only tensors can be "
-                            "saved.")
+            raise TypeError(
+                f"The model's state_dict entry {key!r} is a {type(t).__name__}; only tensors can be " "saved."
+            )
         t = t.detach().to("cpu").contiguous()
         if t.numel():
             ptr = t.untyped_storage().data_ptr()
@@ -161,7 +174,6 @@ def write_safetensors(path, tensors, meta):
     return atomic_write(path, lambda f: f.write(data))
 
 
-
 def read_state_file(path, argument="path"):
     """A model state dict from a weights file, a fitted model file, a checkpoint or a saved state dict."""
     path = check_existing(path, argument)
@@ -172,8 +184,9 @@ def read_state_file(path, argument="path"):
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if not isinstance(obj, collections.abc.Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"`{argument}`: {path!r} holds no model state dict (a dict of tensors), got "
-                         f"{type(obj).__name__}.")
+        raise ValueError(
+            f"`{argument}`: {path!r} holds no model state dict (a dict of tensors), got " f"{type(obj).__name__}."
+        )
     return dict(obj)
 
 
@@ -185,6 +198,7 @@ def load_state(model, state, path):
 
 
 # -- fitted models --------------------------------------------------------------------------------
+
 
 def _import_path(obj):
     target = obj if isinstance(obj, type) or not isinstance(obj, nn.Module) else type(obj)
@@ -202,7 +216,6 @@ def _module_kind(module):
     return "factory"
 
 
-
 def write_fitted(path, model, module, hparams, opt_hparams, opt_names, records, example_input=None, front_end=None):
     """Write a fitted model file (format above) and, for a model defined in R, its program; returns `path`.
 
@@ -215,8 +228,10 @@ def write_fitted(path, model, module, hparams, opt_hparams, opt_names, records, 
     path = check_output_path(path)
     model = unwrap(model)
     if isinstance(model, ProgramModule):
-        raise TypeError("This model was loaded from a program (trust_program=True) and can't be saved again; copy the "
-                        "original model file and its program file instead.")
+        raise TypeError(
+            "This model was loaded from a program (trust_program=True) and can't be saved again; copy the "
+            "original model file and its program file instead."
+        )
     meta = {
         "format": FITTED_FORMAT,
         "format_version": FORMAT_VERSION,
@@ -230,8 +245,9 @@ def write_fitted(path, model, module, hparams, opt_hparams, opt_names, records, 
         "torch_version": torch.__version__.split("+")[0],
     }
     if front_end is not None:
-        if not (isinstance(front_end, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                                    for k, v in front_end.items())):
+        if not (
+            isinstance(front_end, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in front_end.items())
+        ):
             raise TypeError("`front_end` must be None or a dict of strings.")
         meta["front_end"] = dict(front_end)
     if is_r_backed(model):
@@ -247,9 +263,12 @@ def _export_program(model, example_input, path):
     try:
         return save_program(model, example_input, path)
     except ExportError as e:
-        warnings.warn(f"Saved {path!r} without a program: the forward pass of the R-defined model "
-                      f"{type(model).__name__} could not be exported ({e}). Python without R can load this file only "
-                      "with `module=`.", stacklevel=4)
+        warnings.warn(
+            f"Saved {path!r} without a program: the forward pass of the R-defined model "
+            f"{type(model).__name__} could not be exported ({e}). Python without R can load this file only "
+            "with `module=`.",
+            stacklevel=4,
+        )
         return None
 
 
@@ -287,9 +306,11 @@ def _resolve_import_path(spec, path):
         raise LookupError(f"{spec!r} is not importable (defined inside a function)")
     obj = sys.modules.get(modname)
     if obj is None:
-        raise NotImportedError(f"the module {modname!r} is not imported in this process, and pyluz never imports a "
-                               f"module named by a file (importing runs its code); `import {modname}` first if you "
-                               "trust it")
+        raise NotImportedError(
+            f"the module {modname!r} is not imported in this process, and pyluz never imports a "
+            f"module named by a file (importing runs its code); `import {modname}` first if you "
+            "trust it"
+        )
     for part in qualname.split("."):
         try:
             obj = inspect.getattr_static(obj, part)
@@ -315,8 +336,10 @@ def build_checked(factory, hparams, shapes, spec, path, how):
         except KeyboardInterrupt:
             raise
         except BaseException as e:
-            raise RuntimeError(f"Building the module {name}(**hparams) with the saved hparams {sorted(hparams)} failed "
-                               f"({type(e).__name__}: {e}); {how}.") from e
+            raise RuntimeError(
+                f"Building the module {name}(**hparams) with the saved hparams {sorted(hparams)} failed "
+                f"({type(e).__name__}: {e}); {how}."
+            ) from e
 
     try:
         skeleton = build("meta")
@@ -339,18 +362,30 @@ def _check_shapes(model, shapes, spec, path, how):
         return
     missing = sorted(set(expected) - set(shapes))[:5]
     unexpected = sorted(set(shapes) - set(expected))[:5]
-    wrong = [f"{k}: model {expected[k]}, file {shapes[k]}" for k in sorted(set(expected) & set(shapes))
-             if expected[k] != shapes[k]][:5]
-    detail = "; ".join(part for part in (
-        f"missing in the file: {missing}" if missing else "",
-        f"not in the model: {unexpected}" if unexpected else "",
-        f"different shapes: {wrong}" if wrong else "") if part)
+    wrong = [
+        f"{k}: model {expected[k]}, file {shapes[k]}"
+        for k in sorted(set(expected) & set(shapes))
+        if expected[k] != shapes[k]
+    ][:5]
+    detail = "; ".join(
+        part
+        for part in (
+            f"missing in the file: {missing}" if missing else "",
+            f"not in the model: {unexpected}" if unexpected else "",
+            f"different shapes: {wrong}" if wrong else "",
+        )
+        if part
+    )
     where = ""
     if isinstance(spec, str) and spec.startswith("__main__:"):
-        where = (f" The file was saved from a script's `__main__`; the class {spec.partition(':')[2]!r} of this "
-                 "script's `__main__` is not the one it was saved from.")
-    raise ValueError(f"The module {spec!r} built with the hparams saved in {path!r} does not match the file's weights "
-                     f"({detail}).{where} Nothing was built for real; {how}.")
+        where = (
+            f" The file was saved from a script's `__main__`; the class {spec.partition(':')[2]!r} of this "
+            "script's `__main__` is not the one it was saved from."
+        )
+    raise ValueError(
+        f"The module {spec!r} built with the hparams saved in {path!r} does not match the file's weights "
+        f"({detail}).{where} Nothing was built for real; {how}."
+    )
 
 
 def build_module(info, module, path, shapes=None):
@@ -369,13 +404,17 @@ def build_module(info, module, path, shapes=None):
         if isinstance(module, nn.Module):
             return module, module
         if not callable(module):
-            raise TypeError(f"`module` must be an nn.Module class, a factory returning one, or an nn.Module instance, "
-                            f"got {type(module).__name__}.")
+            raise TypeError(
+                f"`module` must be an nn.Module class, a factory returning one, or an nn.Module instance, "
+                f"got {type(module).__name__}."
+            )
         factory = module
     else:
         if info.get("defined_in") == "R":
-            raise ValueError(f"{path!r} holds a model defined in R (nn_module {info.get('class_name')!r}), which "
-                             f"Python can't rebuild without R; {how}.")
+            raise ValueError(
+                f"{path!r} holds a model defined in R (nn_module {info.get('class_name')!r}), which "
+                f"Python can't rebuild without R; {how}."
+            )
         if spec is None:
             raise ValueError(f"{path!r} does not say which module class it holds; {how}.")
         try:
@@ -383,31 +422,37 @@ def build_module(info, module, path, shapes=None):
         except NotImportedError as e:
             raise NotImportedError(f"Could not find the module {spec!r} saved in {path!r}: {e}; or {how}.") from e
         except Exception as e:
-            raise ImportError(f"Could not import the module {spec!r} saved in {path!r} "
-                              f"({type(e).__name__}: {e}); {how}.") from e
+            raise ImportError(
+                f"Could not import the module {spec!r} saved in {path!r} " f"({type(e).__name__}: {e}); {how}."
+            ) from e
         if not (isinstance(factory, type) and issubclass(factory, nn.Module)):
             # Calling an arbitrary function named by a file (with arguments from the file) could run
             # anything; only nn.Module classes are built automatically.
-            raise ValueError(f"{path!r} was saved from the factory {spec!r}, which pyluz does not call on its own "
-                             f"(only nn.Module classes are); {how}.")
+            raise ValueError(
+                f"{path!r} was saved from the factory {spec!r}, which pyluz does not call on its own "
+                f"(only nn.Module classes are); {how}."
+            )
         if kind == "instance" and hparams:
             raise ValueError(f"{path!r} was saved from a module instance; {how}.")
     if has_repr(hparams):
         bad = [k for k, v in hparams.items() if has_repr(v)]
-        raise ValueError(f"The hparams {bad} of {path!r} could not be saved, so the module can't be rebuilt from "
-                         f"them; pass `module=` an already built instance.")
+        raise ValueError(
+            f"The hparams {bad} of {path!r} could not be saved, so the module can't be rebuilt from "
+            f"them; pass `module=` an already built instance."
+        )
     if shapes is None:  # a factory given by the caller is the caller's code: build it directly
         try:
             model = factory(**hparams)
         except Exception as e:
             name = getattr(factory, "__name__", type(factory).__name__)
-            raise RuntimeError(f"Building the module {name}(**hparams) with the saved hparams {sorted(hparams)} "
-                               f"failed ({type(e).__name__}: {e}); {how}.") from e
+            raise RuntimeError(
+                f"Building the module {name}(**hparams) with the saved hparams {sorted(hparams)} "
+                f"failed ({type(e).__name__}: {e}); {how}."
+            ) from e
         if not isinstance(model, nn.Module):
             raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
         return model, factory
     return build_checked(factory, hparams, shapes, spec, path, how), factory
-
 
 
 def read_fitted(path, module=None, trust_program=False):
@@ -419,24 +464,31 @@ def read_fitted(path, module=None, trust_program=False):
     """
     path = check_existing(path)
     if not looks_like_safetensors(path):
-        raise UnsafeFileError(f"`path`: {path!r} is not a pyluz model file (a safetensors file written by "
-                              "Fitted.save()). pyluz does not read pickled models, which could run code; checkpoints "
-                              "load with pyluz.load_checkpoint().")
+        raise UnsafeFileError(
+            f"`path`: {path!r} is not a pyluz model file (a safetensors file written by "
+            "Fitted.save()). pyluz does not read pickled models, which could run code; checkpoints "
+            "load with pyluz.load_checkpoint()."
+        )
     tensors, info = read_safetensors(path)
     if not info or info.get("format") != FITTED_FORMAT:
-        raise ValueError(f"`path`: {path!r} is not a fitted model file written by pyluz (weights-only files load with "
-                         "pyluz.load_model_weights(model, path)).")
+        raise ValueError(
+            f"`path`: {path!r} is not a fitted model file written by pyluz (weights-only files load with "
+            "pyluz.load_model_weights(model, path))."
+        )
     if int(info.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"`path`: {path!r} uses format version {info['format_version']}, newer than this pyluz "
-                         f"understands ({FORMAT_VERSION}); update pyluz.")
+        raise ValueError(
+            f"`path`: {path!r} uses format version {info['format_version']}, newer than this pyluz "
+            f"understands ({FORMAT_VERSION}); update pyluz."
+        )
     program = info.get("program") if module is None else None
     if program is not None:
         check_entry(program, path)
     records = check_records(from_json(info.get("records") or empty_records()), f"The records saved in {path!r}")
     opt_names = info.get("opt_names") or ["opt"]
     if not (isinstance(opt_names, list) and all(isinstance(n, str) for n in opt_names)):
-        raise ValueError(f"The optimizer names saved in {path!r} are not a list of strings; the file is damaged or "
-                         "crafted.")
+        raise ValueError(
+            f"The optimizer names saved in {path!r} are not a list of strings; the file is damaged or " "crafted."
+        )
     shapes = {k: tuple(t.shape) for k, t in tensors.items()} if module is None else None
     try:
         model, source = build_module(info, module, path, shapes)
@@ -446,20 +498,47 @@ def read_fitted(path, module=None, trust_program=False):
             e.reason = "module_needed"
             raise
         if not trust_program:
-            error = type(e)(f"{e}\nThe file comes with a program ({program.get('file')!r}, {program.get('format')}) "
-                            "that runs the forward pass without the module class: pyluz.load(path, "
-                            "trust_program=True). Loading a program can run code stored in it (torch.export.load "
-                            "unpickles parts of it), so do this only for files you trust.")
+            error = type(e)(
+                f"{e}\nThe file comes with a program ({program.get('file')!r}, {program.get('format')}) "
+                "that runs the forward pass without the module class: pyluz.load(path, "
+                "trust_program=True). Loading a program can run code stored in it (torch.export.load "
+                "unpickles parts of it), so do this only for files you trust."
+            )
             error.reason = "module_or_trust_needed"
             raise error from e
         model = source = load_program(program, path, name=info.get("class_name"))
     else:
         load_state(model, tensors, path)
-    return model, source, {**info, "hparams": from_json(info.get("hparams") or {}),
-                           "opt_hparams": from_json(info.get("opt_hparams") or {}),
-                           "records": records, "opt_names": opt_names}
+    return (
+        model,
+        source,
+        {
+            **info,
+            "hparams": from_json(info.get("hparams") or {}),
+            "opt_hparams": from_json(info.get("opt_hparams") or {}),
+            "records": records,
+            "opt_names": opt_names,
+        },
+    )
 
 
-__all__ = ["FITTED_FORMAT", "WEIGHTS_FORMAT", "FORMAT_VERSION", "model_of", "to_json", "from_json", "has_repr",
-           "state_tensors", "write_safetensors", "read_state_file", "load_state", "write_fitted", "write_weights",
-           "read_metadata", "NotImportedError", "build_checked", "build_module", "read_fitted"]
+__all__ = [
+    "FITTED_FORMAT",
+    "WEIGHTS_FORMAT",
+    "FORMAT_VERSION",
+    "model_of",
+    "to_json",
+    "from_json",
+    "has_repr",
+    "state_tensors",
+    "write_safetensors",
+    "read_state_file",
+    "load_state",
+    "write_fitted",
+    "write_weights",
+    "read_metadata",
+    "NotImportedError",
+    "build_checked",
+    "build_module",
+    "read_fitted",
+]

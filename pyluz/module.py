@@ -28,9 +28,16 @@ class LuzModule:
     2
     """
 
-    def __init__(self, module: Any, loss: Callable | None = None, optimizer: Callable | None = None,
-                 metrics: Any = None, backward: Callable | None = None, hparams: dict | None = None,
-                 opt_hparams: dict | None = None) -> None:
+    def __init__(
+        self,
+        module: Any,
+        loss: Callable | None = None,
+        optimizer: Callable | None = None,
+        metrics: Any = None,
+        backward: Callable | None = None,
+        hparams: dict | None = None,
+        opt_hparams: dict | None = None,
+    ) -> None:
         self.module = module
         self.loss = loss
         self.optimizer = optimizer
@@ -40,28 +47,52 @@ class LuzModule:
         self.opt_hparams = dict(opt_hparams or {})
 
     def _replace(self, **changes):
-        fields = dict(module=self.module, loss=self.loss, optimizer=self.optimizer, metrics=self.metrics,
-                      backward=self.backward, hparams=self.hparams, opt_hparams=self.opt_hparams)
+        fields = dict(
+            module=self.module,
+            loss=self.loss,
+            optimizer=self.optimizer,
+            metrics=self.metrics,
+            backward=self.backward,
+            hparams=self.hparams,
+            opt_hparams=self.opt_hparams,
+        )
         fields.update(changes)
         return LuzModule(**fields)
 
     def set_hparams(self, **hparams: Any) -> LuzModule:
         """Arguments for building the module (replaces earlier ones, as in luz)."""
         if isinstance(self.module, nn.Module):
-            raise ValueError("`set_hparams()` needs a module class or factory, but `setup()` got an already built "
-                             f"{type(self.module).__name__} instance; pass the class instead.")
+            raise ValueError(
+                "`set_hparams()` needs a module class or factory, but `setup()` got an already built "
+                f"{type(self.module).__name__} instance; pass the class instead."
+            )
         return self._replace(hparams=hparams)
 
     def set_opt_hparams(self, **opt_hparams: Any) -> LuzModule:
         """Arguments for the optimizer factory or `set_optimizers()` (e.g. `lr=1e-3`)."""
         return self._replace(opt_hparams=opt_hparams)
 
-    def fit(self, data: Any, epochs: int | tuple[int, int] = 10, callbacks: list | None = None,
-            valid_data: Any = None, accelerator: Accelerator | None = None, verbose: bool | None = None,
-            dataloader_options: dict | None = None) -> Fitted:
+    def fit(
+        self,
+        data: Any,
+        epochs: int | tuple[int, int] = 10,
+        callbacks: list | None = None,
+        valid_data: Any = None,
+        accelerator: Accelerator | None = None,
+        verbose: bool | None = None,
+        dataloader_options: dict | None = None,
+    ) -> Fitted:
         """Train and return a `Fitted`. See `pyluz.fit` for the arguments."""
-        run = run_fit(self, data, epochs=epochs, callbacks=callbacks, valid_data=valid_data,
-                      accelerator=accelerator, verbose=verbose, dataloader_options=dataloader_options)
+        run = run_fit(
+            self,
+            data,
+            epochs=epochs,
+            callbacks=callbacks,
+            valid_data=valid_data,
+            accelerator=accelerator,
+            verbose=verbose,
+            dataloader_options=dataloader_options,
+        )
         return Fitted(model=run.model, records=run.records, luz_module=self, opt_names=run.opt_names)
 
     def __repr__(self):
@@ -110,8 +141,10 @@ def as_optimizer_dict(opts):
         return {"opt": opts}
     if isinstance(opts, dict) and opts and all(isinstance(o, torch.optim.Optimizer) for o in opts.values()):
         return dict(opts)
-    raise TypeError("The optimizer factory / `set_optimizers()` must return a torch.optim.Optimizer or a non-empty "
-                    f"dict of named optimizers, got {type(opts).__name__}.")
+    raise TypeError(
+        "The optimizer factory / `set_optimizers()` must return a torch.optim.Optimizer or a non-empty "
+        f"dict of named optimizers, got {type(opts).__name__}."
+    )
 
 
 def _defines(obj, name):
@@ -121,31 +154,46 @@ def _defines(obj, name):
 def check_module_methods(module, loss, optimizer):
     """luz's checks: a loss (argument, `loss()` or `step()`) and an optimizer (argument or `set_optimizers()`)."""
     if loss is None and not (_defines(module, "loss") or _defines(module, "step")):
-        raise ValueError("No loss function: pass `loss=` to setup() or define a `loss(pred, target)` or `step()` "
-                         "method on the module.")
+        raise ValueError(
+            "No loss function: pass `loss=` to setup() or define a `loss(pred, target)` or `step()` "
+            "method on the module."
+        )
     if optimizer is None and not _defines(module, "set_optimizers"):
-        raise ValueError("No optimizer: pass `optimizer=` (e.g. torch.optim.Adam) to setup() or define a "
-                         "`set_optimizers(**opt_hparams)` method on the module.")
+        raise ValueError(
+            "No optimizer: pass `optimizer=` (e.g. torch.optim.Adam) to setup() or define a "
+            "`set_optimizers(**opt_hparams)` method on the module."
+        )
 
 
 def check_training_args(loss=None, optimizer=None, metrics=None, backward=None):
     """Validate setup()'s `loss`, `optimizer`, `metrics` and `backward` (also used by `pyluz.load`)."""
     if loss is not None and not callable(loss):
-        raise TypeError(f"`loss` must be an nn.Module or a callable (pred, target) -> tensor, got {type(loss).__name__}.")
+        raise TypeError(
+            f"`loss` must be an nn.Module or a callable (pred, target) -> tensor, got {type(loss).__name__}."
+        )
     if isinstance(loss, type):
         raise TypeError(f"`loss` is the class {loss.__name__}; pass an instance such as {loss.__name__}().")
     if isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError("`optimizer` must be a factory such as torch.optim.Adam, not an optimizer instance; set its "
-                        "arguments with set_opt_hparams().")
+        raise TypeError(
+            "`optimizer` must be a factory such as torch.optim.Adam, not an optimizer instance; set its "
+            "arguments with set_opt_hparams()."
+        )
     if optimizer is not None and not callable(optimizer):
-        raise TypeError(f"`optimizer` must be a factory f(params, **opt_hparams) such as torch.optim.Adam, got {type(optimizer).__name__}.")
+        raise TypeError(
+            f"`optimizer` must be a factory f(params, **opt_hparams) such as torch.optim.Adam, got {type(optimizer).__name__}."
+        )
     if backward is not None and not callable(backward):
         raise TypeError(f"`backward` must be a callable (loss) -> None, got {type(backward).__name__}.")
     as_metric_set(metrics)
 
 
-def setup(module: Any, loss: Callable | None = None, optimizer: Callable | None = None, metrics: Any = None,
-          backward: Callable | None = None) -> LuzModule:
+def setup(
+    module: Any,
+    loss: Callable | None = None,
+    optimizer: Callable | None = None,
+    metrics: Any = None,
+    backward: Callable | None = None,
+) -> LuzModule:
     """Prepare `module` for training: returns a `LuzModule`.
 
     `module` is an nn.Module class, a callable returning an nn.Module (built in `fit` with the
@@ -164,9 +212,13 @@ def setup(module: Any, loss: Callable | None = None, optimizer: Callable | None 
     <LuzModule Linear hparams={'in_features': 4, 'out_features': 2} opt_hparams={}>
     """
     if isinstance(module, type) and not issubclass(module, nn.Module):
-        raise TypeError(f"`module` must be an nn.Module subclass, a factory or a module instance, got class {module.__name__}.")
+        raise TypeError(
+            f"`module` must be an nn.Module subclass, a factory or a module instance, got class {module.__name__}."
+        )
     if not (isinstance(module, nn.Module) or callable(module)):
-        raise TypeError(f"`module` must be an nn.Module subclass, a factory or a module instance, got {type(module).__name__}.")
+        raise TypeError(
+            f"`module` must be an nn.Module subclass, a factory or a module instance, got {type(module).__name__}."
+        )
     check_training_args(loss, optimizer, metrics, backward)
     if isinstance(module, nn.Module) or inspect.isclass(module):
         check_module_methods(module, loss, optimizer)
@@ -183,9 +235,16 @@ def set_opt_hparams(module: LuzModule, **opt_hparams: Any) -> LuzModule:
     return _check_luz_module(module, "set_opt_hparams").set_opt_hparams(**opt_hparams)
 
 
-def fit(module: LuzModule, data: Any, epochs: int | tuple[int, int] = 10, callbacks: list | None = None,
-        valid_data: Any = None, accelerator: Accelerator | None = None, verbose: bool | None = None,
-        dataloader_options: dict | None = None) -> Fitted:
+def fit(
+    module: LuzModule,
+    data: Any,
+    epochs: int | tuple[int, int] = 10,
+    callbacks: list | None = None,
+    valid_data: Any = None,
+    accelerator: Accelerator | None = None,
+    verbose: bool | None = None,
+    dataloader_options: dict | None = None,
+) -> Fitted:
     """Train a LuzModule; returns a `Fitted`.
 
     `data`/`valid_data`: DataLoader, Dataset, IterableDataset, tensor/array, tuple/list/dict of
@@ -203,9 +262,15 @@ def fit(module: LuzModule, data: Any, epochs: int | tuple[int, int] = 10, callba
     >>> 2 <= len(fitted.get_metrics().epoch.unique()) <= 10
     True
     """
-    return _check_luz_module(module, "fit").fit(data, epochs=epochs, callbacks=callbacks, valid_data=valid_data,
-                                                accelerator=accelerator, verbose=verbose,
-                                                dataloader_options=dataloader_options)
+    return _check_luz_module(module, "fit").fit(
+        data,
+        epochs=epochs,
+        callbacks=callbacks,
+        valid_data=valid_data,
+        accelerator=accelerator,
+        verbose=verbose,
+        dataloader_options=dataloader_options,
+    )
 
 
 def _check_luz_module(module, fn):

@@ -92,8 +92,11 @@ def same_structure(values):
             return False
         return all(matches(x, y) for x, y in zip(parts_a, parts_b, strict=True))
 
-    return all(matches(first, v) for v in values[1:]) and bool(tensors(first)) and all(
-        isinstance(leaf, torch.Tensor) for leaf in _leaves(first))
+    return (
+        all(matches(first, v) for v in values[1:])
+        and bool(tensors(first))
+        and all(isinstance(leaf, torch.Tensor) for leaf in _leaves(first))
+    )
 
 
 def _leaves(value):
@@ -122,5 +125,15 @@ def concat(values):
     return join(values)
 
 
-__all__ = ["is_namedtuple", "rebuild", "children", "map_structure", "map_tensors", "tensors", "to_device", "detach",
-           "same_structure", "concat"]
+__all__ = [
+    "is_namedtuple",
+    "rebuild",
+    "children",
+    "map_structure",
+    "map_tensors",
+    "tensors",
+    "to_device",
+    "detach",
+    "same_structure",
+    "concat",
+]

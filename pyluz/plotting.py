@@ -26,31 +26,44 @@ def plot_metrics(df):
     import pandas as pd
 
     if not isinstance(df, pd.DataFrame) or not {"set", "metric", "epoch", "value"} <= set(df.columns):
-        raise TypeError("plot_metrics: `df` must be a DataFrame with columns set, metric, epoch, value "
-                        f"(Fitted.get_metrics()), got {type(df).__name__}.")
+        raise TypeError(
+            "plot_metrics: `df` must be a DataFrame with columns set, metric, epoch, value "
+            f"(Fitted.get_metrics()), got {type(df).__name__}."
+        )
     if df.empty:
         raise ValueError("plot_metrics: there are no recorded metrics to plot.")
     metrics = list(dict.fromkeys(df["metric"]))
     sets = [s for s in ("train", "valid") if s in set(df["set"])]
     sets += [s for s in dict.fromkeys(df["set"]) if s not in sets]
     plt = _pyplot()
-    fig, axes = plt.subplots(len(metrics), len(sets), sharex=True, sharey="row", squeeze=False,
-                             figsize=(3.2 * len(sets) + 0.8, 2.2 * len(metrics) + 0.6))
+    fig, axes = plt.subplots(
+        len(metrics),
+        len(sets),
+        sharex=True,
+        sharey="row",
+        squeeze=False,
+        figsize=(3.2 * len(sets) + 0.8, 2.2 * len(metrics) + 0.6),
+    )
     for i, metric in enumerate(metrics):
         for j, set_name in enumerate(sets):
             ax = axes[i][j]
             part = df[(df["metric"] == metric) & (df["set"] == set_name)].sort_values("epoch")
             if not part.empty:
-                ax.plot(part["epoch"].to_numpy(), part["value"].to_numpy(dtype=float), marker="o", markersize=3,
-                        color="black", linewidth=1)
+                ax.plot(
+                    part["epoch"].to_numpy(),
+                    part["value"].to_numpy(dtype=float),
+                    marker="o",
+                    markersize=3,
+                    color="black",
+                    linewidth=1,
+                )
             ax.grid(True, alpha=0.3)
             if i == 0:
                 ax.set_title(set_name)
             if j == 0:
                 ax.set_ylabel("value")
             if j == len(sets) - 1:
-                ax.annotate(metric, xy=(1.02, 0.5), xycoords="axes fraction", rotation=-90, va="center",
-                            ha="left")
+                ax.annotate(metric, xy=(1.02, 0.5), xycoords="axes fraction", rotation=-90, va="center", ha="left")
             if i == len(metrics) - 1:
                 ax.set_xlabel("epoch")
     fig.tight_layout()

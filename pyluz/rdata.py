@@ -22,8 +22,10 @@ from torch.utils.data import TensorDataset
 
 def _robjects():
     if "rpytools" in sys.modules:  # this Python runs inside R through reticulate
-        raise RuntimeError("pyluz.rdata can't be used when R drives Python through reticulate (rpy2 and "
-                           "reticulate 1.28 crash together); read the data in R instead.")
+        raise RuntimeError(
+            "pyluz.rdata can't be used when R drives Python through reticulate (rpy2 and "
+            "reticulate 1.28 crash together); read the data in R instead."
+        )
     try:
         import rpy2.robjects as ro
         from rpy2.robjects import numpy2ri, pandas2ri

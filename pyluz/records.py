@@ -83,15 +83,27 @@ def check_records(records, where, budget=MAX_NODES):
     check_plain_tree(records, where, leaves=RECORD_LEAVES, budget=budget)
     metrics = records.get("metrics", {"train": [], "valid": []})
     if not isinstance(metrics, dict) or not all(isinstance(metrics.get(s, []), list) for s in SETS):
-        raise ValueError(f"{where}['metrics'] must be a dict with 'train' and 'valid' lists; the file is damaged or "
-                         "crafted.")
+        raise ValueError(
+            f"{where}['metrics'] must be a dict with 'train' and 'valid' lists; the file is damaged or " "crafted."
+        )
     for split in SETS:
         for i, entry in enumerate(metrics.get(split, [])):
             if not isinstance(entry, dict):
-                raise ValueError(f"{where}['metrics'][{split!r}][{i}] must be a dict of metric values, got "
-                                 f"{type(entry).__name__}; the file is damaged or crafted.")
+                raise ValueError(
+                    f"{where}['metrics'][{split!r}][{i}] must be a dict of metric values, got "
+                    f"{type(entry).__name__}; the file is damaged or crafted."
+                )
     return records
 
 
-__all__ = ["SETS", "empty_records", "flat_value", "flat_metrics", "metric_rows", "INT32_MAX", "int32_safe",
-           "RECORD_LEAVES", "check_records"]
+__all__ = [
+    "SETS",
+    "empty_records",
+    "flat_value",
+    "flat_metrics",
+    "metric_rows",
+    "INT32_MAX",
+    "int32_safe",
+    "RECORD_LEAVES",
+    "check_records",
+]

@@ -61,8 +61,9 @@ class Fitted:
     ['loss']
     """
 
-    def __init__(self, model: torch.nn.Module, records: dict, luz_module: Any, opt_names: list[str],
-                 example_input: Any = None) -> None:
+    def __init__(
+        self, model: torch.nn.Module, records: dict, luz_module: Any, opt_names: list[str], example_input: Any = None
+    ) -> None:
         self.model = model
         self.records = records
         self.luz_module = luz_module
@@ -79,22 +80,52 @@ class Fitted:
     def opt_hparams(self):
         return self.luz_module.opt_hparams
 
-    def predict(self, newdata: Any, stack: bool = True, callbacks: list | None = None, accelerator: Any = None,
-                verbose: bool | None = None, dataloader_options: dict | None = None, **kwargs: Any) -> Any:
+    def predict(
+        self,
+        newdata: Any,
+        stack: bool = True,
+        callbacks: list | None = None,
+        accelerator: Any = None,
+        verbose: bool | None = None,
+        dataloader_options: dict | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Run the model (or its `predict()` method, with `kwargs`) over `newdata` without gradients.
 
         `stack=True` concatenates batch outputs (tensors, or tuples/dicts of tensors) along dim 0;
         other outputs come back as the list of per-batch results.
         """
         check_bool(stack, "stack")
-        return run_predict(self, newdata, stack=stack, callbacks=callbacks, accelerator=accelerator,
-                           verbose=verbose, dataloader_options=dataloader_options, **kwargs)
+        return run_predict(
+            self,
+            newdata,
+            stack=stack,
+            callbacks=callbacks,
+            accelerator=accelerator,
+            verbose=verbose,
+            dataloader_options=dataloader_options,
+            **kwargs,
+        )
 
-    def evaluate(self, data: Any, metrics: Any = None, callbacks: list | None = None, accelerator: Any = None,
-                 verbose: bool | None = None, dataloader_options: dict | None = None) -> Evaluation:
+    def evaluate(
+        self,
+        data: Any,
+        metrics: Any = None,
+        callbacks: list | None = None,
+        accelerator: Any = None,
+        verbose: bool | None = None,
+        dataloader_options: dict | None = None,
+    ) -> Evaluation:
         """Loss and metrics over `data` (one validation pass); `metrics` overrides setup's metrics."""
-        records = run_evaluate(self, data, metrics=metrics, callbacks=callbacks, accelerator=accelerator,
-                               verbose=verbose, dataloader_options=dataloader_options)
+        records = run_evaluate(
+            self,
+            data,
+            metrics=metrics,
+            callbacks=callbacks,
+            accelerator=accelerator,
+            verbose=verbose,
+            dataloader_options=dataloader_options,
+        )
         return Evaluation(records)
 
     def get_metrics(self) -> pd.DataFrame:
@@ -118,8 +149,17 @@ class Fitted:
         if not distributed.is_main_process():
             return path
         module = self.luz_module.module if self.luz_module is not None else self.model
-        return write_fitted(path, self.model, module, self.hparams, self.opt_hparams, self.opt_names, self.records,
-                            example_input=self.example_input, front_end=front_end)
+        return write_fitted(
+            path,
+            self.model,
+            module,
+            self.hparams,
+            self.opt_hparams,
+            self.opt_names,
+            self.records,
+            example_input=self.example_input,
+            front_end=front_end,
+        )
 
     def __repr__(self):
         profile = self.records.get("profile", {})
@@ -127,7 +167,9 @@ class Fitted:
         if profile.get("fit"):
             lines.append(f"• Total time: {pretty_seconds(sum(profile['fit']))}")
         if profile.get("train"):
-            lines.append(f"• Avg time per training epoch: {pretty_seconds(sum(profile['train']) / len(profile['train']))}")
+            lines.append(
+                f"• Avg time per training epoch: {pretty_seconds(sum(profile['train']) / len(profile['train']))}"
+            )
         lines += ["", _rule("Results"), "Metrics observed in the last epoch.", ""]
         for set_name, title in (("train", "Training"), ("valid", "Validation")):
             entries = self.records.get("metrics", {}).get(set_name) or []

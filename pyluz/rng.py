@@ -22,9 +22,11 @@ def _loader_generators(ctx):
         loader = getattr(ctx, f"{name}_data", None)
         while loader is not None and hasattr(loader, "loader") and not hasattr(loader, "generator"):
             loader = loader.loader  # DeviceLoader
-        for candidate in (getattr(loader, "generator", None),
-                          getattr(getattr(loader, "sampler", None), "generator", None),
-                          getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None)):
+        for candidate in (
+            getattr(loader, "generator", None),
+            getattr(getattr(loader, "sampler", None), "generator", None),
+            getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None),
+        ):
             if isinstance(candidate, torch.Generator) and id(candidate) not in seen:
                 seen.add(id(candidate))
                 found[name] = candidate
@@ -37,10 +39,14 @@ def get_rng_states(ctx=None):
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     states = {
-        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
-                   "gauss_next": gauss},
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -58,8 +64,9 @@ def set_rng_states(states, ctx=None):
         random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
     npy = states.get("numpy")
     if npy is not None:
-        np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
-                             npy["cached_gaussian"]))
+        np.random.set_state(
+            (npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
+        )
     if states.get("torch") is not None:
         torch.set_rng_state(states["torch"])
     cuda = states.get("cuda")

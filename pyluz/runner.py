@@ -35,6 +35,7 @@ class FitRun:
 
 def check_epochs(epochs):
     """An int n -> (0, n); a pair -> (min, max) with 0 <= min <= max, max >= 1."""
+
     def is_int(x):
         return isinstance(x, numbers.Integral) and not isinstance(x, bool) or (isinstance(x, float) and x.is_integer())
 
@@ -68,9 +69,11 @@ def check_has_batches(loader):
     """An epoch without a single training batch is a mistake worth saying (luz trains nothing)."""
     if num_batches(loader) == 0:
         size = getattr(loader, "batch_size", None)
-        raise ValueError(f"`data` gives no training batch: it has fewer rows than batch_size={size} and training "
-                         "drops the last incomplete batch. Pass dataloader_options={'batch_size': ...} with a smaller "
-                         "size, or {'drop_last': False}.")
+        raise ValueError(
+            f"`data` gives no training batch: it has fewer rows than batch_size={size} and training "
+            "drops the last incomplete batch. Pass dataloader_options={'batch_size': ...} with a smaller "
+            "size, or {'drop_last': False}."
+        )
 
 
 def outside_fit(loop, name, *args, argument="data"):
@@ -106,8 +109,16 @@ def attach_context(model, ctx):
     unwrap(model).ctx = ctx
 
 
-def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accelerator=None, verbose=None,
-            dataloader_options=None):
+def run_fit(
+    luz_module,
+    data,
+    epochs=10,
+    callbacks=None,
+    valid_data=None,
+    accelerator=None,
+    verbose=None,
+    dataloader_options=None,
+):
     """Train what `luz_module` (a `LuzModule`) builds; returns a `FitRun`. Arguments as in `pyluz.fit`."""
     min_epochs, max_epochs = check_epochs(epochs)
     user_callbacks = check_callbacks(callbacks)
@@ -125,16 +136,26 @@ def run_fit(luz_module, data, epochs=10, callbacks=None, valid_data=None, accele
     check_has_batches(train)
     valid = as_batches(valid_data, dataloader_options, "valid", "valid_data", pin)
     if valid is not None and num_batches(valid) == 0:
-        raise ValueError("`valid_data` has no rows, so validation would compute nothing; pass validation data with "
-                         "rows, or leave `valid_data` out.")
+        raise ValueError(
+            "`valid_data` has no rows, so validation would compute nothing; pass validation data with "
+            "rows, or leave `valid_data` out."
+        )
     model, optimizers, train, valid = accelerator.prepare(model, optimizers, train, valid)
 
     defaults = default_fit_callbacks(metric_set)
     module = unwrap(model)  # the user's methods live on the module, not on a DDP wrapper
-    ctx = Context(model=model, accelerator=accelerator, callbacks=order_callbacks(defaults + user_callbacks),
-                  verbose=verbose, training=True, optimizers=optimizers, loss_fn=luz_module.loss_fn(module),
-                  backward=luz_module.backward_fn(module), hparams=luz_module.hparams,
-                  opt_hparams=luz_module.opt_hparams)
+    ctx = Context(
+        model=model,
+        accelerator=accelerator,
+        callbacks=order_callbacks(defaults + user_callbacks),
+        verbose=verbose,
+        training=True,
+        optimizers=optimizers,
+        loss_fn=luz_module.loss_fn(module),
+        backward=luz_module.backward_fn(module),
+        hparams=luz_module.hparams,
+        opt_hparams=luz_module.opt_hparams,
+    )
     ctx.train_data, ctx.valid_data = train, valid
     ctx.min_epochs, ctx.max_epochs = min_epochs, max_epochs
     ctx.step = model_step(module, ctx)
@@ -177,22 +198,45 @@ def _model_expects(model):
     if not isinstance(model, torch.nn.Module):
         return None
     for name, layer in model.named_modules():
-        for attr, what in (("in_features", "input features (the last dim)"), ("in_channels", "input channels (dim 1)"),
-                           ("num_embeddings", "as the number of embeddings (integer indices below it)")):
+        for attr, what in (
+            ("in_features", "input features (the last dim)"),
+            ("in_channels", "input channels (dim 1)"),
+            ("num_embeddings", "as the number of embeddings (integer indices below it)"),
+        ):
             n = getattr(layer, attr, None)
             if isinstance(n, int):
-                layer_name = f"its first layer `{name}` ({type(layer).__name__})" if name else \
-                    f"the model ({type(layer).__name__})"
+                layer_name = (
+                    f"its first layer `{name}` ({type(layer).__name__})"
+                    if name
+                    else f"the model ({type(layer).__name__})"
+                )
                 return f"{layer_name} expects {n} {what}{dtype}"
     return dtype[2:] or None
 
 
 # Errors torch raises when a batch doesn't fit the model or the loss (shapes, dtypes, a missing target).
-_MISMATCH_HINTS = ("shapes cannot be multiplied", "same dtype", "size mismatch", "must match the size",
-                   "expected input",
-                   "Expected input", "expected scalar type", "Input type", "should be the same", "Expected target",
-                   "Target size", "target size", "input of size", "channels", "NoneType", "dimension",
-                   "Expected floating point", "not implemented for", "out of range", "index out of bounds")
+_MISMATCH_HINTS = (
+    "shapes cannot be multiplied",
+    "same dtype",
+    "size mismatch",
+    "must match the size",
+    "expected input",
+    "Expected input",
+    "expected scalar type",
+    "Input type",
+    "should be the same",
+    "Expected target",
+    "Target size",
+    "target size",
+    "input of size",
+    "channels",
+    "NoneType",
+    "dimension",
+    "Expected floating point",
+    "not implemented for",
+    "out of range",
+    "index out of bounds",
+)
 
 
 def explain_input_error(error, ctx, argument):
@@ -202,9 +246,12 @@ def explain_input_error(error, ctx, argument):
     data and the model shows up there, and later errors are the model's own. Callback and metric
     errors already say where they come from.
     """
-    if (not isinstance(error, (RuntimeError, TypeError, ValueError, IndexError, AttributeError))
-            or isinstance(error, (CallbackError, ControlFlow, InputMismatchError)) or getattr(ctx, "iter", 0) != 1
-            or not any(hint in str(error) for hint in _MISMATCH_HINTS)):
+    if (
+        not isinstance(error, (RuntimeError, TypeError, ValueError, IndexError, AttributeError))
+        or isinstance(error, (CallbackError, ControlFlow, InputMismatchError))
+        or getattr(ctx, "iter", 0) != 1
+        or not any(hint in str(error) for hint in _MISMATCH_HINTS)
+    ):
         return None
     batch_input, target = getattr(ctx, "input", None), getattr(ctx, "target", None)
     if batch_input is None and target is None:
@@ -215,17 +262,32 @@ def explain_input_error(error, ctx, argument):
         parts.append(f", target {_describe(target)}")
     parts.append(f"; {expects}." if expects else ".")
     if argument != "newdata" and target is None:
-        parts.append(f" `{argument}` gives no target: pass `(x, y)` (a list `[x]`, a tuple `(x,)` or `x` alone has "
-                     "only inputs).")
-    params = next((p for p in unwrap(ctx.model).parameters()), None) if isinstance(unwrap(ctx.model), torch.nn.Module) \
+        parts.append(
+            f" `{argument}` gives no target: pass `(x, y)` (a list `[x]`, a tuple `(x,)` or `x` alone has "
+            "only inputs)."
+        )
+    params = (
+        next((p for p in unwrap(ctx.model).parameters()), None)
+        if isinstance(unwrap(ctx.model), torch.nn.Module)
         else None
-    takes_indices = any(isinstance(m, torch.nn.Embedding) for m in unwrap(ctx.model).modules()) \
-        if isinstance(unwrap(ctx.model), torch.nn.Module) else False
-    if (isinstance(batch_input, torch.Tensor) and params is not None and params.is_floating_point()
-            and batch_input.dtype != params.dtype and not takes_indices):
+    )
+    takes_indices = (
+        any(isinstance(m, torch.nn.Embedding) for m in unwrap(ctx.model).modules())
+        if isinstance(unwrap(ctx.model), torch.nn.Module)
+        else False
+    )
+    if (
+        isinstance(batch_input, torch.Tensor)
+        and params is not None
+        and params.is_floating_point()
+        and batch_input.dtype != params.dtype
+        and not takes_indices
+    ):
         wanted = str(params.dtype).replace("torch.", "")
-        parts.append(f" The input is {str(batch_input.dtype).replace('torch.', '')} but the model computes in "
-                     f"{wanted}: convert it first (e.g. `x.to(torch.{wanted})`).")
+        parts.append(
+            f" The input is {str(batch_input.dtype).replace('torch.', '')} but the model computes in "
+            f"{wanted}: convert it first (e.g. `x.to(torch.{wanted})`)."
+        )
     parts.append(f" ({type(error).__name__}: {error})")
     return InputMismatchError("".join(parts))
 
@@ -253,11 +315,17 @@ def keep_progress(error, model, records):
 def _eval_context(fitted, callbacks, defaults, accelerator, verbose):
     accelerator = check_accelerator(accelerator)
     model = accelerator.prepare_model(fitted.model)
-    ctx = Context(model=model, accelerator=accelerator,
-                  callbacks=order_callbacks(defaults + check_callbacks(callbacks)),
-                  verbose=check_verbose(verbose), training=False,
-                  optimizers={name: None for name in fitted.opt_names},
-                  loss_fn=fitted.luz_module.loss_fn(model), hparams=fitted.hparams, opt_hparams=fitted.opt_hparams)
+    ctx = Context(
+        model=model,
+        accelerator=accelerator,
+        callbacks=order_callbacks(defaults + check_callbacks(callbacks)),
+        verbose=check_verbose(verbose),
+        training=False,
+        optimizers={name: None for name in fitted.opt_names},
+        loss_fn=fitted.luz_module.loss_fn(model),
+        hparams=fitted.hparams,
+        opt_hparams=fitted.opt_hparams,
+    )
     ctx.epoch = ctx.min_epochs = ctx.max_epochs = 1
     return ctx
 
@@ -268,8 +336,10 @@ def run_evaluate(fitted, data, metrics=None, callbacks=None, accelerator=None, v
     defaults = default_evaluate_callbacks(metric_set)
     ctx = _eval_context(fitted, callbacks, defaults, accelerator, verbose)
     if ctx.loss_fn is None and not callable(getattr(ctx.model, "step", None)):
-        raise ValueError("evaluate() needs a loss, but this model has none (e.g. it was loaded without one): "
-                         "pass `loss=` to pyluz.load().")
+        raise ValueError(
+            "evaluate() needs a loss, but this model has none (e.g. it was loaded without one): "
+            "pass `loss=` to pyluz.load()."
+        )
     check_given(data, "data", "evaluate")
     loader = as_batches(data, dataloader_options, "valid", "data", ctx.accelerator.pin_memory)
     ctx.data = ctx.valid_data = ctx.accelerator.prepare_loader(loader)
@@ -284,8 +354,9 @@ def run_evaluate(fitted, data, metrics=None, callbacks=None, accelerator=None, v
     return records
 
 
-def run_predict(fitted, newdata, stack=True, callbacks=None, accelerator=None, verbose=None,
-                dataloader_options=None, **kwargs):
+def run_predict(
+    fitted, newdata, stack=True, callbacks=None, accelerator=None, verbose=None, dataloader_options=None, **kwargs
+):
     """The outputs of `fitted`'s model over `newdata`: stacked (`stack=True`) or the per-batch list."""
     check_given(newdata, "newdata", "predict")
     ctx = _eval_context(fitted, callbacks, default_predict_callbacks(), accelerator, verbose)

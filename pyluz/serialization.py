@@ -42,8 +42,14 @@ def save_fitted(fitted: Fitted, path: str | os.PathLike, front_end: dict[str, st
     return fitted.save(path, front_end=front_end)
 
 
-def load(path: str | os.PathLike, module: Any = None, loss: Callable | None = None,
-         optimizer: Callable | None = None, metrics: Any = None, trust_program: bool = False) -> Fitted:
+def load(
+    path: str | os.PathLike,
+    module: Any = None,
+    loss: Callable | None = None,
+    optimizer: Callable | None = None,
+    metrics: Any = None,
+    trust_program: bool = False,
+) -> Fitted:
     """Load a model saved with `Fitted.save()` / `save_fitted()`; returns a `pyluz.Fitted`.
 
     The module is rebuilt from its saved import path (`package.module:Class`) with the saved
@@ -85,8 +91,14 @@ def load(path: str | os.PathLike, module: Any = None, loss: Callable | None = No
     check_training_args(loss, optimizer, metrics)
     check_bool(trust_program, "trust_program")
     model, source, info = read_fitted(path, module=module, trust_program=trust_program)
-    luz_module = LuzModule(source, loss=loss, optimizer=optimizer, metrics=metrics, hparams=info["hparams"],
-                           opt_hparams=info["opt_hparams"])
+    luz_module = LuzModule(
+        source,
+        loss=loss,
+        optimizer=optimizer,
+        metrics=metrics,
+        hparams=info["hparams"],
+        opt_hparams=info["opt_hparams"],
+    )
     return Fitted(model=model, records=info["records"], luz_module=luz_module, opt_names=info["opt_names"])
 
 

@@ -27,8 +27,7 @@ class TwoOpt(nn.Module):
         return self.a(x) + self.b(x)
 
     def set_optimizers(self, lr=0.1):
-        return {"gen": torch.optim.SGD(self.a.parameters(), lr=lr),
-                "disc": torch.optim.SGD(self.b.parameters(), lr=lr)}
+        return {"gen": torch.optim.SGD(self.a.parameters(), lr=lr), "disc": torch.optim.SGD(self.b.parameters(), lr=lr)}
 
 
 def regression_data(n=64, seed=0, features=3, weights=None, scale=1.0, noise=0.0):
@@ -67,6 +66,6 @@ def slices(x, y, sizes):
     """Consecutive `(x, y)` batches of the given sizes."""
     out, start = [], 0
     for size in sizes:
-        out.append((x[start:start + size], y[start:start + size]))
+        out.append((x[start : start + size], y[start : start + size]))
         start += size
     return out

@@ -70,8 +70,9 @@ def test_device_placement_false_moves_neither_model_nor_data():
     for placement in (True, False):
         acc = pyluz.Accelerator(device_placement=placement)
         acc.device = torch.device("meta")  # stands in for an accelerator device on a CPU-only machine
-        model, _, fast, dl = acc.prepare(nn.Linear(2, 1), None, as_batches((x, y), None, "valid"),
-                                         DataLoader(TensorDataset(x, y), batch_size=4))
+        model, _, fast, dl = acc.prepare(
+            nn.Linear(2, 1), None, as_batches((x, y), None, "valid"), DataLoader(TensorDataset(x, y), batch_size=4)
+        )
         expected = "meta" if placement else "cpu"
         assert model.weight.device.type == expected
         assert {b[0].device.type for b in fast} == {b[0].device.type for b in dl} == {expected}
@@ -121,7 +122,9 @@ def test_metric_state_follows_the_model_without_device_placement(xy):
 
     acc = pyluz.Accelerator(device_placement=False)
     acc.device = torch.device("meta")  # stands in for a GPU the model was not moved to
-    pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD,
-                metrics=[pyluz.metrics.Accuracy()]).set_hparams(in_features=4, out_features=2) \
-        .set_opt_hparams(lr=0.1).fit(xy, epochs=1, verbose=False, accelerator=acc, callbacks=[Where()])
+    pyluz.setup(
+        nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=[pyluz.metrics.Accuracy()]
+    ).set_hparams(in_features=4, out_features=2).set_opt_hparams(lr=0.1).fit(
+        xy, epochs=1, verbose=False, accelerator=acc, callbacks=[Where()]
+    )
     assert seen["acc"] == torch.device("cpu")

@@ -8,23 +8,41 @@ from pyluz import checks
 from pyluz.records import flat_metrics, metric_rows
 
 
-@pytest.mark.parametrize("call, error, text", [
-    (lambda: checks.check_bool("yes", "stack"), TypeError, "`stack` must be True or False, got 'yes'."),
-    (lambda: checks.check_bool(1, "cpu", owner="Accelerator"), TypeError,
-     "Accelerator: `cpu` must be True or False, got 1."),
-    (lambda: checks.check_real(2.0, "threshold", "BinaryAccuracy", lo=0, hi=1), ValueError,
-     "BinaryAccuracy: `threshold` must be a number in [0, 1], got 2.0."),
-    (lambda: checks.check_positive(-1, "start_lr", "lr_finder"), ValueError,
-     "lr_finder: `start_lr` must be a positive finite number, got -1."),
-    (lambda: checks.check_int(1.5, "steps", min_value=1), ValueError, "`steps` must be an integer >= 1, got 1.5."),
-    (lambda: checks.check_int(True, "steps"), ValueError, "`steps` must be an integer, got True."),
-    (lambda: checks.check_choice("mean", "average", ["micro", "macro"]), ValueError,
-     '`average` must be one of "micro", "macro", got \'mean\'.'),
-    (lambda: checks.check_path(3), TypeError, "`path` must be a file path (str or os.PathLike), got int."),
-    (lambda: checks.check_path(""), ValueError, "`path` must be a non-empty file path, got ''."),
-    (lambda: checks.check_type([], "accelerator", pyluz.Accelerator, "a pyluz.Accelerator"), TypeError,
-     "`accelerator` must be a pyluz.Accelerator, got list."),
-])
+@pytest.mark.parametrize(
+    "call, error, text",
+    [
+        (lambda: checks.check_bool("yes", "stack"), TypeError, "`stack` must be True or False, got 'yes'."),
+        (
+            lambda: checks.check_bool(1, "cpu", owner="Accelerator"),
+            TypeError,
+            "Accelerator: `cpu` must be True or False, got 1.",
+        ),
+        (
+            lambda: checks.check_real(2.0, "threshold", "BinaryAccuracy", lo=0, hi=1),
+            ValueError,
+            "BinaryAccuracy: `threshold` must be a number in [0, 1], got 2.0.",
+        ),
+        (
+            lambda: checks.check_positive(-1, "start_lr", "lr_finder"),
+            ValueError,
+            "lr_finder: `start_lr` must be a positive finite number, got -1.",
+        ),
+        (lambda: checks.check_int(1.5, "steps", min_value=1), ValueError, "`steps` must be an integer >= 1, got 1.5."),
+        (lambda: checks.check_int(True, "steps"), ValueError, "`steps` must be an integer, got True."),
+        (
+            lambda: checks.check_choice("mean", "average", ["micro", "macro"]),
+            ValueError,
+            '`average` must be one of "micro", "macro", got \'mean\'.',
+        ),
+        (lambda: checks.check_path(3), TypeError, "`path` must be a file path (str or os.PathLike), got int."),
+        (lambda: checks.check_path(""), ValueError, "`path` must be a non-empty file path, got ''."),
+        (
+            lambda: checks.check_type([], "accelerator", pyluz.Accelerator, "a pyluz.Accelerator"),
+            TypeError,
+            "`accelerator` must be a pyluz.Accelerator, got list.",
+        ),
+    ],
+)
 def test_one_message_shape(call, error, text):
     with pytest.raises(error) as info:
         call()
@@ -42,16 +60,16 @@ def test_public_functions_speak_the_same_shape(xy):
     with pytest.raises(TypeError, match=r"^`stack` must be True or False, got 'no'\.$"):
         pyluz.Fitted(torch.nn.Linear(4, 2), {}, None, ["opt"]).predict(xy[0], stack="no")
     with pytest.raises(TypeError, match=r"^lr_finder: `verbose` must be True, False or None, got 'loud'\.$"):
-        pyluz.lr_finder(pyluz.setup(torch.nn.Linear, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD), xy,
-                        verbose="loud")
+        pyluz.lr_finder(
+            pyluz.setup(torch.nn.Linear, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD), xy, verbose="loud"
+        )
     with pytest.raises(TypeError, match=r"^CSVLogger: `path` must be a file path"):
         pyluz.callbacks.CSVLogger(3)
 
 
 def test_records_flatten_one_way():
     values = {"loss": {"gen": 0.5, "disc": 0.7}, "acc": 0.9, "auc": [0.1, 0.2]}
-    assert flat_metrics(values) == [("loss_gen", 0.5), ("loss_disc", 0.7), ("acc", 0.9), ("auc_0", 0.1),
-                                    ("auc_1", 0.2)]
+    assert flat_metrics(values) == [("loss_gen", 0.5), ("loss_disc", 0.7), ("acc", 0.9), ("auc_0", 0.1), ("auc_1", 0.2)]
     records = {"metrics": {"train": [values], "valid": [{"loss": 1.0}]}}
     assert metric_rows(records)[-1] == ("valid", "loss", 1, 1.0)
     frame = pyluz.Fitted(torch.nn.Linear(1, 1), records, None, ["opt"]).get_metrics()

@@ -74,12 +74,15 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", ["tensors", "dataset"])
-@pytest.mark.parametrize("crash", [
-    dict(epoch=3, iteration=5),                        # mid-epoch
-    dict(epoch=2, where="on_epoch_end"),               # after training, before the epoch's checkpoint
-    dict(epoch=4, where="on_valid_batch_end", iteration=1),
-    dict(epoch=1, iteration=2),                        # before any checkpoint exists
-])
+@pytest.mark.parametrize(
+    "crash",
+    [
+        dict(epoch=3, iteration=5),  # mid-epoch
+        dict(epoch=2, where="on_epoch_end"),  # after training, before the epoch's checkpoint
+        dict(epoch=4, where="on_valid_batch_end", iteration=1),
+        dict(epoch=1, iteration=2),  # before any checkpoint exists
+    ],
+)
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, reference, kind, crash):
     state = str(tmp_path / "run" / "state.pt")
     with pytest.raises(pyluz.CallbackError, match="simulated crash"):
@@ -173,8 +176,13 @@ def test_autoresume_before_a_stateful_inf_callback_warns(tmp_path):
     torch.manual_seed(0)
     model = pyluz.setup(rr.Net, loss=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
     with pytest.warns(UserWarning, match="AutoResume runs before EarlyStopping"):
-        model.fit(rr.data(), epochs=1, valid_data=0.2, verbose=False,
-                  callbacks=[AutoResume(str(tmp_path / "s.pt")), EarlyStopping()])
+        model.fit(
+            rr.data(),
+            epochs=1,
+            valid_data=0.2,
+            verbose=False,
+            callbacks=[AutoResume(str(tmp_path / "s.pt")), EarlyStopping()],
+        )
 
 
 def test_resume_message_when_verbose(tmp_path, capsys):
@@ -185,8 +193,9 @@ def test_resume_message_when_verbose(tmp_path, capsys):
     model = pyluz.setup(rr.Net, loss=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_opt_hparams(lr=0.02)
     # Same settings and callbacks, verbose (other settings are refused: test_failure_state.py).
     cbs = [rr.NoisyLoss(), rr.StepLR(), EarlyStopping(patience=100), AutoResume(state)]
-    model.fit(rr.data(), epochs=rr.EPOCHS, valid_data=0.2, callbacks=cbs, verbose=True,
-              dataloader_options={"batch_size": 16})
+    model.fit(
+        rr.data(), epochs=rr.EPOCHS, valid_data=0.2, callbacks=cbs, verbose=True, dataloader_options={"batch_size": 16}
+    )
     assert "Resuming training from" in capsys.readouterr().err
 
 
@@ -194,11 +203,13 @@ def test_state_from_another_model_is_a_clear_error(tmp_path):
     state = str(tmp_path / "state.pt")
     with pytest.raises(pyluz.CallbackError):
         rr.fit(state, [Crash(2, 1)])
-    model = pyluz.setup(torch.nn.Linear, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD) \
-        .set_hparams(in_features=6, out_features=1).set_opt_hparams(lr=0.1)
+    model = (
+        pyluz.setup(torch.nn.Linear, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=6, out_features=1)
+        .set_opt_hparams(lr=0.1)
+    )
     with pytest.raises(pyluz.CallbackError, match="Delete the file to start fresh"):
-        model.fit((torch.randn(32, 6), torch.randn(32, 1)), epochs=1, verbose=False,
-                  callbacks=[AutoResume(state)])
+        model.fit((torch.randn(32, 6), torch.randn(32, 1)), epochs=1, verbose=False, callbacks=[AutoResume(state)])
 
 
 def test_argument_errors(tmp_path):
@@ -210,10 +221,17 @@ def test_argument_errors(tmp_path):
 
 # -- SIGKILL at random moments, in a subprocess ---------------------------------------------------
 
+
 def run_script(state, out, *extra):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, SCRIPT, "--state", state, "--out", out, *map(str, extra)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, "--state", state, "--out", out, *map(str, extra)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return proc
 
 

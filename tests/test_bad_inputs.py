@@ -11,8 +11,11 @@ from pyluz.metrics import Accuracy, BinaryAccuracy, MulticlassAUROC
 
 
 def linear(n_in=4, n_out=2):
-    return pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD) \
-        .set_hparams(in_features=n_in, out_features=n_out).set_opt_hparams(lr=0.1)
+    return (
+        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=n_in, out_features=n_out)
+        .set_opt_hparams(lr=0.1)
+    )
 
 
 def xy(n=64):
@@ -27,14 +30,22 @@ def fitted():
 
 # -- class-index metrics check their targets -------------------------------------------------------
 
-@pytest.mark.parametrize("metric, preds, target, message", [
-    (Accuracy(index_base=1), torch.randn(4, 3), torch.tensor([0, 1, 2, 1]),
-     r"1 value\(s\) of `target` are not class indices in 1\.\.3 .*use index_base=0"),
-    (Accuracy(), torch.randn(4, 3), torch.tensor([3, 1, 2, 1]), r"not class indices in 0\.\.2"),
-    (Accuracy(), torch.randn(4, 3), torch.tensor([-1, 1, 2, 1]), r"not class indices in 0\.\.2"),
-    (MulticlassAUROC(index_base=1), torch.rand(4, 3), torch.tensor([0, 1, 2, 3]), r"not class indices in 1\.\.3"),
-    (BinaryAccuracy(), torch.rand(4), torch.tensor([0.0, 1.0, 2.0, 1.0]), r"are not 0 or 1"),
-])
+
+@pytest.mark.parametrize(
+    "metric, preds, target, message",
+    [
+        (
+            Accuracy(index_base=1),
+            torch.randn(4, 3),
+            torch.tensor([0, 1, 2, 1]),
+            r"1 value\(s\) of `target` are not class indices in 1\.\.3 .*use index_base=0",
+        ),
+        (Accuracy(), torch.randn(4, 3), torch.tensor([3, 1, 2, 1]), r"not class indices in 0\.\.2"),
+        (Accuracy(), torch.randn(4, 3), torch.tensor([-1, 1, 2, 1]), r"not class indices in 0\.\.2"),
+        (MulticlassAUROC(index_base=1), torch.rand(4, 3), torch.tensor([0, 1, 2, 3]), r"not class indices in 1\.\.3"),
+        (BinaryAccuracy(), torch.rand(4), torch.tensor([0.0, 1.0, 2.0, 1.0]), r"are not 0 or 1"),
+    ],
+)
 def test_class_index_metrics_check_targets(metric, preds, target, message):
     metric.update(preds, target)
     with pytest.raises(ValueError, match=message):
@@ -52,22 +63,32 @@ def test_valid_targets_still_compute():
 
 def test_a_bad_label_in_a_fit_names_the_metric():
     x = torch.randn(64, 4)
-    y = torch.randint(0, 3, (64,))   # 0-based labels, but the metric is told they count from 1
-    model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD,
-                        metrics=[Accuracy(index_base=1)]).set_hparams(in_features=4, out_features=3) \
+    y = torch.randint(0, 3, (64,))  # 0-based labels, but the metric is told they count from 1
+    model = (
+        pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=[Accuracy(index_base=1)])
+        .set_hparams(in_features=4, out_features=3)
         .set_opt_hparams(lr=0.1)
+    )
     with pytest.raises(pyluz.CallbackError, match=r"Accuracy.*not class indices in 1\.\.3"):
         model.fit((x, y), epochs=1, verbose=False)
 
 
 # -- data options and splits ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("options, error, message", [
-    ({"shuffle": "yes"}, TypeError, r"`dataloader_options\['shuffle'\]` must be True or False"),
-    ({"drop_last": 1}, TypeError, r"`dataloader_options\['drop_last'\]` must be True or False"),
-    ({"num_workers": -1}, ValueError, r"`dataloader_options\['num_workers'\]` must be an integer >= 0, got -1"),
-    ({1: 2}, TypeError, r"`dataloader_options` must be a dict keyed by DataLoader argument names \(strings\), got the keys \[1\]"),
-])
+
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        ({"shuffle": "yes"}, TypeError, r"`dataloader_options\['shuffle'\]` must be True or False"),
+        ({"drop_last": 1}, TypeError, r"`dataloader_options\['drop_last'\]` must be True or False"),
+        ({"num_workers": -1}, ValueError, r"`dataloader_options\['num_workers'\]` must be an integer >= 0, got -1"),
+        (
+            {1: 2},
+            TypeError,
+            r"`dataloader_options` must be a dict keyed by DataLoader argument names \(strings\), got the keys \[1\]",
+        ),
+    ],
+)
 def test_dataloader_options_are_checked(options, error, message):
     with pytest.raises(error, match=message):
         linear().fit(xy(), epochs=1, verbose=False, dataloader_options=options)
@@ -96,7 +117,9 @@ def test_missing_data_is_named(fitted):
 def test_cuda_index_out_of_range(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    with pytest.raises(ValueError, match=r"`cuda_index` must be the index of a CUDA device of this machine \(it has 1: 0..0\), got 3"):
+    with pytest.raises(
+        ValueError, match=r"`cuda_index` must be the index of a CUDA device of this machine \(it has 1: 0..0\), got 3"
+    ):
         pyluz.Accelerator(cuda_index=3)
 
 
@@ -108,6 +131,7 @@ def test_cuda_index_without_cuda_warns(monkeypatch):
 
 
 # -- data that doesn't fit the model ------------------------------------------------------------------
+
 
 def test_feature_count_mismatch_names_data_and_what_the_model_expects():
     x = torch.randn(64, 5)
@@ -133,8 +157,11 @@ def test_mismatch_names_valid_data_and_newdata(fitted):
 def test_float64_and_uint8_tensors_are_rejected_with_a_message(dtype):
     x = (torch.rand(64, 4) * 10).to(dtype)
     name = str(dtype).replace("torch.", "")
-    with pytest.raises(pyluz.InputMismatchError, match=rf"The input is {name} but the model computes in float32: "
-                                                       r"convert it first \(e.g. `x.to\(torch.float32\)`\)"):
+    with pytest.raises(
+        pyluz.InputMismatchError,
+        match=rf"The input is {name} but the model computes in float32: "
+        r"convert it first \(e.g. `x.to\(torch.float32\)`\)",
+    ):
         linear().fit((x, torch.randn(64, 2)), epochs=1, verbose=False)
 
 

@@ -57,14 +57,18 @@ def same(a, b):
 
 def train(callbacks, epochs=4, valid=True, seed=0, lr=0.05):
     torch.manual_seed(seed)
-    return pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_opt_hparams(lr=lr) \
+    return (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
+        .set_opt_hparams(lr=lr)
         .fit(xy(), epochs=epochs, valid_data=xy(32, 1) if valid else None, callbacks=callbacks, verbose=False)
+    )
 
 
 SEQ = [3.0, 1.0, 2.0, 0.5]
 
 
 # -- ModelCheckpoint ------------------------------------------------------------------------------
+
 
 def test_directory_path_gets_luz_file_names(tmp_path):
     cb = ModelCheckpoint(str(tmp_path / "ckpt") + "/", monitor="valid_score")
@@ -85,8 +89,11 @@ def test_save_best_only_saves_first_epoch_and_improvements(tmp_path):
     cb = ModelCheckpoint(str(tmp_path) + "/", monitor="valid_score", save_best_only=True)
     log = WeightLog()
     fitted = train([Scripted(SEQ), cb, log])
-    assert sorted(os.listdir(tmp_path)) == ["epoch-01-valid_score-3.000.pt", "epoch-02-valid_score-1.000.pt",
-                                            "epoch-04-valid_score-0.500.pt"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "epoch-01-valid_score-3.000.pt",
+        "epoch-02-valid_score-1.000.pt",
+        "epoch-04-valid_score-0.500.pt",
+    ]
     # The file of epoch 2 holds the weights of epoch 2.
     model = Net()
     C.load_checkpoint(model, tmp_path / "epoch-02-valid_score-1.000.pt")
@@ -97,8 +104,9 @@ def test_save_best_only_saves_first_epoch_and_improvements(tmp_path):
 
 
 def test_save_best_only_mode_max_and_min_delta(tmp_path):
-    cb = ModelCheckpoint(str(tmp_path / "{epoch}.pt"), monitor="valid_score", save_best_only=True, mode="max",
-                         min_delta=0.6)
+    cb = ModelCheckpoint(
+        str(tmp_path / "{epoch}.pt"), monitor="valid_score", save_best_only=True, mode="max", min_delta=0.6
+    )
     train([Scripted([1.0, 1.5, 2.0, 2.2]), cb])
     # 1.5 is not > 1.0 + 0.6; 2.0 is; 2.2 is not > 2.0 + 0.6.
     assert sorted(os.listdir(tmp_path)) == ["1.pt", "3.pt"]
@@ -129,12 +137,15 @@ def test_monitor_is_only_needed_when_used(tmp_path):
         train([ModelCheckpoint(str(tmp_path) + "/")], epochs=1, valid=False)
 
 
-@pytest.mark.parametrize("path, match", [
-    ("ckpt/{foo}.pt", r"may only use the fields \{epoch\}, \{monitor\} and \{monitor_name\}"),
-    ("ckpt/{}.pt", r"may only use the fields"),
-    ("ckpt/{epoch:.3q}.pt", r"can't be filled in"),
-    ("ckpt/{epoch.pt", r"not a valid path template"),
-])
+@pytest.mark.parametrize(
+    "path, match",
+    [
+        ("ckpt/{foo}.pt", r"may only use the fields \{epoch\}, \{monitor\} and \{monitor_name\}"),
+        ("ckpt/{}.pt", r"may only use the fields"),
+        ("ckpt/{epoch:.3q}.pt", r"can't be filled in"),
+        ("ckpt/{epoch.pt", r"not a valid path template"),
+    ],
+)
 def test_bad_templates(path, match):
     with pytest.raises(ValueError, match=match):
         ModelCheckpoint(path)
@@ -150,6 +161,7 @@ def test_argument_errors():
 
 
 # -- KeepBestModel --------------------------------------------------------------------------------
+
 
 def test_keep_best_model_restores_the_best_epoch():
     log = WeightLog()
@@ -178,8 +190,15 @@ def test_keep_best_model_with_the_real_valid_loss_and_mode_max():
 
 def test_keep_best_model_after_early_stopping():
     log = WeightLog()
-    fitted = train([Scripted([2.0, 1.0, 1.5, 1.7, 0.1]), log, KeepBestModel(monitor="valid_score"),
-                    EarlyStopping(monitor="valid_score", patience=2)], epochs=5)
+    fitted = train(
+        [
+            Scripted([2.0, 1.0, 1.5, 1.7, 0.1]),
+            log,
+            KeepBestModel(monitor="valid_score"),
+            EarlyStopping(monitor="valid_score", patience=2),
+        ],
+        epochs=5,
+    )
     assert len(fitted.records["metrics"]["train"]) == 4
     assert same(fitted.model.state_dict(), log.epochs[2])
 
@@ -193,6 +212,7 @@ def test_keep_best_model_state_round_trip():
 
 
 # -- ResumeFromCheckpoint -------------------------------------------------------------------------
+
 
 def test_resume_from_a_directory_resolved_at_fit_begin(tmp_path):
     ckdir = str(tmp_path / "ckpts") + "/"

@@ -8,11 +8,45 @@ import pyluz
 from pyluz.context import split_batch
 from helpers import Net
 
-CTX_ATTRIBUTES = ["verbose", "accelerator", "model", "optimizers", "data", "train_data", "valid_data", "min_epochs",
-                  "max_epochs", "epoch", "iter", "training", "callbacks", "step", "call_callbacks", "batch", "input",
-                  "target", "pred", "loss", "loss_grad", "loss_fn", "opt", "opt_name", "metrics", "records", "handlers",
-                  "step_opt", "device", "hparams", "opt_hparams", "buffers", "log", "log_metric", "get_log",
-                  "get_metrics", "get_metric"]
+CTX_ATTRIBUTES = [
+    "verbose",
+    "accelerator",
+    "model",
+    "optimizers",
+    "data",
+    "train_data",
+    "valid_data",
+    "min_epochs",
+    "max_epochs",
+    "epoch",
+    "iter",
+    "training",
+    "callbacks",
+    "step",
+    "call_callbacks",
+    "batch",
+    "input",
+    "target",
+    "pred",
+    "loss",
+    "loss_grad",
+    "loss_fn",
+    "opt",
+    "opt_name",
+    "metrics",
+    "records",
+    "handlers",
+    "step_opt",
+    "device",
+    "hparams",
+    "opt_hparams",
+    "buffers",
+    "log",
+    "log_metric",
+    "get_log",
+    "get_metrics",
+    "get_metric",
+]
 
 
 def test_ctx_has_every_luz_attribute(xy):
@@ -27,8 +61,9 @@ def test_ctx_has_every_luz_attribute(xy):
                 seen["loss_keys"] = list(self.ctx.loss)
                 seen["metrics"] = [m.name for m in self.ctx.metrics["train"]]
 
-    pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=[pyluz.metrics.Accuracy()]) \
-        .set_opt_hparams(lr=0.1).fit(xy, epochs=1, verbose=False, callbacks=[Look()])
+    pyluz.setup(
+        Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=[pyluz.metrics.Accuracy()]
+    ).set_opt_hparams(lr=0.1).fit(xy, epochs=1, verbose=False, callbacks=[Look()])
     assert all(seen[a] for a in CTX_ATTRIBUTES)
     assert seen["opt_name"] == "opt" and seen["device"] == "cpu" and seen["loss_keys"] == ["opt"]
     assert seen["metrics"] == ["Loss", "Acc"]
@@ -40,8 +75,11 @@ def test_log_and_get(xy):
             self.ctx.log("custom", "train", self.ctx.epoch * 10)
             self.ctx.log_metric("double_loss", 2 * self.ctx.get_metric("loss", "train"))
 
-    f = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    f = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=2, verbose=False, callbacks=[Logger()])
+    )
     assert f.records["custom"]["train"] == [10, 20]
     for e in range(2):
         m = f.records["metrics"]["train"][e]
@@ -50,8 +88,7 @@ def test_log_and_get(xy):
 
 
 def test_records_api_on_a_bare_context():
-    ctx = pyluz.Context(model=None, accelerator=pyluz.Accelerator(cpu=True), callbacks=[], verbose=False,
-                        training=True)
+    ctx = pyluz.Context(model=None, accelerator=pyluz.Accelerator(cpu=True), callbacks=[], verbose=False, training=True)
     ctx.epoch = 2
     ctx.log_metric("loss", 0.5)
     assert ctx.records["metrics"]["train"] == [{}, {"loss": 0.5}]
@@ -67,18 +104,32 @@ def test_records_api_on_a_bare_context():
 
 
 def test_opt_resolution_with_several_optimizers():
-    ctx = pyluz.Context(model=None, accelerator=pyluz.Accelerator(cpu=True), callbacks=[], verbose=False,
-                        training=True, optimizers={"a": 1, "b": 2})
+    ctx = pyluz.Context(
+        model=None,
+        accelerator=pyluz.Accelerator(cpu=True),
+        callbacks=[],
+        verbose=False,
+        training=True,
+        optimizers={"a": 1, "b": 2},
+    )
     with pytest.raises(AttributeError, match="several optimizers"):
         _ = ctx.opt
     ctx.opt, ctx.opt_name = 2, "b"
     assert (ctx.opt, ctx.opt_name) == (2, "b")
 
 
-@pytest.mark.parametrize("batch, expected", [
-    ((1, 2), (1, 2)), ([1, 2, 3], (1, 2)), ((1,), (1, None)), ({"x": 1, "y": 2}, (1, 2)),
-    ({"input": 1, "target": 2}, (1, 2)), ({"a": 1}, ({"a": 1}, None)), (5, (5, None)),
-])
+@pytest.mark.parametrize(
+    "batch, expected",
+    [
+        ((1, 2), (1, 2)),
+        ([1, 2, 3], (1, 2)),
+        ((1,), (1, None)),
+        ({"x": 1, "y": 2}, (1, 2)),
+        ({"input": 1, "target": 2}, (1, 2)),
+        ({"a": 1}, ({"a": 1}, None)),
+        (5, (5, None)),
+    ],
+)
 def test_split_batch(batch, expected):
     assert split_batch(batch) == expected
 
@@ -90,8 +141,11 @@ def test_ctx_is_cleaned_after_fit(xy):
         def on_fit_begin(self):
             holder["ctx"] = self.ctx
 
-    f = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    f = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=1, verbose=False, callbacks=[Keep()])
+    )
     ctx = holder["ctx"]
     assert ctx.optimizers == {} and ctx.train_data is None and ctx.batch is None and ctx.pred is None
     assert ctx.records is f.records and ctx.model is f.model and ctx.callbacks == []

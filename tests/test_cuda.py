@@ -21,9 +21,12 @@ def data(n=512):
 
 
 def model():
-    return pyluz.setup(lambda: nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 2)),
-                       loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
-                       metrics=[pyluz.metrics.Accuracy(), pyluz.metrics.MulticlassAUROC()]).set_opt_hparams(lr=1e-2)
+    return pyluz.setup(
+        lambda: nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 2)),
+        loss=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam,
+        metrics=[pyluz.metrics.Accuracy(), pyluz.metrics.MulticlassAUROC()],
+    ).set_opt_hparams(lr=1e-2)
 
 
 class NoSync(pyluz.Callback):
@@ -45,16 +48,20 @@ class Where(pyluz.Callback):
 
     def on_train_batch_end(self):
         if self.ctx.iter == 1:
-            self.seen = {"input": self.ctx.input.device.type, "pred": self.ctx.pred.device.type,
-                         "param": next(self.ctx.model.parameters()).device.type,
-                         "metric": self.ctx.metrics["train"][1].correct.device.type}
+            self.seen = {
+                "input": self.ctx.input.device.type,
+                "pred": self.ctx.pred.device.type,
+                "param": next(self.ctx.model.parameters()).device.type,
+                "metric": self.ctx.metrics["train"][1].correct.device.type,
+            }
 
 
 def test_placement_and_pinning():
     where = Where()
     x, y = data()
-    dl = pyluz.data.as_batches(TensorDataset(x, y), {"batch_size": 32, "collate_fn": None}, "train",
-                               pin_memory=pyluz.Accelerator().pin_memory)
+    dl = pyluz.data.as_batches(
+        TensorDataset(x, y), {"batch_size": 32, "collate_fn": None}, "train", pin_memory=pyluz.Accelerator().pin_memory
+    )
     assert isinstance(dl, DataLoader) and dl.pin_memory, "DataLoaders built for CUDA pin memory"
     fitted = model().fit((x, y), epochs=1, verbose=False, callbacks=[where])
     assert where.seen == {"input": "cuda", "pred": "cuda", "param": "cuda", "metric": "cuda"}, where.seen
@@ -67,8 +74,13 @@ def test_no_sync_on_the_fast_path():
 
 def test_no_sync_with_a_dataloader():
     x, y = data()
-    model().fit(TensorDataset(x, y), epochs=2, verbose=False, callbacks=[NoSync()],
-                dataloader_options={"batch_size": 32, "collate_fn": torch.utils.data.default_collate})
+    model().fit(
+        TensorDataset(x, y),
+        epochs=2,
+        verbose=False,
+        callbacks=[NoSync()],
+        dataloader_options={"batch_size": 32, "collate_fn": torch.utils.data.default_collate},
+    )
 
 
 def test_mixed_precision_runs_in_fp16_and_learns():
@@ -78,8 +90,7 @@ def test_mixed_precision_runs_in_fp16_and_learns():
         def on_train_batch_after_pred(self):
             seen["pred"] = self.ctx.pred.dtype
 
-    fitted = model().fit(data(), epochs=2, verbose=False,
-                         callbacks=[pyluz.callbacks.MixedPrecision(), Dtype()])
+    fitted = model().fit(data(), epochs=2, verbose=False, callbacks=[pyluz.callbacks.MixedPrecision(), Dtype()])
     assert seen["pred"] == torch.float16, seen
     losses = [m["loss"] for m in fitted.records["metrics"]["train"]]
     assert losses[1] < losses[0], losses

@@ -32,16 +32,21 @@ def manual_valid(model, x, y, batch_size=32):
     with torch.no_grad():
         model.eval()
         pred = model(x)
-    losses = [nn.functional.cross_entropy(pred[i:i + batch_size], y[i:i + batch_size]).item()
-              for i in range(0, len(x), batch_size)]
+    losses = [
+        nn.functional.cross_entropy(pred[i : i + batch_size], y[i : i + batch_size]).item()
+        for i in range(0, len(x), batch_size)
+    ]
     return pred, sum(losses) / len(losses)
 
 
 def test_custom_step_with_float_and_bare_tensor_losses_in_fit_and_evaluate(xy):
     x, y = xy
     torch.manual_seed(0)
-    fitted = pyluz.setup(StepNet, optimizer=torch.optim.SGD, metrics=[Accuracy()]).set_opt_hparams(lr=0.1) \
+    fitted = (
+        pyluz.setup(StepNet, optimizer=torch.optim.SGD, metrics=[Accuracy()])
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=2, valid_data=xy, verbose=False)
+    )
     pred, loss = manual_valid(fitted.model, x, y)
     acc = (pred.argmax(1) == y).float().mean().item()
     assert fitted.records["metrics"]["valid"][-1] == pytest.approx({"loss": loss, "acc": acc}, abs=1e-6)
@@ -54,8 +59,11 @@ def test_list_valued_and_duplicate_metrics_in_records_frames_and_printing(xy):
     x, y = xy
     torch.manual_seed(0)
     metrics = [Accuracy(), Accuracy(), MulticlassAUROC(from_logits=True, average="none")]
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=metrics) \
-        .set_opt_hparams(lr=0.01).fit(xy, epochs=2, valid_data=xy, verbose=False)
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=metrics)
+        .set_opt_hparams(lr=0.01)
+        .fit(xy, epochs=2, valid_data=xy, verbose=False)
+    )
     evaluation = fitted.evaluate(xy)
     pred, _ = manual_valid(fitted.model, x, y)
     probs = pred.softmax(1)
@@ -94,8 +102,11 @@ def test_predict_tuple_and_dict_outputs_with_kwargs(xy):
             return {"logits": out, "total": out.sum(1)} if as_dict else (out, out.sum(1))
 
     x, _ = xy
-    fitted = pyluz.setup(TwoHeads, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD) \
-        .set_opt_hparams(lr=0.1).fit(xy, epochs=1, verbose=False)
+    fitted = (
+        pyluz.setup(TwoHeads, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
+        .fit(xy, epochs=1, verbose=False)
+    )
     with torch.no_grad():
         fitted.model.eval()
         expected = fitted.model(x) * 2.0
@@ -111,8 +122,11 @@ def test_predict_tuple_and_dict_outputs_with_kwargs(xy):
 
 def test_predict_dataloader_options_never_shuffle_and_honour_drop_last(xy):
     x, _ = xy
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=1, verbose=False)
+    )
     expected = fitted.predict(x)
     with pytest.warns(UserWarning, match="`shuffle=True` is ignored for predictions"):
         shuffled = fitted.predict(x, dataloader_options={"shuffle": True, "batch_size": 10})
@@ -146,8 +160,11 @@ def test_train_only_and_valid_only_metrics_in_fit_and_evaluate(xy):
     x, y = xy
     metrics = pyluz.MetricSet(train_metrics=[Accuracy()], valid_metrics=[MulticlassAUROC(from_logits=True)])
     torch.manual_seed(0)
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=metrics) \
-        .set_opt_hparams(lr=0.1).fit(xy, epochs=2, valid_data=xy, verbose=False)
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=metrics)
+        .set_opt_hparams(lr=0.1)
+        .fit(xy, epochs=2, valid_data=xy, verbose=False)
+    )
     assert [list(e) for e in fitted.records["metrics"]["train"]] == [["loss", "acc"]] * 2
     assert [list(e) for e in fitted.records["metrics"]["valid"]] == [["loss", "auc"]] * 2
     evaluation = fitted.evaluate(xy)  # evaluate() is a validation pass: valid metrics only

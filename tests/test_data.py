@@ -33,7 +33,6 @@ def test_fast_path_yields_dataloader_batches_and_rng_use():
         assert torch.equal(torch.rand(1), after_ref)  # same RNG consumption as a DataLoader
 
 
-
 def test_fast_path_with_a_generator_stays_in_step_with_dataloader_over_epochs():
     # A DataLoader's RandomSampler draws an extra permutation from a user generator when an epoch
     # ends; the fast path must too, or epoch 2 onwards differs.
@@ -42,8 +41,9 @@ def test_fast_path_with_a_generator_stays_in_step_with_dataloader_over_epochs():
     for drop_last in (True, False):
         g_ref, g_fast = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
         ref = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, drop_last=drop_last, generator=g_ref)
-        fast = as_batches((x, y), {"batch_size": 8, "shuffle": True, "drop_last": drop_last, "generator": g_fast},
-                          "train")
+        fast = as_batches(
+            (x, y), {"batch_size": 8, "shuffle": True, "drop_last": drop_last, "generator": g_fast}, "train"
+        )
         assert isinstance(fast, TensorBatches)
         for _ in range(3):
             for (a, b), (c, d) in zip(batches_of(ref), batches_of(fast), strict=True):
@@ -57,6 +57,7 @@ def test_batch_size_must_be_a_positive_int_not_a_bool():
             as_batches(torch.zeros(4, 1), {"batch_size": bad}, "train")
         with pytest.raises(ValueError, match=r"batch_size"):
             TensorBatches([torch.zeros(4, 1)], batch_size=bad)
+
 
 def test_train_defaults_shuffle_and_drop_last_valid_does_not():
     x = torch.arange(70.0)
@@ -89,6 +90,7 @@ def test_input_kinds():
     df = pd.DataFrame(x, columns=["a", "b"])
     xb, yb = batches_of(as_batches((df, pd.Series(y)), opts, "valid"))[2]
     assert xb.shape == (4, 2) and yb.tolist() == [8, 9, 10, 11]
+
     # a map-style Dataset becomes a DataLoader with the options
     class Squares(Dataset):
         def __len__(self):
@@ -166,7 +168,6 @@ def test_valid_fraction_rules():
         split_valid(DataLoader(TensorDataset(x)), 0.2)
 
 
-
 def test_valid_fraction_of_a_dataset_and_of_a_stream():
     class Rows(Dataset):
         def __len__(self):
@@ -189,12 +190,19 @@ def test_valid_fraction_of_a_dataset_and_of_a_stream():
     with pytest.raises(ValueError, match="`valid_data` can't be a fraction .*no known length"):
         split_valid(Stream(), 0.2)
 
+
 def test_fit_with_valid_fraction_records_valid_metrics(xy):
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=2, valid_data=0.25, verbose=False)
+    )
     assert len(fitted.records["metrics"]["valid"]) == 2
-    fitted0 = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    fitted0 = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=1, valid_data=0, verbose=False)
+    )
     assert fitted0.records["metrics"]["valid"] == []
 
 
@@ -213,18 +221,28 @@ def test_multi_input_batches_reach_the_model():
 
         def __getitem__(self, i):
             g = torch.Generator().manual_seed(i)
-            return {"left": torch.randn(2, generator=g), "right": torch.randn(3, generator=g)}, torch.tensor(float(i % 2))
+            return {"left": torch.randn(2, generator=g), "right": torch.randn(3, generator=g)}, torch.tensor(
+                float(i % 2)
+            )
 
-    fitted = pyluz.setup(TwoInputs, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    fitted = (
+        pyluz.setup(TwoInputs, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(Pairs(), epochs=2, verbose=False, dataloader_options={"batch_size": 8})
+    )
     assert len(fitted.records["metrics"]["train"]) == 2
     preds = fitted.predict(Pairs(), dataloader_options={"batch_size": 8})
     assert preds.shape == (40,)
 
 
 def test_a_layout_of_mixed_dtypes_keeps_each_parts_meaning():
-    parts = [np.arange(8, dtype=np.float64).reshape(4, 2), np.arange(4, dtype=np.int32),
-             torch.arange(4, dtype=torch.int32), torch.ones(4, dtype=torch.float16), np.array([True, False] * 2)]
+    parts = [
+        np.arange(8, dtype=np.float64).reshape(4, 2),
+        np.arange(4, dtype=np.int32),
+        torch.arange(4, dtype=torch.int32),
+        torch.ones(4, dtype=torch.float16),
+        np.array([True, False] * 2),
+    ]
     batch = batches_of(as_batches(parts, {"batch_size": 4}, "valid"))[0]
     # arrays: floats -> float32, ints -> int64 (R double/integer conventions); tensors keep their dtype
     assert [b.dtype for b in batch] == [torch.float32, torch.int64, torch.int32, torch.float16, torch.bool]

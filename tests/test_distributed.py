@@ -47,6 +47,7 @@ def ids(batch):
 
 # -- who am I / device -----------------------------------------------------------------------
 
+
 def test_rank_helpers_read_torchruns_environment_before_the_group_exists(monkeypatch):
     assert (distributed.rank(), distributed.world_size(), distributed.is_main_process()) == (0, 1, True)
     assert not distributed.requested(None) and distributed.requested("ddp")
@@ -78,6 +79,7 @@ def test_collective_helpers_are_no_ops_without_a_group():
 
 # -- sharding in-memory data -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("n", [48, 50, 53])
 @pytest.mark.parametrize("world", [2, 3])
 @pytest.mark.parametrize("shuffle", [False, True])
@@ -99,7 +101,7 @@ def test_ranks_batches_together_are_one_processs_global_batch(n, world, shuffle,
     if drop_last or n % world == 0:  # no padding: exactly one process's batches
         assert together == [sorted(x) for x in reference]
     else:  # padded with the first rows of the epoch's order, as DistributedSampler pads
-        assert sorted(sum(together, [])) == sorted(sum(reference, []) + sum(reference, [])[:world - n % world])
+        assert sorted(sum(together, [])) == sorted(sum(reference, []) + sum(reference, [])[: world - n % world])
 
 
 @pytest.mark.parametrize("drop_last", [False, True])
@@ -121,6 +123,7 @@ def test_sharded_batches_keep_dicts_and_devices():
 
 
 # -- sharding DataLoaders --------------------------------------------------------------------
+
 
 class Rows(Dataset):
     def __len__(self):
@@ -173,6 +176,7 @@ def test_unshardable_loaders_are_used_as_is_with_a_warning():
 
 # -- the DDP wrapper (group of one) ----------------------------------------------------------
 
+
 class WithLoss(Net):
     scale = 2.0
 
@@ -213,8 +217,14 @@ def test_fit_with_strategy_ddp_in_one_process_matches_a_plain_fit(xy):
 
     def run(accelerator):
         torch.manual_seed(0)
-        return module.fit((x, y), epochs=2, valid_data=0.25, accelerator=accelerator, verbose=False,
-                          dataloader_options={"batch_size": 16})
+        return module.fit(
+            (x, y),
+            epochs=2,
+            valid_data=0.25,
+            accelerator=accelerator,
+            verbose=False,
+            dataloader_options={"batch_size": 16},
+        )
 
     plain = run(pyluz.Accelerator(cpu=True))
     ddp = run(pyluz.Accelerator(cpu=True, strategy="ddp"))
@@ -244,8 +254,11 @@ def test_custom_step_sees_ctx_through_the_wrapper(xy):
                 ctx.opt.step()
 
     x, y = xy
-    fitted = pyluz.setup(Stepper).set_opt_hparams(lr=0.1).fit(
-        (x, y), epochs=2, accelerator=pyluz.Accelerator(cpu=True, strategy="ddp"), verbose=False)
+    fitted = (
+        pyluz.setup(Stepper)
+        .set_opt_hparams(lr=0.1)
+        .fit((x, y), epochs=2, accelerator=pyluz.Accelerator(cpu=True, strategy="ddp"), verbose=False)
+    )
     assert len(fitted.records["metrics"]["train"]) == 2 and type(fitted.model) is Stepper
 
 
@@ -262,18 +275,26 @@ def test_progress_prints_on_rank_zero_only(monkeypatch, capsys, xy):
 
 # -- two processes ---------------------------------------------------------------------------
 
+
 def _spawned_fit(r, world, init_file, out_dir):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=r, world_size=world,
-                            timeout=datetime.timedelta(seconds=60))  # a broken collective fails, never hangs
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=r, world_size=world, timeout=datetime.timedelta(seconds=60)
+    )  # a broken collective fails, never hangs
     x, y = _data()
     torch.manual_seed(0)
-    fitted = _module().fit((x, y), epochs=2, valid_data=(x[:24], y[:24]), verbose=False,
-                           accelerator=pyluz.Accelerator(cpu=True, strategy="ddp"),
-                           dataloader_options={"batch_size": 8})
+    fitted = _module().fit(
+        (x, y),
+        epochs=2,
+        valid_data=(x[:24], y[:24]),
+        verbose=False,
+        accelerator=pyluz.Accelerator(cpu=True, strategy="ddp"),
+        dataloader_options={"batch_size": 8},
+    )
     assert dist.is_initialized()  # the user's group is left alone
-    torch.save({"state": fitted.model.state_dict(), "records": fitted.records["metrics"]},
-               os.path.join(out_dir, f"rank{r}.pt"))
+    torch.save(
+        {"state": fitted.model.state_dict(), "records": fitted.records["metrics"]}, os.path.join(out_dir, f"rank{r}.pt")
+    )
     dist.destroy_process_group()
     os._exit(0)  # skip interpreter teardown: slow, and it can abort in torch's threads after the test is done
 
@@ -285,16 +306,18 @@ def _data():
 
 
 def _module():
-    return pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD,
-                       metrics=[Accuracy()]).set_opt_hparams(lr=0.1)
+    return pyluz.setup(
+        Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=[Accuracy()]
+    ).set_opt_hparams(lr=0.1)
 
 
 def test_two_spawned_ranks_train_like_one_process_with_the_global_batch(tmp_path):
     mp.spawn(_spawned_fit, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     x, y = _data()
     torch.manual_seed(0)
-    reference = _module().fit((x, y), epochs=2, valid_data=(x[:24], y[:24]), verbose=False,
-                              dataloader_options={"batch_size": 16})
+    reference = _module().fit(
+        (x, y), epochs=2, valid_data=(x[:24], y[:24]), verbose=False, dataloader_options={"batch_size": 16}
+    )
     for r in range(2):
         got = torch.load(tmp_path / f"rank{r}.pt")
         for name, p in reference.model.state_dict().items():

@@ -13,8 +13,11 @@ from pyluz.callbacks.monitor import Monitor, compare, find_quantity
 
 
 def linear_model():
-    return pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD) \
-        .set_hparams(in_features=4, out_features=1).set_opt_hparams(lr=0.05)
+    return (
+        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=4, out_features=1)
+        .set_opt_hparams(lr=0.05)
+    )
 
 
 def data(n=64, seed=0):
@@ -49,11 +52,13 @@ def n_epochs(fitted):
 def fit(callbacks, epochs=10, valid=False):
     torch.manual_seed(0)
     x, y = data()
-    return linear_model().fit((x, y), epochs=epochs, callbacks=callbacks, verbose=False,
-                              valid_data=data(32, 1) if valid else None)
+    return linear_model().fit(
+        (x, y), epochs=epochs, callbacks=callbacks, verbose=False, valid_data=data(32, 1) if valid else None
+    )
 
 
 # -- luz's tests -----------------------------------------------------------------------------
+
 
 def test_patience_1_with_huge_min_delta_stops_at_epoch_2():
     cb = EarlyStopping(monitor="train_loss", patience=1, min_delta=1e6)
@@ -79,6 +84,7 @@ def test_baseline_makes_the_first_epoch_count():
 
 
 # -- the patience=0 fix and real sequences ----------------------------------------------------
+
 
 def test_patience_0_keeps_going_while_improving():
     # luz stops at epoch 2 no matter what; we stop at the first epoch without improvement.
@@ -134,8 +140,9 @@ def test_stopping_runs_on_early_stopping_then_on_fit_end_and_returns():
 
 def test_message_printed_once_when_verbose(capsys):
     torch.manual_seed(0)
-    linear_model().fit(data(), epochs=5, verbose=True,
-                       callbacks=[EarlyStopping(monitor="train_loss", patience=1, min_delta=1e6)])
+    linear_model().fit(
+        data(), epochs=5, verbose=True, callbacks=[EarlyStopping(monitor="train_loss", patience=1, min_delta=1e6)]
+    )
     err = capsys.readouterr().err
     assert err.count("Early stopping at epoch 2 of 5") == 1
 
@@ -183,8 +190,10 @@ class TwoOpt(nn.Module):
         return self.a(x) + self.b(x)
 
     def set_optimizers(self, lr=0.05):
-        return {"gen_a": torch.optim.SGD(self.a.parameters(), lr=lr),
-                "disc": torch.optim.SGD(self.b.parameters(), lr=lr)}
+        return {
+            "gen_a": torch.optim.SGD(self.a.parameters(), lr=lr),
+            "disc": torch.optim.SGD(self.b.parameters(), lr=lr),
+        }
 
 
 def test_per_optimizer_loss_with_underscored_optimizer_name():
@@ -200,16 +209,26 @@ def test_per_optimizer_loss_with_underscored_optimizer_name():
 
 # -- monitor unit tests ------------------------------------------------------------------------
 
-RECORDS = {"metrics": {
-    "train": [{"loss": {"gen_a": 1.0, "disc": 2.0}, "acc": 0.5, "acc_2": 0.7, "my_metric": 3.0}],
-    "valid": [{"loss": 0.25}],
-}}
+RECORDS = {
+    "metrics": {
+        "train": [{"loss": {"gen_a": 1.0, "disc": 2.0}, "acc": 0.5, "acc_2": 0.7, "my_metric": 3.0}],
+        "valid": [{"loss": 0.25}],
+    }
+}
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("train_loss_gen_a", 1.0), ("train_loss_disc", 2.0), ("TRAIN_ACC", 0.5), ("train_acc_2", 0.7),
-    ("train_my_metric", 3.0), ("valid_loss", 0.25), ("Valid_Loss", 0.25),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("train_loss_gen_a", 1.0),
+        ("train_loss_disc", 2.0),
+        ("TRAIN_ACC", 0.5),
+        ("train_acc_2", 0.7),
+        ("train_my_metric", 3.0),
+        ("valid_loss", 0.25),
+        ("Valid_Loss", 0.25),
+    ],
+)
 def test_find_quantity(name, expected):
     assert find_quantity(RECORDS, 1, name) == expected
 
@@ -231,14 +250,17 @@ def test_compare_modes():
     assert compare(1.0, math.nan, "min") and not compare(math.nan, 1.0, "min")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(mode="avg"), "`mode` must be one of 'min', 'max' or 'zero', got 'avg'"),
-    (dict(min_delta=-1), "`min_delta` must be a finite number >= 0, got -1"),
-    (dict(monitor="loss"), "`monitor` must look like '<set>_<metric>'"),
-    (dict(patience=-1), "`patience` must be an integer >= 0, got -1"),
-    (dict(patience=1.5), "`patience` must be an integer >= 0, got 1.5"),
-    (dict(baseline="low"), "`baseline` must be None or a number, got 'low'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(mode="avg"), "`mode` must be one of 'min', 'max' or 'zero', got 'avg'"),
+        (dict(min_delta=-1), "`min_delta` must be a finite number >= 0, got -1"),
+        (dict(monitor="loss"), "`monitor` must look like '<set>_<metric>'"),
+        (dict(patience=-1), "`patience` must be an integer >= 0, got -1"),
+        (dict(patience=1.5), "`patience` must be an integer >= 0, got 1.5"),
+        (dict(baseline="low"), "`baseline` must be None or a number, got 'low'"),
+    ],
+)
 def test_argument_validation(kwargs, match):
     with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         EarlyStopping(**kwargs)

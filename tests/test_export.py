@@ -63,9 +63,11 @@ def train(kind="mlp"):
     """A fit as the R front end runs it: with KeepExampleInput, whose rows go to `example_input`."""
     torch.manual_seed(0)
     keep = pyluz.callbacks.KeepExampleInput()
-    fitted = (pyluz.setup(r_like(kind), loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
-              .set_hparams(hidden=6).fit(data(), epochs=2, verbose=False, callbacks=[keep],
-                                         dataloader_options={"batch_size": 16}))
+    fitted = (
+        pyluz.setup(r_like(kind), loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
+        .set_hparams(hidden=6)
+        .fit(data(), epochs=2, verbose=False, callbacks=[keep], dataloader_options={"batch_size": 16})
+    )
     fitted.example_input = keep.example
     return fitted
 
@@ -73,7 +75,8 @@ def train(kind="mlp"):
 def test_a_plain_fit_keeps_no_example_input():
     torch.manual_seed(0)
     fitted = pyluz.setup(nn.Linear(4, 3), loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).fit(
-        data(), epochs=1, verbose=False)
+        data(), epochs=1, verbose=False
+    )
     assert fitted.example_input is None
 
 
@@ -108,9 +111,10 @@ def load_in_subprocess(path, x, tmp_path, trust=True):
     return np.load(tmp_path / "preds.npy"), out.stdout.split()
 
 
-@pytest.mark.parametrize("kind, fmt, batch", [("mlp", "torch.export", "dynamic"),
-                                              ("fixed_batch", "torch.export", 1),
-                                              ("data_dependent", "torch.jit", 1)])
+@pytest.mark.parametrize(
+    "kind, fmt, batch",
+    [("mlp", "torch.export", "dynamic"), ("fixed_batch", "torch.export", 1), ("data_dependent", "torch.jit", 1)],
+)
 def test_r_defined_model_predicts_in_python_without_its_class(tmp_path, kind, fmt, batch):
     fitted = train(kind)
     path = tmp_path / "model.safetensors"
@@ -171,13 +175,15 @@ def test_models_that_cannot_be_captured_are_saved_without_a_program(tmp_path):
 def test_python_defined_models_get_no_program(tmp_path):
     torch.manual_seed(0)
     fitted = pyluz.setup(nn.Linear(4, 3), loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).fit(
-        data(), epochs=1, verbose=False)
+        data(), epochs=1, verbose=False
+    )
     fitted.save(tmp_path / "m.safetensors")
     assert "program" not in S.read_metadata(tmp_path / "m.safetensors")
     assert sorted(os.listdir(tmp_path)) == ["m.safetensors"]
 
 
 # -- security -------------------------------------------------------------------------------------
+
 
 class MakeDir:
     """Unpickling calls os.mkdir(marker): proof that code from the file ran."""

@@ -24,8 +24,11 @@ def data(n=64, seed=0):
 
 
 def linear(lr=0.1):
-    return pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD) \
-        .set_hparams(in_features=3, out_features=1).set_opt_hparams(lr=lr)
+    return (
+        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=3, out_features=1)
+        .set_opt_hparams(lr=lr)
+    )
 
 
 class FailAt(pyluz.Callback):
@@ -49,6 +52,7 @@ class Stop(pyluz.Callback):
 
 
 # -- a failed fit keeps its work --------------------------------------------------------------------
+
 
 def test_a_callback_error_carries_the_finished_epochs_and_the_model():
     torch.manual_seed(0)
@@ -88,14 +92,18 @@ def test_a_model_error_keeps_its_type_and_carries_the_records():
 
 # -- AutoResume refuses other settings -------------------------------------------------------------
 
+
 def test_auto_resume_refuses_a_rerun_with_other_opt_hparams(tmp_path):
     state = str(tmp_path / "state.pt")
     linear(lr=0.1).fit(data(), epochs=4, callbacks=[Stop(3), AutoResume(state)], verbose=False)
     assert os.path.exists(state)
     with pytest.raises(pyluz.CallbackError, match=r"other settings \(opt_hparams lr: 0.1 in the file, 0.5 now\)"):
         linear(lr=0.5).fit(data(), epochs=4, callbacks=[AutoResume(state)], verbose=False)
-    other = pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD) \
-        .set_hparams(in_features=3, out_features=1, bias=False).set_opt_hparams(lr=0.1)
+    other = (
+        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=3, out_features=1, bias=False)
+        .set_opt_hparams(lr=0.1)
+    )
     with pytest.raises(pyluz.CallbackError, match=r"hparams bias: '<unset>' in the file, False now"):
         other.fit(data(), epochs=4, callbacks=[AutoResume(state)], verbose=False)
     # The same settings resume: two more epochs, four in the records.
@@ -105,10 +113,16 @@ def test_auto_resume_refuses_a_rerun_with_other_opt_hparams(tmp_path):
 
 # -- one live process per state file; temp files of the dead only -----------------------------------
 
+
 def child(code, tmp_path, name="child"):
     out = open(tmp_path / f"{name}.out", "wb")
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdin=subprocess.PIPE, stdout=out,
-                            stderr=subprocess.STDOUT, cwd=str(tmp_path))
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.PIPE,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=str(tmp_path),
+    )
 
 
 def wait_for(proc, path, text):
@@ -129,7 +143,8 @@ def wait_for(proc, path, text):
 
 def test_a_second_live_process_on_one_state_file_is_refused(tmp_path):
     state = str(tmp_path / "state.pt")
-    proc = child(f"""
+    proc = child(
+        f"""
         import sys, torch, pyluz
         from torch import nn
         class Hold(pyluz.Callback):
@@ -142,7 +157,9 @@ def test_a_second_live_process_on_one_state_file_is_refused(tmp_path):
             .set_hparams(in_features=3, out_features=1) \\
             .set_opt_hparams(lr=0.1) \\
             .fit((x, x[:, :1]), epochs=2, verbose=False, callbacks=[Hold(), pyluz.callbacks.AutoResume({state!r})])
-        """, tmp_path)
+        """,
+        tmp_path,
+    )
     try:
         wait_for(proc, tmp_path / "child.out", "HOLDING")
         with pytest.raises(pyluz.CallbackError, match=rf"another live process \(pid {proc.pid}\)"):
@@ -192,8 +209,12 @@ def temp_files(directory):
 
 def test_fitted_save_leaves_no_temp_file_after_a_kill(tmp_path):
     path = str(tmp_path / "model.safetensors")
-    proc = child(KILL_BEFORE_RENAME.format(before="fitted = m.fit((x, x[:, :1]), epochs=1, verbose=False)",
-                                           write=f"fitted.save({path!r})"), tmp_path)
+    proc = child(
+        KILL_BEFORE_RENAME.format(
+            before="fitted = m.fit((x, x[:, :1]), epochs=1, verbose=False)", write=f"fitted.save({path!r})"
+        ),
+        tmp_path,
+    )
     assert proc.wait(timeout=HANG_GUARD_S) == -signal.SIGKILL
     assert len(temp_files(tmp_path)) == 1 and not os.path.exists(path)  # the kill left its temp file
     linear().fit(data(), epochs=1, verbose=False).save(path)
@@ -202,9 +223,14 @@ def test_fitted_save_leaves_no_temp_file_after_a_kill(tmp_path):
 
 def test_model_checkpoint_leaves_no_temp_file_after_a_kill(tmp_path):
     ckpt = str(tmp_path / "ck") + "/"
-    proc = child(KILL_BEFORE_RENAME.format(
-        before="", write=f"m.fit((x, x[:, :1]), epochs=3, verbose=False, "
-                         f"callbacks=[pyluz.callbacks.ModelCheckpoint({ckpt!r}, monitor='train_loss')])"), tmp_path)
+    proc = child(
+        KILL_BEFORE_RENAME.format(
+            before="",
+            write=f"m.fit((x, x[:, :1]), epochs=3, verbose=False, "
+            f"callbacks=[pyluz.callbacks.ModelCheckpoint({ckpt!r}, monitor='train_loss')])",
+        ),
+        tmp_path,
+    )
     assert proc.wait(timeout=HANG_GUARD_S) == -signal.SIGKILL
     assert len(temp_files(tmp_path / "ck")) == 1
     cb = ModelCheckpoint(ckpt, monitor="train_loss")

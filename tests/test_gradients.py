@@ -33,6 +33,7 @@ def grads(model):
 
 # -- GradientClip --------------------------------------------------------------------------------
 
+
 class Grads(pyluz.Callback):
     """Copies the gradients at on_train_batch_before_step (before or after the clip, by weight)."""
 
@@ -51,8 +52,13 @@ def total_norm(gs, norm_type=2.0):
 def test_gradient_clip_matches_torch_clipping(norm_type):
     net, model = linear(lr=0.01)
     before, after = Grads(-1), Grads(1)
-    model.fit(data(), epochs=2, callbacks=[before, GradientClip(max_norm=0.5, norm_type=norm_type), after],
-              verbose=False, dataloader_options={"batch_size": 8})
+    model.fit(
+        data(),
+        epochs=2,
+        callbacks=[before, GradientClip(max_norm=0.5, norm_type=norm_type), after],
+        verbose=False,
+        dataloader_options={"batch_size": 8},
+    )
     assert len(after.seen) == 10
     clipped_any = False
     for raw, got in zip(before.seen, after.seen):
@@ -70,8 +76,7 @@ def test_gradient_clip_matches_torch_clipping(norm_type):
 def test_gradient_clip_zero_means_no_learning():
     net, model = linear(lr=0.5)
     start = params(net)
-    fitted = model.fit(data(), epochs=3, valid_data=data(16, 2), callbacks=[GradientClip(max_norm=0)],
-                       verbose=False)
+    fitted = model.fit(data(), epochs=3, valid_data=data(16, 2), callbacks=[GradientClip(max_norm=0)], verbose=False)
     for p, q in zip(start, params(fitted.model), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     valid = [r["loss"] for r in fitted.records["metrics"]["valid"]]
@@ -90,10 +95,12 @@ def test_gradient_clip_validates_arguments():
 
 # -- GradientAccumulation -------------------------------------------------------------------------
 
+
 def sgd_reference(net, x, y, batch_sizes, epochs, lr=0.1):
     """The hand-written loop with SGD and MSE over consecutive batches of `batch_sizes`."""
-    return hand_loop(net, torch.optim.SGD(net.parameters(), lr=lr), slices(x, y, batch_sizes),
-                     nn.functional.mse_loss, epochs)
+    return hand_loop(
+        net, torch.optim.SGD(net.parameters(), lr=lr), slices(x, y, batch_sizes), nn.functional.mse_loss, epochs
+    )
 
 
 class Losses(pyluz.Callback):
@@ -113,8 +120,13 @@ def test_accumulation_equals_one_step_on_a_bigger_batch(n, steps, groups):
     net, model = linear()
     ref = sgd_reference(copy.deepcopy(net), x, y, groups, epochs=2)
     losses = Losses()
-    fitted = model.fit((x, y), epochs=2, callbacks=[GradientAccumulation(steps), losses], verbose=False,
-                       dataloader_options={"batch_size": 8, "shuffle": False})
+    fitted = model.fit(
+        (x, y),
+        epochs=2,
+        callbacks=[GradientAccumulation(steps), losses],
+        verbose=False,
+        dataloader_options={"batch_size": 8, "shuffle": False},
+    )
     for p, q in zip(params(fitted.model), params(ref), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
     # ctx.loss (and so the metrics) stays unscaled; only the backpropagated loss is divided.
@@ -122,7 +134,8 @@ def test_accumulation_equals_one_step_on_a_bigger_batch(n, steps, groups):
     assert losses.loss_grad == pytest.approx([loss / s for loss, s in zip(losses.loss, sizes, strict=True)], rel=1e-6)
     per_epoch = len(losses.loss) // 2
     assert fitted.records["metrics"]["train"][0]["loss"] == pytest.approx(
-        sum(losses.loss[:per_epoch]) / per_epoch, rel=1e-6)
+        sum(losses.loss[:per_epoch]) / per_epoch, rel=1e-6
+    )
 
 
 class Stream(IterableDataset):
@@ -139,8 +152,9 @@ def test_accumulation_with_unknown_length_flushes_the_last_group():
     x, y = data(40)
     net, model = linear()
     ref = sgd_reference(copy.deepcopy(net), x, y, [24, 16], epochs=2)
-    fitted = model.fit(Stream(x, y), epochs=2, callbacks=[GradientAccumulation(3)], verbose=False,
-                       dataloader_options={"batch_size": 8})
+    fitted = model.fit(
+        Stream(x, y), epochs=2, callbacks=[GradientAccumulation(3)], verbose=False, dataloader_options={"batch_size": 8}
+    )
     for p, q in zip(params(fitted.model), params(ref), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
 
@@ -149,9 +163,13 @@ def test_accumulation_with_clip_clips_once_per_real_step_and_works_with_mixed_pr
     x, y = data(40)
     net, model = linear()
     after = Grads(1)
-    fitted = model.fit((x, y), epochs=1, callbacks=[GradientAccumulation(2), GradientClip(0.1), MixedPrecision(),
-                                                    after], verbose=False,
-                       dataloader_options={"batch_size": 8, "shuffle": False})
+    fitted = model.fit(
+        (x, y),
+        epochs=1,
+        callbacks=[GradientAccumulation(2), GradientClip(0.1), MixedPrecision(), after],
+        verbose=False,
+        dataloader_options={"batch_size": 8, "shuffle": False},
+    )
     stepped = [g for i, g in enumerate(after.seen) if i in (1, 3, 4)]  # group ends
     assert all(total_norm(g) <= 0.1 + 1e-5 for g in stepped)
     assert any(total_norm(g) > 0.1 for i, g in enumerate(after.seen) if i in (0, 2))  # held: not clipped
@@ -166,6 +184,7 @@ def test_accumulation_validates_steps():
 
 
 # -- TerminateOnNaN -------------------------------------------------------------------------------
+
 
 class NaNAt:
     """MSE loss that returns NaN from its `at`-th call (training calls only)."""
@@ -201,8 +220,9 @@ def test_terminate_on_nan_stops_at_the_first_non_finite_loss():
     ref = sgd_reference(copy.deepcopy(net), x, y, [8] * 4, epochs=1, lr=0.05)
     ref = sgd_reference(ref, x, y, [8] * 2, epochs=1, lr=0.05)  # SGD has no state: same as one loop
     cb, ends = TerminateOnNaN(), Ends()
-    fitted = model.fit((x, y), epochs=5, callbacks=[cb, ends], verbose=False,
-                       dataloader_options={"batch_size": 8, "shuffle": False})
+    fitted = model.fit(
+        (x, y), epochs=5, callbacks=[cb, ends], verbose=False, dataloader_options={"batch_size": 8, "shuffle": False}
+    )
     assert cb.stopped_at == (2, 3)
     assert ends.events == ["early_stopping", "fit_end"]
     assert len(fitted.records["metrics"]["train"]) == 1 and math.isfinite(fitted.records["metrics"]["train"][0]["loss"])

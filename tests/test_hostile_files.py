@@ -29,8 +29,14 @@ def run_child(code, tmp_path, env=None, timeout=HANG_GUARD_S):
     out = tmp_path / "child.out"
     full_env = dict(os.environ, **(env or {}))
     with open(out, "wb") as f:
-        proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdin=subprocess.PIPE, stdout=f,
-                                stderr=subprocess.STDOUT, cwd=str(tmp_path), env=full_env)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            stdin=subprocess.PIPE,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            cwd=str(tmp_path),
+            env=full_env,
+        )
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -43,8 +49,14 @@ def run_child(code, tmp_path, env=None, timeout=HANG_GUARD_S):
 
 
 def crafted_model_file(path, module, hparams=None, tensors=None):
-    meta = {"format": "pyluz-fitted", "format_version": 1, "module": module, "module_kind": "class",
-            "hparams": hparams or {}, "records": {}}
+    meta = {
+        "format": "pyluz-fitted",
+        "format_version": 1,
+        "module": module,
+        "module_kind": "class",
+        "hparams": hparams or {},
+        "records": {},
+    }
     save_file(tensors or {"w": torch.zeros(1)}, str(path), metadata={"pyluz": json.dumps(meta)})
     return path
 
@@ -58,13 +70,15 @@ def list_dag(levels=40):
 
 # -- no module named by a file is imported -------------------------------------------------------------
 
+
 @pytest.mark.parametrize("target", ["antigravity:X", "unittest.__main__:X", "tqdm.__main__:X"])
 def test_a_file_naming_a_module_never_imports_it(tmp_path, target):
     # antigravity opens $BROWSER (here: a command that writes a marker), unittest.__main__ exits the
     # process (SystemExit), tqdm.__main__ reads stdin forever.
     path = crafted_model_file(tmp_path / "m.safetensors", target)
     marker = tmp_path / "browser-ran"
-    rc, out = run_child(f"""
+    rc, out = run_child(
+        f"""
         import sys, pyluz
         try:
             pyluz.load({str(path)!r})
@@ -72,7 +86,10 @@ def test_a_file_naming_a_module_never_imports_it(tmp_path, target):
             print("REFUSED", type(e).__name__, e)
         print("IMPORTED" if {target.partition(':')[0]!r} in sys.modules else "NOT-IMPORTED")
         print("ALIVE")
-        """, tmp_path, env={"BROWSER": f"touch {marker} %s"})
+        """,
+        tmp_path,
+        env={"BROWSER": f"touch {marker} %s"},
+    )
     assert rc == 0, out
     assert "REFUSED NotImportedError" in out and "is not imported in this process" in out, out
     assert "NOT-IMPORTED" in out and "ALIVE" in out, out
@@ -81,9 +98,11 @@ def test_a_file_naming_a_module_never_imports_it(tmp_path, target):
 
 def test_an_already_imported_class_still_loads(tmp_path):
     # torch.nn is imported: its classes load by name, as before.
-    fitted = pyluz.setup(torch.nn.Linear, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD) \
-        .set_hparams(in_features=3, out_features=2).fit((torch.randn(64, 3), torch.randn(64, 2)), epochs=1,
-                                                        verbose=False)
+    fitted = (
+        pyluz.setup(torch.nn.Linear, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=3, out_features=2)
+        .fit((torch.randn(64, 3), torch.randn(64, 2)), epochs=1, verbose=False)
+    )
     fitted.save(tmp_path / "lin.safetensors")
     assert isinstance(S.load(tmp_path / "lin.safetensors").model, torch.nn.Linear)
 
@@ -101,19 +120,26 @@ def test_a_constructor_raising_systemexit_is_an_error(tmp_path):
 
 # -- nothing big is built before the shapes fit ----------------------------------------------------------
 
+
 def test_huge_hparams_are_refused_before_allocating(tmp_path):
     # 30000 x 30000 float32 would be 3.6 GB; the check builds on `meta` first and compares shapes.
-    path = crafted_model_file(tmp_path / "big.safetensors", "torch.nn:Linear",
-                              hparams={"in_features": 30000, "out_features": 30000},
-                              tensors={"weight": torch.zeros(2, 2), "bias": torch.zeros(2)})
-    rc, out = run_child(f"""
+    path = crafted_model_file(
+        tmp_path / "big.safetensors",
+        "torch.nn:Linear",
+        hparams={"in_features": 30000, "out_features": 30000},
+        tensors={"weight": torch.zeros(2, 2), "bias": torch.zeros(2)},
+    )
+    rc, out = run_child(
+        f"""
         import resource, pyluz
         try:
             pyluz.load({str(path)!r})
         except ValueError as e:
             print("REFUSED", e)
         print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
-        """, tmp_path)
+        """,
+        tmp_path,
+    )
     assert rc == 0, out
     assert "REFUSED" in out and "does not match the file's weights" in out and "weight: model (30000, 30000)" in out
     peak = int(out.split("PEAK_MB")[1].split()[0])
@@ -143,25 +169,45 @@ def test_main_class_of_another_script_is_named(tmp_path):
         {body}
         """
     path = str(tmp_path / "main.safetensors")
-    rc, out = run_child(save.format(n=2, body=f"""
+    rc, out = run_child(
+        save.format(
+            n=2,
+            body=f"""
         pyluz.setup(Net, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD).fit((x, torch.randn(64, 2)), epochs=1,
-                                                                                  verbose=False).save({path!r})"""),
-                        tmp_path)
+                                                                                  verbose=False).save({path!r})""",
+        ),
+        tmp_path,
+    )
     assert rc == 0, out
-    rc, out = run_child(save.format(n=3, body=f"""
+    rc, out = run_child(
+        save.format(
+            n=3,
+            body=f"""
         try:
             pyluz.load({path!r})
         except ValueError as e:
-            print("REFUSED", e)"""), tmp_path)
+            print("REFUSED", e)""",
+        ),
+        tmp_path,
+    )
     assert rc == 0, out
     assert "REFUSED" in out and "`__main__`" in out and "'Net'" in out and "not the one it was saved from" in out
 
 
 # -- checkpoint structure ------------------------------------------------------------------------------
 
+
 def dag_checkpoint(path, where="records"):
-    state = {"format": "pyluz-checkpoint", "format_version": 1, "epoch": 1, "model": {}, "optimizers": {},
-             "callbacks": [], "records": {"metrics": {"train": [], "valid": []}}, "rng": {}}
+    state = {
+        "format": "pyluz-checkpoint",
+        "format_version": 1,
+        "epoch": 1,
+        "model": {},
+        "optimizers": {},
+        "callbacks": [],
+        "records": {"metrics": {"train": [], "valid": []}},
+        "rng": {},
+    }
     if where == "records":
         state["records"]["dag"] = list_dag()
     else:
@@ -174,7 +220,8 @@ def dag_checkpoint(path, where="records"):
 @pytest.mark.parametrize("where", ["records", "callbacks"])
 def test_a_list_dag_checkpoint_fails_fast(tmp_path, where):
     path = dag_checkpoint(tmp_path / "state.pt", where)
-    rc, out = run_child(f"""
+    rc, out = run_child(
+        f"""
         import torch, pyluz
         from pyluz.callbacks import AutoResume, ResumeFromCheckpoint
         m = pyluz.setup(torch.nn.Linear, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD) \\
@@ -191,7 +238,9 @@ def test_a_list_dag_checkpoint_fails_fast(tmp_path, where):
                 print(name, "LOADED")
             except Exception as e:
                 print(name, "REFUSED", "damaged or crafted" in str(e))
-        """, tmp_path)
+        """,
+        tmp_path,
+    )
     assert rc == 0, out
     for name in ("load_checkpoint", "AutoResume", "ResumeFromCheckpoint"):
         assert f"{name} REFUSED True" in out, out
@@ -217,11 +266,13 @@ def test_check_plain_tree_allows_shared_tuples_where_asked():
 
 # -- only regular files ----------------------------------------------------------------------------------
 
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_a_fifo_never_hangs_a_loader(tmp_path):
     fifo = tmp_path / "model.pt"
     os.mkfifo(fifo)
-    rc, out = run_child(f"""
+    rc, out = run_child(
+        f"""
         import torch, pyluz
         from pyluz.callbacks import AutoResume, ResumeFromCheckpoint
         m = pyluz.setup(torch.nn.Linear, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD) \\
@@ -242,8 +293,16 @@ def test_a_fifo_never_hangs_a_loader(tmp_path):
                 print(name, "LOADED")
             except Exception as e:  # AutoResume's error arrives as a CallbackError
                 print(name, "REFUSED", "not a regular file" in str(e))
-        """, tmp_path)
+        """,
+        tmp_path,
+    )
     assert rc == 0, out
-    for name in ("load", "load_model_weights", "load_checkpoint", "read_metadata", "AutoResume",
-                 "ResumeFromCheckpoint"):
+    for name in (
+        "load",
+        "load_model_weights",
+        "load_checkpoint",
+        "read_metadata",
+        "AutoResume",
+        "ResumeFromCheckpoint",
+    ):
         assert f"{name} REFUSED True" in out, out

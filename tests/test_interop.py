@@ -25,23 +25,30 @@ def _data(n=64):
 
 
 def _model():
-    return pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD) \
-        .set_hparams(in_features=4, out_features=2).set_opt_hparams(lr=0.1)
+    return (
+        pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=4, out_features=2)
+        .set_opt_hparams(lr=0.1)
+    )
 
 
 def test_rcallback_exposes_only_defined_breakpoints_and_sees_ctx():
     calls, bound = [], []
-    cb = RCallback("print_callback", {"on_epoch_end": lambda: calls.append(("epoch_end", cb.ctx.epoch)),
-                                      "on_train_batch_end": lambda: calls.append(("batch", cb.ctx.iter))},
-                   bind_ctx=bound.append)
+    cb = RCallback(
+        "print_callback",
+        {
+            "on_epoch_end": lambda: calls.append(("epoch_end", cb.ctx.epoch)),
+            "on_train_batch_end": lambda: calls.append(("batch", cb.ctx.iter)),
+        },
+        bind_ctx=bound.append,
+    )
     assert callable(cb.on_epoch_end) and getattr(cb, "on_epoch_begin", None) is None
     assert getattr(cb, "load_state_dict", None) is None and cb.state_dict() is None
     table = pyluz.callbacks.base.HookTable([cb])
     assert [fn for _, fn in table.hooks("on_fit_begin")] == []
     assert len(table.hooks("on_epoch_end")) == 1
     x, y = _data()
-    fitted = _model().fit((x, y), epochs=2, callbacks=[cb], verbose=False,
-                          dataloader_options={"batch_size": 32})
+    fitted = _model().fit((x, y), epochs=2, callbacks=[cb], verbose=False, dataloader_options={"batch_size": 32})
     assert calls == [("batch", 1), ("batch", 2), ("epoch_end", 1), ("batch", 1), ("batch", 2), ("epoch_end", 2)]
     # bound at fit start, cleared at the end
     assert isinstance(bound[0], pyluz.Context) and bound[-1] is None
@@ -50,8 +57,13 @@ def test_rcallback_exposes_only_defined_breakpoints_and_sees_ctx():
 
 def test_rcallback_weight_state_and_errors():
     state = {"n": 0}
-    cb = RCallback("counter", {"on_epoch_end": lambda: state.__setitem__("n", state["n"] + 1)}, weight=float("inf"),
-                   state_dict=lambda: {"n": state["n"]}, load_state_dict=lambda s: state.update(s))
+    cb = RCallback(
+        "counter",
+        {"on_epoch_end": lambda: state.__setitem__("n", state["n"] + 1)},
+        weight=float("inf"),
+        state_dict=lambda: {"n": state["n"]},
+        load_state_dict=lambda s: state.update(s),
+    )
     assert cb.weight == float("inf") and cb.name == "counter"
     assert cb.state_dict() == {"n": 0}
     cb.load_state_dict({"n": 5})
@@ -116,8 +128,13 @@ class _RState:
             st["correct"] += int((preds.argmax(1) == target).sum())
             st["total"] += target.numel()
 
-        return {"abbrev": "RAcc", "update": update, "compute": lambda: st["correct"] / st["total"],
-                "bind_ctx": lambda ctx: st.__setitem__("ctx", ctx), "to": lambda device: None}
+        return {
+            "abbrev": "RAcc",
+            "update": update,
+            "compute": lambda: st["correct"] / st["total"],
+            "bind_ctx": lambda ctx: st.__setitem__("ctx", ctx),
+            "to": lambda device: None,
+        }
 
 
 def test_rmetric_fresh_instance_per_epoch_and_phase_matches_builtin():
@@ -128,10 +145,17 @@ def test_rmetric_fresh_instance_per_epoch_and_phase_matches_builtin():
         template.compute()
     x, y = _data(96)
     torch.manual_seed(0)
-    fitted = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD,
-                         metrics=[template, pyluz.metrics.Accuracy()]) \
-        .set_hparams(in_features=4, out_features=2).set_opt_hparams(lr=0.1) \
+    fitted = (
+        pyluz.setup(
+            nn.Linear,
+            loss=nn.CrossEntropyLoss(),
+            optimizer=torch.optim.SGD,
+            metrics=[template, pyluz.metrics.Accuracy()],
+        )
+        .set_hparams(in_features=4, out_features=2)
+        .set_opt_hparams(lr=0.1)
         .fit((x, y), epochs=3, valid_data=(x[:32], y[:32]), verbose=False)
+    )
     assert _RState.created == 6  # 3 epochs x (train, valid)
     for phase in ("train", "valid"):
         for rec in fitted.records["metrics"][phase]:
@@ -149,9 +173,11 @@ def test_r_renderer_hook(capsys):
     events = []
 
     def factory():
-        return {"epoch_begin": lambda e, m: events.append(("epoch", e, m)),
-                "bar_begin": lambda phase, total: events.append(("bar", phase, total)),
-                "epoch_metrics": lambda phase, text: events.append((phase, text))}
+        return {
+            "epoch_begin": lambda e, m: events.append(("epoch", e, m)),
+            "bar_begin": lambda phase, total: events.append(("bar", phase, total)),
+            "epoch_metrics": lambda phase, text: events.append((phase, text)),
+        }
 
     use_r_renderer(factory)
     try:
@@ -181,6 +207,7 @@ def test_r_callback_hooks_run_without_grad():
 # the R-torch layer's one "indices start at 1" rule
 # ---------------------------------------------------------------------------
 
+
 def test_one_based_rule_for_scalars_dims_and_tensors():
     import torch
 
@@ -205,6 +232,6 @@ def test_r_slices_are_inclusive_and_one_based():
     from pyluz.interop.torch_indexing import getitem
 
     x = torch.arange(10)
-    assert getitem(x, [["slice", 2.0, 5.0, None]]).tolist() == [1, 2, 3, 4]   # x[2:5]
-    assert getitem(x, [["slice", 8.0, -1.0, None]]).tolist() == [7, 8, 9]     # x[8:-1]
-    assert getitem(x, [["vec", [1.0, -1.0]]]).tolist() == [0, 9]             # x[c(1, -1)]
+    assert getitem(x, [["slice", 2.0, 5.0, None]]).tolist() == [1, 2, 3, 4]  # x[2:5]
+    assert getitem(x, [["slice", 8.0, -1.0, None]]).tolist() == [7, 8, 9]  # x[8:-1]
+    assert getitem(x, [["vec", [1.0, -1.0]]]).tolist() == [0, 9]  # x[c(1, -1)]

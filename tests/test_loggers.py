@@ -18,8 +18,11 @@ def data(n=64, seed=0):
 
 
 def regression(metrics=None):
-    return pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD, metrics=metrics).set_hparams(
-        in_features=3, out_features=1).set_opt_hparams(lr=0.05)
+    return (
+        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD, metrics=metrics)
+        .set_hparams(in_features=3, out_features=1)
+        .set_opt_hparams(lr=0.05)
+    )
 
 
 class LinesAtEpochEnd(pyluz.Callback):
@@ -42,7 +45,8 @@ def test_csv_logger_exact_contents_with_different_train_and_valid_metrics(tmp_pa
     path = tmp_path / "sub" / "log.csv"
     lines = LinesAtEpochEnd(path)
     fitted = regression(MetricSet([MAE()], valid_metrics=[MSE()])).fit(
-        data(), epochs=3, valid_data=data(32, 1), callbacks=[CSVLogger(path), lines], verbose=False)
+        data(), epochs=3, valid_data=data(32, 1), callbacks=[CSVLogger(path), lines], verbose=False
+    )
     rows = read_rows(path)
     assert rows[0] == ["epoch", "set", "loss", "mae", "mse"]
     expected = []
@@ -65,8 +69,10 @@ def test_csv_logger_per_optimizer_loss_and_rewrite_on_new_fit(tmp_path):
     fitted = pyluz.setup(TwoOpt, loss=nn.MSELoss()).fit(data(), epochs=2, callbacks=[logger], verbose=False)
     rows = read_rows(path)
     assert rows[0] == ["epoch", "set", "loss_gen", "loss_disc"]
-    assert rows[1:] == [[str(e), "train", repr(r["loss"]["gen"]), repr(r["loss"]["disc"])]
-                        for e, r in enumerate(fitted.records["metrics"]["train"], start=1)]
+    assert rows[1:] == [
+        [str(e), "train", repr(r["loss"]["gen"]), repr(r["loss"]["disc"])]
+        for e, r in enumerate(fitted.records["metrics"]["train"], start=1)
+    ]
     # Reusing the instance: the file describes the new fit only.
     regression().fit(data(), epochs=1, callbacks=[logger], verbose=False)
     assert [r[:2] for r in read_rows(path)] == [["epoch", "set"], ["1", "train"]]
@@ -86,8 +92,9 @@ def read_events(logdir):
 
 
 def test_tensorboard_scalars_equal_records(tmp_path):
-    fitted = regression([MAE()]).fit(data(), epochs=3, valid_data=data(32, 1),
-                                     callbacks=[TensorBoard(tmp_path / "logs")], verbose=False)
+    fitted = regression([MAE()]).fit(
+        data(), epochs=3, valid_data=data(32, 1), callbacks=[TensorBoard(tmp_path / "logs")], verbose=False
+    )
     acc = read_events(tmp_path / "logs")
     tags = acc.Tags()
     assert set(tags["scalars"]) == {"train/loss", "train/mae", "valid/loss", "valid/mae"}
@@ -102,12 +109,14 @@ def test_tensorboard_scalars_equal_records(tmp_path):
 
 def test_tensorboard_per_optimizer_loss_and_histograms(tmp_path):
     fitted = pyluz.setup(TwoOpt, loss=nn.MSELoss()).fit(
-        data(), epochs=2, valid_data=data(32, 1), callbacks=[TensorBoard(tmp_path, histograms=True)], verbose=False)
+        data(), epochs=2, valid_data=data(32, 1), callbacks=[TensorBoard(tmp_path, histograms=True)], verbose=False
+    )
     acc = read_events(tmp_path)
     tags = acc.Tags()
     assert set(tags["scalars"]) == {f"{s}/loss/{o}" for s in ("train", "valid") for o in ("gen", "disc")}
     assert [e.value for e in acc.Scalars("valid/loss/disc")] == pytest.approx(
-        [r["loss"]["disc"] for r in fitted.records["metrics"]["valid"]], rel=1e-6)
+        [r["loss"]["disc"] for r in fitted.records["metrics"]["valid"]], rel=1e-6
+    )
     assert set(tags["histograms"]) == {"weights/a.weight", "weights/a.bias", "weights/b.weight", "weights/b.bias"}
     hist = acc.Histograms("weights/a.weight")
     assert [h.step for h in hist] == [1, 2]
@@ -121,8 +130,7 @@ def test_tensorboard_selected_histograms_and_errors(tmp_path):
     regression().fit(data(), epochs=2, callbacks=[TensorBoard(tmp_path, histograms=["bias"])], verbose=False)
     assert read_events(tmp_path).Tags()["histograms"] == ["weights/bias"]
     with pytest.raises(pyluz.CallbackError, match="unknown parameters \\['nope'\\].*'weight', 'bias'"):
-        regression().fit(data(), epochs=1, callbacks=[TensorBoard(tmp_path / "x", histograms=["nope"])],
-                         verbose=False)
+        regression().fit(data(), epochs=1, callbacks=[TensorBoard(tmp_path / "x", histograms=["nope"])], verbose=False)
     with pytest.raises(TypeError, match="`histograms`"):
         TensorBoard(tmp_path, histograms=3)
 
@@ -141,15 +149,22 @@ def test_csv_logger_after_auto_resume_has_every_epoch(tmp_path):
 
     def run(extra):
         torch.manual_seed(0)
-        return regression([MAE()]).fit(data(), epochs=4, valid_data=data(32, 1), verbose=False,
-                                       callbacks=[CSVLogger(path), *extra,
-                                                  pyluz.callbacks.AutoResume(tmp_path / "state.pt")])
+        return regression([MAE()]).fit(
+            data(),
+            epochs=4,
+            valid_data=data(32, 1),
+            verbose=False,
+            callbacks=[CSVLogger(path), *extra, pyluz.callbacks.AutoResume(tmp_path / "state.pt")],
+        )
 
     with pytest.raises(pyluz.CallbackError, match="crash"):
         run([CrashAt(3)])
     fitted = run([])
     df = pd.read_csv(path, float_precision="round_trip")
     assert df["epoch"].tolist() == [1, 1, 2, 2, 3, 3, 4, 4]
-    expected = [r["loss"] for e in range(4) for r in (fitted.records["metrics"]["train"][e],
-                                                      fitted.records["metrics"]["valid"][e])]
+    expected = [
+        r["loss"]
+        for e in range(4)
+        for r in (fitted.records["metrics"]["train"][e], fitted.records["metrics"]["valid"][e])
+    ]
     assert df["loss"].tolist() == expected

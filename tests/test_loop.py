@@ -22,6 +22,7 @@ class Recorder(pyluz.Callback):
     def _make(self, event):
         def hook():
             self.log.append(event)
+
         return hook
 
 
@@ -29,23 +30,47 @@ def test_breakpoints_run_in_spec_order(xy):
     x, y = xy
     log = []
     model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)
-    model.fit((x[:64], y[:64]), epochs=2, valid_data=(x[64:80], y[64:80]), verbose=False,
-              dataloader_options={"batch_size": 32}, callbacks=[Recorder(log)])
-    train_batch = ["on_train_batch_begin", "on_train_batch_after_pred", "on_train_batch_after_loss",
-                   "on_train_batch_before_backward", "on_train_batch_before_step", "on_train_batch_after_step",
-                   "on_train_batch_end"]
-    valid_batch = ["on_valid_batch_begin", "on_valid_batch_after_pred", "on_valid_batch_after_loss",
-                   "on_valid_batch_end"]
-    epoch = (["on_epoch_begin", "on_train_begin"] + train_batch * 2 + ["on_train_end", "on_valid_begin"]
-             + valid_batch + ["on_valid_end", "on_epoch_end"])
+    model.fit(
+        (x[:64], y[:64]),
+        epochs=2,
+        valid_data=(x[64:80], y[64:80]),
+        verbose=False,
+        dataloader_options={"batch_size": 32},
+        callbacks=[Recorder(log)],
+    )
+    train_batch = [
+        "on_train_batch_begin",
+        "on_train_batch_after_pred",
+        "on_train_batch_after_loss",
+        "on_train_batch_before_backward",
+        "on_train_batch_before_step",
+        "on_train_batch_after_step",
+        "on_train_batch_end",
+    ]
+    valid_batch = [
+        "on_valid_batch_begin",
+        "on_valid_batch_after_pred",
+        "on_valid_batch_after_loss",
+        "on_valid_batch_end",
+    ]
+    epoch = (
+        ["on_epoch_begin", "on_train_begin"]
+        + train_batch * 2
+        + ["on_train_end", "on_valid_begin"]
+        + valid_batch
+        + ["on_valid_end", "on_epoch_end"]
+    )
     assert log == ["on_fit_begin"] + epoch * 2 + ["on_fit_end"]
 
 
 def test_predict_breakpoints(xy):
     x, y = xy
     log = []
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit((x, y), epochs=1, verbose=False)
+    )
     fitted.predict(x[:40], callbacks=[Recorder(log)], dataloader_options={"batch_size": 32})
     assert log == ["on_predict_begin"] + ["on_predict_batch_begin", "on_predict_batch_end"] * 2 + ["on_predict_end"]
 
@@ -61,8 +86,9 @@ class Named(pyluz.Callback):
 def test_callbacks_sorted_by_weight_stably(xy):
     log = []
     cbs = [Named(log, "a", 1), Named(log, "b"), Named(log, "c", -1), Named(log, "d"), Named(log, "e", float("inf"))]
-    pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
-        .fit(xy, epochs=1, verbose=False, callbacks=cbs)
+    pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1).fit(
+        xy, epochs=1, verbose=False, callbacks=cbs
+    )
     assert log == ["c", "b", "d", "a", "e"]
 
 
@@ -75,8 +101,9 @@ def test_dispatch_table_only_holds_defining_callbacks(xy):
             seen["after_pred"] = [cb.name for cb, _ in table["on_train_batch_after_pred"]]
             seen["fit_begin"] = [cb.name for cb, _ in table["on_fit_begin"]]
 
-    pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
-        .fit(xy, epochs=1, verbose=False, callbacks=[Peek()])
+    pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1).fit(
+        xy, epochs=1, verbose=False, callbacks=[Peek()]
+    )
     assert seen["after_pred"] == []
     assert seen["fit_begin"] == ["Profile", "Progress", "Interrupt", "Peek"]
 
@@ -101,17 +128,24 @@ def test_callback_errors_name_callback_breakpoint_epoch_iter(xy):
     assert isinstance(info.value.__cause__, ValueError)
 
 
-
 # (breakpoint, how to reach it, expected "(epoch E, iter I)") with 96 rows in batches of 32.
 EVERY_BREAKPOINT = [(bp, "fit", "(epoch 1, iter 1)") for bp in pyluz.events.FIT_EVENTS if "batch" in bp] + [
-    ("on_fit_begin", "fit", "(epoch 0, iter 0)"), ("on_epoch_begin", "fit", "(epoch 1, iter 0)"),
-    ("on_train_begin", "fit", "(epoch 1, iter 0)"), ("on_train_end", "fit", "(epoch 1, iter 3)"),
-    ("on_valid_begin", "fit", "(epoch 1, iter 3)"), ("on_valid_end", "fit", "(epoch 1, iter 3)"),
-    ("on_epoch_end", "fit", "(epoch 1, iter 3)"), ("on_fit_end", "fit", "(epoch 1, iter 3)"),
-    ("on_early_stopping", "stop", "(epoch 1, iter 3)"), ("on_interrupt", "ctrl_c", "(epoch 1, iter 0)"),
-    ("on_valid_batch_end", "evaluate", "(epoch 1, iter 1)"), ("on_valid_end", "evaluate", "(epoch 1, iter 3)"),
-    ("on_predict_begin", "predict", "(epoch 1, iter 0)"), ("on_predict_batch_begin", "predict", "(epoch 1, iter 1)"),
-    ("on_predict_batch_end", "predict", "(epoch 1, iter 1)"), ("on_predict_end", "predict", "(epoch 1, iter 3)"),
+    ("on_fit_begin", "fit", "(epoch 0, iter 0)"),
+    ("on_epoch_begin", "fit", "(epoch 1, iter 0)"),
+    ("on_train_begin", "fit", "(epoch 1, iter 0)"),
+    ("on_train_end", "fit", "(epoch 1, iter 3)"),
+    ("on_valid_begin", "fit", "(epoch 1, iter 3)"),
+    ("on_valid_end", "fit", "(epoch 1, iter 3)"),
+    ("on_epoch_end", "fit", "(epoch 1, iter 3)"),
+    ("on_fit_end", "fit", "(epoch 1, iter 3)"),
+    ("on_early_stopping", "stop", "(epoch 1, iter 3)"),
+    ("on_interrupt", "ctrl_c", "(epoch 1, iter 0)"),
+    ("on_valid_batch_end", "evaluate", "(epoch 1, iter 1)"),
+    ("on_valid_end", "evaluate", "(epoch 1, iter 3)"),
+    ("on_predict_begin", "predict", "(epoch 1, iter 0)"),
+    ("on_predict_batch_begin", "predict", "(epoch 1, iter 1)"),
+    ("on_predict_batch_end", "predict", "(epoch 1, iter 1)"),
+    ("on_predict_end", "predict", "(epoch 1, iter 3)"),
 ]
 
 
@@ -142,6 +176,7 @@ def test_errors_in_every_breakpoint_name_it(xy, breakpoint, run, where):
     assert str(info.value) == f"Error in callback Boom at {breakpoint} {where}: ValueError: boom"
     assert isinstance(info.value.__cause__, ValueError) and torch.is_grad_enabled()
 
+
 def test_metric_errors_name_the_metric(xy):
     class Bad(pyluz.Metric):
         abbrev = "Bad"
@@ -152,8 +187,9 @@ def test_metric_errors_name_the_metric(xy):
         def compute(self):
             return 0.0
 
-    model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=[Bad()]) \
-        .set_opt_hparams(lr=0.1)
+    model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=[Bad()]).set_opt_hparams(
+        lr=0.1
+    )
     with pytest.raises(pyluz.CallbackError, match=r"Error in metric Bad at update \(epoch 1, iter 1\)"):
         model.fit(xy, epochs=1, verbose=False)
 
@@ -190,8 +226,11 @@ def test_stop_training_finishes_epoch_end_then_early_stopping_and_fit_end(xy):
         def on_fit_end(self):
             log.append(("fit_end", self.ctx.epoch))
 
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=5, verbose=False, callbacks=[Stop(), After()])
+    )
     assert log == [("stop-check", 1), ("after", 1), ("stop-check", 2), ("after", 2), ("early", 2), ("fit_end", 2)]
     assert len(fitted.records["metrics"]["train"]) == 2
 
@@ -202,8 +241,11 @@ def test_skip_epoch_skips_rest_of_epoch(xy):
             if self.ctx.epoch == 1:
                 raise pyluz.SkipEpoch()
 
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=3, verbose=False, callbacks=[Skip()])
+    )
     train = fitted.records["metrics"]["train"]
     assert train[0] == {} and set(train[1]) == {"loss"} and set(train[2]) == {"loss"}
 
@@ -222,11 +264,13 @@ def test_keyboard_interrupt_returns_model_trained_so_far(xy):
         def on_fit_end(self):
             log.append("fit_end")
 
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=10, verbose=False, callbacks=[CtrlC()])
+    )
     assert log == ["interrupt", "fit_end"]
     assert len(fitted.records["metrics"]["train"]) == 2
-
 
 
 class EndLog(pyluz.Callback):
@@ -263,8 +307,11 @@ def test_stop_training_mid_epoch_at_train_batch_end(xy):
                 raise pyluz.StopTraining()
 
     torch.manual_seed(0)
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=5, verbose=False, callbacks=[StopAtBatch(), EndLog(log)], valid_data=0.25)
+    )
     # Epoch 2 stops right after its first batch: no train end, validation or epoch end for it.
     assert log == [("train_end", 1), ("epoch_end", 1), ("early", 2), ("fit_end", 2)]
     assert len(fitted.records["metrics"]["train"]) == len(fitted.records["metrics"]["valid"]) == 1
@@ -297,12 +344,14 @@ def test_keyboard_interrupt_during_validation(xy):
             if self.ctx.epoch == 2:
                 raise KeyboardInterrupt
 
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=4, verbose=False, callbacks=[CtrlC(), EndLog(log)], valid_data=0.25)
+    )
     assert log == [("train_end", 1), ("epoch_end", 1), ("train_end", 2), ("interrupt", 2), ("fit_end", 2)]
     assert len(fitted.records["metrics"]["train"]) == 2 and len(fitted.records["metrics"]["valid"]) == 1
     assert torch.is_grad_enabled()  # the validation's no_grad did not outlive the interrupt
-
 
 
 def test_keyboard_interrupt_at_fit_begin_after_the_handler_is_registered(xy):
@@ -312,8 +361,11 @@ def test_keyboard_interrupt_at_fit_begin_after_the_handler_is_registered(xy):
         def on_fit_begin(self):
             raise KeyboardInterrupt
 
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=2, verbose=False, callbacks=[CtrlC(), EndLog(log)])
+    )
     assert log == [("interrupt", 0), ("fit_end", 0)]
     assert fitted.records["metrics"]["train"] == [] and len(fitted.records["profile"]["fit"]) == 1
 
@@ -321,8 +373,10 @@ def test_keyboard_interrupt_at_fit_begin_after_the_handler_is_registered(xy):
         weight = -1  # before Interrupt: no handler yet, so Ctrl-C propagates (as in luz)
 
     with pytest.raises(KeyboardInterrupt):
-        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).fit(xy, verbose=False,
-                                                                                    callbacks=[EarlyCtrlC()])
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).fit(
+            xy, verbose=False, callbacks=[EarlyCtrlC()]
+        )
+
 
 def test_valid_step_sets_opt_with_opt_name(xy):
     from helpers import TwoOpt, regression_data
@@ -337,9 +391,11 @@ def test_valid_step_sets_opt_with_opt_name(xy):
         on_train_batch_after_loss = on_valid_batch_after_loss = _see
 
     x, y = regression_data(16)
-    pyluz.setup(TwoOpt, loss=nn.MSELoss()).fit((x, y), epochs=1, valid_data=(x, y), verbose=False,
-                                               callbacks=[Spy()], dataloader_options={"batch_size": 16})
+    pyluz.setup(TwoOpt, loss=nn.MSELoss()).fit(
+        (x, y), epochs=1, valid_data=(x, y), verbose=False, callbacks=[Spy()], dataloader_options={"batch_size": 16}
+    )
     assert seen == [(True, "gen", True), (True, "disc", True), (False, "gen", True), (False, "disc", True)]
+
 
 @pytest.mark.parametrize("as_tensors", [False, True])
 def test_fit_matches_hand_written_loop(xy, as_tensors):
@@ -348,8 +404,13 @@ def test_fit_matches_hand_written_loop(xy, as_tensors):
     ref = Net(dropout=0.2)
     init = copy.deepcopy(ref.state_dict())
     opt = torch.optim.Adam(ref.parameters(), lr=0.01)
-    hand_loop(ref, opt, DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, drop_last=True),
-              nn.CrossEntropyLoss(), epochs=3)
+    hand_loop(
+        ref,
+        opt,
+        DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, drop_last=True),
+        nn.CrossEntropyLoss(),
+        epochs=3,
+    )
 
     def build():
         net = Net(dropout=0.2)
@@ -359,8 +420,11 @@ def test_fit_matches_hand_written_loop(xy, as_tensors):
     torch.manual_seed(42)  # build() below consumes the RNG exactly as building `ref` did
     data = (x, y) if as_tensors else DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, drop_last=True)
     options = {"batch_size": 16} if as_tensors else None
-    fitted = pyluz.setup(build, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_opt_hparams(lr=0.01) \
+    fitted = (
+        pyluz.setup(build, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
+        .set_opt_hparams(lr=0.01)
         .fit(data, epochs=3, verbose=False, dataloader_options=options)
+    )
     for a, b in zip(ref.state_dict().values(), fitted.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
@@ -377,8 +441,10 @@ class TwoHeads(nn.Module):
         return self.a(x), self.b(x)
 
     def set_optimizers(self, lr_a=0.1, lr_b=0.05):
-        return {"first": torch.optim.SGD(self.a.parameters(), lr=lr_a),
-                "second": torch.optim.Adam(self.b.parameters(), lr=lr_b)}
+        return {
+            "first": torch.optim.SGD(self.a.parameters(), lr=lr_a),
+            "second": torch.optim.Adam(self.b.parameters(), lr=lr_b),
+        }
 
     def loss(self, pred, target):
         pa, pb = pred
@@ -402,7 +468,7 @@ def test_multiple_optimizers_match_hand_written_loop():
     ref.ctx = Ctx
     for _ in range(2):
         for i in range(0, 64, 16):
-            xb, yb = x[i:i + 16], y[i:i + 16]
+            xb, yb = x[i : i + 16], y[i : i + 16]
             for name, opt in opts.items():  # luz: forward re-run per optimizer, zero_grad after step
                 Ctx.opt_name = name
                 loss = ref.loss(ref(xb), yb)
@@ -416,8 +482,11 @@ def test_multiple_optimizers_match_hand_written_loop():
         m.load_state_dict(init)
         return m
 
-    fitted = pyluz.setup(build).set_opt_hparams(lr_a=0.1, lr_b=0.05).fit(
-        (x, y), epochs=2, verbose=False, dataloader_options={"batch_size": 16, "shuffle": False})
+    fitted = (
+        pyluz.setup(build)
+        .set_opt_hparams(lr_a=0.1, lr_b=0.05)
+        .fit((x, y), epochs=2, verbose=False, dataloader_options={"batch_size": 16, "shuffle": False})
+    )
     for a, b in zip(ref.state_dict().values(), fitted.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
     loss = fitted.records["metrics"]["train"][0]["loss"]
@@ -440,8 +509,11 @@ def test_custom_step_backward_and_ctx_in_module(xy):
                 seen["steps"] += 1
             ctx.loss = {"opt": loss.detach()}
 
-    fitted = pyluz.setup(Stepper, optimizer=torch.optim.SGD, metrics=[pyluz.metrics.Accuracy()]) \
-        .set_opt_hparams(lr=0.1).fit(xy, epochs=2, valid_data=xy, verbose=False)
+    fitted = (
+        pyluz.setup(Stepper, optimizer=torch.optim.SGD, metrics=[pyluz.metrics.Accuracy()])
+        .set_opt_hparams(lr=0.1)
+        .fit(xy, epochs=2, valid_data=xy, verbose=False)
+    )
     assert seen["steps"] == 2 * (96 // 32)
     assert set(fitted.records["metrics"]["valid"][1]) == {"loss", "acc"}
 
@@ -449,8 +521,9 @@ def test_custom_step_backward_and_ctx_in_module(xy):
         seen["backward"] += 1
         loss.backward()
 
-    pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, backward=my_backward) \
-        .set_opt_hparams(lr=0.1).fit(xy, epochs=1, verbose=False)
+    pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, backward=my_backward).set_opt_hparams(
+        lr=0.1
+    ).fit(xy, epochs=1, verbose=False)
     assert seen["backward"] == 3
 
 
@@ -530,9 +603,11 @@ def test_metrics_are_fresh_per_epoch_and_phase(xy):
             entry[0] += correct
             entry[1] += len(self.ctx.target)
 
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD,
-                         metrics=[pyluz.metrics.Accuracy()]).set_opt_hparams(lr=0.5) \
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=[pyluz.metrics.Accuracy()])
+        .set_opt_hparams(lr=0.5)
         .fit(xy, epochs=3, valid_data=(xy[0][:40], xy[1][:40]), verbose=False, callbacks=[Keep()])
+    )
     for (phase, epoch), (correct, total) in seen.items():
         assert fitted.records["metrics"][phase][epoch - 1]["acc"] == pytest.approx(correct / total)
     accs = [fitted.records["metrics"]["train"][e]["acc"] for e in range(3)]
@@ -547,8 +622,11 @@ def test_fit_only_control_flow_in_predict_and_evaluate_is_a_clear_error(xy, sign
 
         on_valid_batch_end = on_predict_batch_end
 
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=1, verbose=False)
+    )
     with pytest.raises(RuntimeError, match=f"{signal.__name__} was raised during predict\\(\\)"):
         fitted.predict(xy[0], callbacks=[Signal()])
     with pytest.raises(RuntimeError, match=f"{signal.__name__} was raised during evaluate\\(\\)"):

@@ -31,9 +31,15 @@ class Lin(nn.Module):
 def test_records_schedule_and_losses_match_a_hand_loop():
     x, y = data(64)
     steps, start, end = 10, 1e-4, 1.0
-    res = lr_finder(pyluz.setup(Lin, loss=nn.MSELoss(), optimizer=torch.optim.SGD), (x, y), steps=steps,
-                    start_lr=start, end_lr=end, dataloader_options={"batch_size": 16, "shuffle": False},
-                    verbose=False)
+    res = lr_finder(
+        pyluz.setup(Lin, loss=nn.MSELoss(), optimizer=torch.optim.SGD),
+        (x, y),
+        steps=steps,
+        start_lr=start,
+        end_lr=end,
+        dataloader_options={"batch_size": 16, "shuffle": False},
+        verbose=False,
+    )
     assert len(res) == steps and len(res.lr) == len(res.loss) == steps
     # luz's sequence: start_lr * m^k, k = 1..steps (the last rate is end_lr)
     assert res.lr == [start * (end / start) ** (k / steps) for k in range(1, steps + 1)]
@@ -46,7 +52,7 @@ def test_records_schedule_and_losses_match_a_hand_loop():
         b = i % 4
         for group in opt.param_groups:
             group["lr"] = res.lr[i]
-        loss = nn.functional.mse_loss(net(x[16 * b:16 * (b + 1)]), y[16 * b:16 * (b + 1)])
+        loss = nn.functional.mse_loss(net(x[16 * b : 16 * (b + 1)]), y[16 * b : 16 * (b + 1)])
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -58,13 +64,26 @@ def test_records_schedule_and_losses_match_a_hand_loop():
 
 def test_linear_schedule_and_dataloader_options():
     module = pyluz.setup(Lin, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
-    res = lr_finder(module, data(40), steps=7, start_lr=0.01, end_lr=0.5, log_spaced=False,
-                    dataloader_options={"batch_size": 8}, verbose=False)
+    res = lr_finder(
+        module,
+        data(40),
+        steps=7,
+        start_lr=0.01,
+        end_lr=0.5,
+        log_spaced=False,
+        dataloader_options={"batch_size": 8},
+        verbose=False,
+    )
     assert res.lr == [0.01 + (0.5 - 0.01) * k / 7 for k in range(1, 8)]
     # lr_finder builds its own model: check the batch size it saw through a built module instead.
     net = Lin()
-    lr_finder(pyluz.setup(net, loss=nn.MSELoss(), optimizer=torch.optim.SGD), data(40), steps=3,
-              dataloader_options={"batch_size": 8}, verbose=False)
+    lr_finder(
+        pyluz.setup(net, loss=nn.MSELoss(), optimizer=torch.optim.SGD),
+        data(40),
+        steps=3,
+        dataloader_options={"batch_size": 8},
+        verbose=False,
+    )
     assert net.batch_sizes == []  # the given (built) module was not trained: a copy was
     seen = []
 
@@ -73,8 +92,13 @@ def test_linear_schedule_and_dataloader_options():
             seen.append(x.shape[0])
             return self.fc(x)
 
-    lr_finder(pyluz.setup(Spy, loss=nn.MSELoss(), optimizer=torch.optim.SGD), data(40), steps=6,
-              dataloader_options={"batch_size": 8}, verbose=False)
+    lr_finder(
+        pyluz.setup(Spy, loss=nn.MSELoss(), optimizer=torch.optim.SGD),
+        data(40),
+        steps=6,
+        dataloader_options={"batch_size": 8},
+        verbose=False,
+    )
     assert seen == [8] * 6
 
 
@@ -90,8 +114,10 @@ class TwoOpt(nn.Module):
 
     def set_optimizers(self, lr, momentum=0.0):
         self.opt_args = dict(lr=lr, momentum=momentum)
-        return {"generator": torch.optim.SGD(self.a.parameters(), lr=lr, momentum=momentum),
-                "discriminator": torch.optim.SGD(self.b.parameters(), lr=lr)}
+        return {
+            "generator": torch.optim.SGD(self.a.parameters(), lr=lr, momentum=momentum),
+            "discriminator": torch.optim.SGD(self.b.parameters(), lr=lr),
+        }
 
 
 def test_works_with_any_optimizer_names_and_keeps_other_opt_hparams():
@@ -122,7 +148,7 @@ def test_plot_and_suggestion(tmp_path):
     avg, manual = 0.0, []
     for i, v in enumerate(loss, start=1):
         avg = 0.9 * avg + 0.1 * v
-        manual.append(avg / (1 - 0.9 ** i))
+        manual.append(avg / (1 - 0.9**i))
     assert smoothed == pytest.approx(manual)
     slope = np.gradient(np.asarray(manual), np.log10(lr))
     assert res.suggested_lr == lr[int(np.argmin(slope))]
@@ -142,8 +168,13 @@ def test_plot_and_suggestion(tmp_path):
 
 
 def test_plot_of_a_real_run(tmp_path):
-    res = lr_finder(pyluz.setup(Lin, loss=nn.MSELoss(), optimizer=torch.optim.SGD), data(), steps=20,
-                    dataloader_options={"batch_size": 8}, verbose=False)
+    res = lr_finder(
+        pyluz.setup(Lin, loss=nn.MSELoss(), optimizer=torch.optim.SGD),
+        data(),
+        steps=20,
+        dataloader_options={"batch_size": 8},
+        verbose=False,
+    )
     res.plot().savefig(tmp_path / "lr.png")
     assert (tmp_path / "lr.png").stat().st_size > 1000
     assert "20 steps" in repr(res)

@@ -28,8 +28,11 @@ class LRAt(pyluz.Callback):
 
 
 def linear_module(**kw):
-    return pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_hparams(
-        in_features=3, out_features=1).set_opt_hparams(lr=0.1, **kw)
+    return (
+        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=3, out_features=1)
+        .set_opt_hparams(lr=0.1, **kw)
+    )
 
 
 def test_step_lr_per_epoch_matches_hand_computation():
@@ -44,10 +47,11 @@ def test_step_lr_per_epoch_matches_hand_computation():
 def test_step_per_batch_with_call_on():
     rec = LRAt("on_train_batch_begin")
     sched = LRScheduler(StepLR, call_on="on_train_batch_end", step_size=1, gamma=0.9)
-    linear_module().fit(data(64), epochs=2, callbacks=[sched, rec], verbose=False,
-                        dataloader_options={"batch_size": 16})
+    linear_module().fit(
+        data(64), epochs=2, callbacks=[sched, rec], verbose=False, dataloader_options={"batch_size": 16}
+    )
     assert len(rec.seen) == 8
-    assert [s["opt"] for s in rec.seen] == pytest.approx([0.1 * 0.9 ** i for i in range(8)], rel=1e-12)
+    assert [s["opt"] for s in rec.seen] == pytest.approx([0.1 * 0.9**i for i in range(8)], rel=1e-12)
 
 
 def test_unknown_call_on_is_an_error_at_construction():
@@ -93,16 +97,24 @@ def plateau_lrs(values, lr=0.1, factor=0.1, patience=1):
 
 @pytest.mark.parametrize("with_valid", [True, False])
 def test_reduce_on_plateau_gets_the_epoch_loss(with_valid):
-    train = [5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.25]           # always improving
-    valid = [1.0, 0.9, 0.95, 0.95, 0.95, 0.5, 0.6]         # plateaus
+    train = [5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.25]  # always improving
+    valid = [1.0, 0.9, 0.95, 0.95, 0.95, 0.5, 0.6]  # plateaus
     loss = Scripted(train, valid)
     rec = LRAt("on_epoch_begin")
     sched = LRScheduler(ReduceLROnPlateau, patience=1, factor=0.1, threshold=0)
     x, y = data(64)
-    model = pyluz.setup(nn.Linear, loss=loss, optimizer=torch.optim.SGD).set_hparams(
-        in_features=3, out_features=1).set_opt_hparams(lr=0.1)
-    model.fit((x, y), epochs=7, valid_data=data(32, seed=1) if with_valid else None,
-              callbacks=[GiveCtx(loss), sched, rec], verbose=False)
+    model = (
+        pyluz.setup(nn.Linear, loss=loss, optimizer=torch.optim.SGD)
+        .set_hparams(in_features=3, out_features=1)
+        .set_opt_hparams(lr=0.1)
+    )
+    model.fit(
+        (x, y),
+        epochs=7,
+        valid_data=data(32, seed=1) if with_valid else None,
+        callbacks=[GiveCtx(loss), sched, rec],
+        verbose=False,
+    )
     expected = plateau_lrs(valid if with_valid else train)
     assert [s["opt"] for s in rec.seen] == pytest.approx(expected, rel=1e-12)
     if with_valid:
@@ -134,8 +146,9 @@ def test_opt_name_errors():
     with pytest.raises(pyluz.CallbackError, match="several optimizers.*'gen', 'disc'.*opt_name"):
         two_opt_module().fit(data(), epochs=1, callbacks=[LRScheduler(StepLR, step_size=1)], verbose=False)
     with pytest.raises(pyluz.CallbackError, match="`opt_name` must be one of 'gen', 'disc', got 'dis'"):
-        two_opt_module().fit(data(), epochs=1, callbacks=[LRScheduler(StepLR, opt_name="dis", step_size=1)],
-                             verbose=False)
+        two_opt_module().fit(
+            data(), epochs=1, callbacks=[LRScheduler(StepLR, opt_name="dis", step_size=1)], verbose=False
+        )
 
 
 def test_state_dict_round_trip_and_restore_before_build():
@@ -143,7 +156,7 @@ def test_state_dict_round_trip_and_restore_before_build():
     linear_module().fit(data(), epochs=3, callbacks=[sched], verbose=False)
     state = sched.state_dict()
     fresh = LRScheduler(StepLR, step_size=1, gamma=0.5)
-    fresh.load_state_dict(state)          # before fit: kept until the scheduler is built
+    fresh.load_state_dict(state)  # before fit: kept until the scheduler is built
     assert fresh.state_dict() == state
     rec = LRAt("on_fit_end")
     linear_module().fit(data(), epochs=1, callbacks=[fresh, rec], verbose=False)
@@ -159,15 +172,24 @@ class CrashAt(pyluz.Callback):
             raise RuntimeError("crash")
 
 
-@pytest.mark.parametrize("scheduler, kwargs", [(torch.optim.lr_scheduler.MultiStepLR, dict(milestones=[4], gamma=0.1)),
-                                               (ReduceLROnPlateau, dict(patience=0, factor=0.5))])
+@pytest.mark.parametrize(
+    "scheduler, kwargs",
+    [
+        (torch.optim.lr_scheduler.MultiStepLR, dict(milestones=[4], gamma=0.1)),
+        (ReduceLROnPlateau, dict(patience=0, factor=0.5)),
+    ],
+)
 def test_auto_resume_restores_the_scheduler(tmp_path, scheduler, kwargs):
     def run(extra, state="state.pt"):
         rec = LRAt("on_epoch_end")
         torch.manual_seed(0)
         fitted = linear_module(momentum=0.9).fit(
-            data(), epochs=5, valid_data=data(16, 1), verbose=False,
-            callbacks=[LRScheduler(scheduler, **kwargs), rec, *extra, pyluz.callbacks.AutoResume(tmp_path / state)])
+            data(),
+            epochs=5,
+            valid_data=data(16, 1),
+            verbose=False,
+            callbacks=[LRScheduler(scheduler, **kwargs), rec, *extra, pyluz.callbacks.AutoResume(tmp_path / state)],
+        )
         return fitted, rec.seen
 
     ref, ref_lrs = run([], "ref.pt")
@@ -203,9 +225,15 @@ def test_per_batch_scheduler_steps_with_the_optimizer_under_gradient_accumulatio
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch warns when a scheduler steps before its optimizer
         fitted = linear_module().fit(
-            loader, epochs=epochs, verbose=False,
-            callbacks=[pyluz.callbacks.GradientAccumulation(steps=4), used,
-                       LRScheduler(OneCycleLR, call_on="on_train_batch_end", max_lr=0.5, total_steps=opt_steps)])
+            loader,
+            epochs=epochs,
+            verbose=False,
+            callbacks=[
+                pyluz.callbacks.GradientAccumulation(steps=4),
+                used,
+                LRScheduler(OneCycleLR, call_on="on_train_batch_end", max_lr=0.5, total_steps=opt_steps),
+            ],
+        )
 
     # The same training by hand: one OneCycleLR step per optimizer step.
     torch.manual_seed(0)
@@ -216,7 +244,7 @@ def test_per_batch_scheduler_steps_with_the_optimizer_under_gradient_accumulatio
     for _ in range(epochs):
         batches = list(loader)
         for start in range(0, len(batches), 4):
-            group = batches[start:start + 4]
+            group = batches[start : start + 4]
             for xb, yb in group:
                 (nn.functional.mse_loss(model(xb), yb) / len(group)).backward()
             lrs.append(opt.param_groups[0]["lr"])

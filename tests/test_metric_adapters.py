@@ -67,12 +67,23 @@ def test_torchmetrics_and_functions_match_sklearn_every_epoch_and_phase():
     xv, yv = three_class_data(45, 1)  # valid batches 32 + 13: the smaller last batch must weigh 13 rows
     torch.manual_seed(0)
     rec = Recorder()
-    fitted = (pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
-                          metrics=[MulticlassF1Score(num_classes=3, average="macro"),
-                                   HeldF1(MulticlassF1Score(num_classes=3, average="macro")), error_rate])
-              .set_hparams(n_out=3, hidden=16).set_opt_hparams(lr=0.05)
-              .fit((x, y), epochs=3, valid_data=(xv, yv), callbacks=[rec], verbose=False,
-                   dataloader_options={"batch_size": 32}))
+    fitted = (
+        pyluz.setup(
+            Net,
+            loss=nn.CrossEntropyLoss(),
+            optimizer=torch.optim.Adam,
+            metrics=[
+                MulticlassF1Score(num_classes=3, average="macro"),
+                HeldF1(MulticlassF1Score(num_classes=3, average="macro")),
+                error_rate,
+            ],
+        )
+        .set_hparams(n_out=3, hidden=16)
+        .set_opt_hparams(lr=0.05)
+        .fit(
+            (x, y), epochs=3, valid_data=(xv, yv), callbacks=[rec], verbose=False, dataloader_options={"batch_size": 32}
+        )
+    )
     records = fitted.records["metrics"]
     for phase in ("train", "valid"):
         assert len(records[phase]) == 3
@@ -89,8 +100,9 @@ def test_torchmetrics_and_functions_match_sklearn_every_epoch_and_phase():
     # the user's own objects were never updated
     assert HeldF1(MulticlassF1Score(3)).metric.update_count == 0
 
-    ev = fitted.evaluate((xv, yv), metrics=[MulticlassAccuracy(num_classes=3, average="micro"), error_rate],
-                         verbose=False)
+    ev = fitted.evaluate(
+        (xv, yv), metrics=[MulticlassAccuracy(num_classes=3, average="micro"), error_rate], verbose=False
+    )
     pred = fitted.predict(xv).argmax(1).numpy()
     acc = sklearn_metrics.accuracy_score(yv.numpy(), pred)
     assert ev["multiclassaccuracy"] == pytest.approx(acc, abs=1e-6)
@@ -118,11 +130,24 @@ def test_names_and_errors():
     def my_metric(preds, target, scale=1.0):
         return (preds - target).mean() * scale
 
-    ms = as_metric_set([my_metric, functools.partial(my_metric, scale=2.0), nn.L1Loss(),
-                        torchmetrics.MetricCollection({"f1": MulticlassF1Score(3), "acc": MulticlassAccuracy(3)}),
-                        FunctionMetric(lambda p, t: p.mean(), name="mean_pred")])
-    assert [m.name for m in ms.for_phase("train")] == ["Loss", "my_metric", "my_metric", "L1Loss", "acc", "f1",
-                                                       "mean_pred"]
+    ms = as_metric_set(
+        [
+            my_metric,
+            functools.partial(my_metric, scale=2.0),
+            nn.L1Loss(),
+            torchmetrics.MetricCollection({"f1": MulticlassF1Score(3), "acc": MulticlassAccuracy(3)}),
+            FunctionMetric(lambda p, t: p.mean(), name="mean_pred"),
+        ]
+    )
+    assert [m.name for m in ms.for_phase("train")] == [
+        "Loss",
+        "my_metric",
+        "my_metric",
+        "L1Loss",
+        "acc",
+        "f1",
+        "mean_pred",
+    ]
     assert TorchMetric(MulticlassF1Score(3), name="F1").name == "F1"
     with pytest.raises(ValueError, match=r"`metrics\[0\]`: a lambda has no name"):
         as_metric_set([lambda p, t: p.mean()])
@@ -137,5 +162,6 @@ def test_torchmetric_state_moves_with_the_metric():
     assert m.metric.tp.device.type == "meta"
     f = FunctionMetric(error_rate).fresh().to("meta")
     assert f.total.device.type == "meta" and f.count.device.type == "meta"
+
 
 # Under DDP: tests/distributed/ddp_check.py (check_ecosystem_metrics, `make test-ddp`).

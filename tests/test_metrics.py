@@ -39,7 +39,7 @@ def gen(seed=0):
 def feed(metric, preds, target, batch=37):
     """Update batch by batch (uneven last batch on purpose)."""
     for i in range(0, preds.shape[0], batch):
-        metric.update(preds[i:i + batch], target[i:i + batch])
+        metric.update(preds[i : i + batch], target[i : i + batch])
     return metric
 
 
@@ -60,6 +60,7 @@ def binary_data(n=600, seed=0):
 # ---------------------------------------------------------------------------
 # values vs scikit-learn
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("index_base", [0, 1])
 def test_accuracy_matches_sklearn(index_base):
@@ -177,10 +178,10 @@ def test_multiclass_auroc_matches_sklearn(average):
 
     grid = feed(MulticlassAUROC(average=average), probs, y).compute()
     exact = feed(MulticlassAUROC(thresholds=probs.unique(), average=average), probs, y).compute()
-    one_based = feed(MulticlassAUROC(thresholds=probs.unique(), average=average, index_base=1),
-                     probs, y + 1).compute()
-    logit_based = feed(MulticlassAUROC(thresholds=probs.unique(), average=average, from_logits=True),
-                       logits, y).compute()
+    one_based = feed(MulticlassAUROC(thresholds=probs.unique(), average=average, index_base=1), probs, y + 1).compute()
+    logit_based = feed(
+        MulticlassAUROC(thresholds=probs.unique(), average=average, from_logits=True), logits, y
+    ).compute()
     if average == "none":
         assert isinstance(grid, list) and len(grid) == c
         assert grid == pytest.approx(expected, abs=1e-2)
@@ -235,6 +236,7 @@ def test_multiclass_auroc_extra_dims():
 # LossAverage
 # ---------------------------------------------------------------------------
 
+
 def test_loss_average_one_optimizer_unweighted_mean():
     m = LossAverage()
     m.ctx = SimpleNamespace(loss=None)
@@ -278,11 +280,21 @@ def test_loss_average_errors():
 # base behaviour: fresh, to, reduce_state, nan, no sync, compute is pure
 # ---------------------------------------------------------------------------
 
+
 def all_metrics():
     return [
-        Accuracy(), Accuracy(index_base=1), BinaryAccuracy(0.3), BinaryAccuracyWithLogits(),
-        MAE(), MSE(), RMSE(), BinaryAUROC(num_thresholds=50), BinaryAUROC(from_logits=True),
-        MulticlassAUROC(), MulticlassAUROC(average="macro"), MulticlassAUROC(average="weighted"),
+        Accuracy(),
+        Accuracy(index_base=1),
+        BinaryAccuracy(0.3),
+        BinaryAccuracyWithLogits(),
+        MAE(),
+        MSE(),
+        RMSE(),
+        BinaryAUROC(num_thresholds=50),
+        BinaryAUROC(from_logits=True),
+        MulticlassAUROC(),
+        MulticlassAUROC(average="macro"),
+        MulticlassAUROC(average="weighted"),
         MulticlassAUROC(average="none", num_classes=4),
     ]
 
@@ -479,6 +491,7 @@ def test_custom_metric_subclass():
 # formatting, names, keys, metric sets
 # ---------------------------------------------------------------------------
 
+
 def test_format():
     m = Accuracy()
     # luz: round(v, 4), printed as R prints numbers
@@ -546,7 +559,9 @@ def test_as_metric_set():
     assert as_metric_set(a).metrics == [a]
     assert as_metric_set([a, MAE()]).metrics[0] is a
     assert len(as_metric_set((a,)).metrics) == 1
-    with pytest.raises(TypeError, match="`metrics` must be a pyluz Metric, a torchmetrics metric or a function .* got str"):
+    with pytest.raises(
+        TypeError, match="`metrics` must be a pyluz Metric, a torchmetrics metric or a function .* got str"
+    ):
         as_metric_set("acc")
     with pytest.raises(TypeError, match="Did you forget to instantiate the metric?"):
         as_metric_set(Accuracy)
@@ -555,6 +570,7 @@ def test_as_metric_set():
 # ---------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "build, match",
@@ -572,8 +588,10 @@ def test_as_metric_set():
         (lambda: BinaryAUROC(thresholds=["a"]), r"`thresholds`"),
         (lambda: BinaryAUROC(thresholds=0.5), r"`thresholds`"),
         (lambda: BinaryAUROC(thresholds=torch.rand(2, 2)), r"`thresholds`.*shape"),
-        (lambda: MulticlassAUROC(average="mean"),
-         r'MulticlassAUROC: `average` must be one of "micro", "macro", "weighted", "none", got \'mean\''),
+        (
+            lambda: MulticlassAUROC(average="mean"),
+            r'MulticlassAUROC: `average` must be one of "micro", "macro", "weighted", "none", got \'mean\'',
+        ),
         (lambda: MulticlassAUROC(index_base=-1), r"MulticlassAUROC: `index_base`"),
         (lambda: MulticlassAUROC(num_classes=0), r"`num_classes`"),
     ],
@@ -620,9 +638,21 @@ def test_docstring_examples():
 
 
 def test_public_names():
-    for name in ("Metric", "MetricSet", "LossAverage", "Accuracy", "BinaryAccuracy",
-                 "BinaryAccuracyWithLogits", "MAE", "MSE", "RMSE", "BinaryAUROC",
-                 "MulticlassAUROC", "as_metric_set", "metric_keys"):
+    for name in (
+        "Metric",
+        "MetricSet",
+        "LossAverage",
+        "Accuracy",
+        "BinaryAccuracy",
+        "BinaryAccuracyWithLogits",
+        "MAE",
+        "MSE",
+        "RMSE",
+        "BinaryAUROC",
+        "MulticlassAUROC",
+        "as_metric_set",
+        "metric_keys",
+    ):
         assert name in M.__all__ and hasattr(M, name)
     for name in M.__all__:
         obj = getattr(M, name)

@@ -60,21 +60,43 @@ def accelerator():
 
 def test_cpu_autocast_is_bfloat16_in_forward_and_float32_after_the_loss():
     probe = AfterLoss()
-    fitted = pyluz.setup(Probe, loss=nn.CrossEntropyLoss()).set_hparams().fit(
-        data(), epochs=1, valid_data=data(16, 1), callbacks=[MixedPrecision(), probe], accelerator=accelerator(),
-        verbose=False, dataloader_options={"batch_size": 16})
+    fitted = (
+        pyluz.setup(Probe, loss=nn.CrossEntropyLoss())
+        .set_hparams()
+        .fit(
+            data(),
+            epochs=1,
+            valid_data=data(16, 1),
+            callbacks=[MixedPrecision(), probe],
+            accelerator=accelerator(),
+            verbose=False,
+            dataloader_options={"batch_size": 16},
+        )
+    )
     seen = fitted.model.seen
     assert seen == [("train", torch.bfloat16)] * 4 + [("valid", torch.bfloat16)]
-    assert probe.seen == [("after_loss", False, torch.float32, torch.float32),
-                          ("before_step", False, torch.float32, torch.float32)] * 4
+    assert (
+        probe.seen
+        == [("after_loss", False, torch.float32, torch.float32), ("before_step", False, torch.float32, torch.float32)]
+        * 4
+    )
     assert all(p.dtype == torch.float32 for p in fitted.model.parameters())
     assert not torch.is_autocast_enabled("cpu")
 
 
 def test_every_optimizers_forward_runs_under_autocast():
-    fitted = pyluz.setup(Probe, loss=nn.CrossEntropyLoss()).set_hparams(n_opt=2).fit(
-        data(32), epochs=1, callbacks=[MixedPrecision()], accelerator=accelerator(), verbose=False,
-        dataloader_options={"batch_size": 16})
+    fitted = (
+        pyluz.setup(Probe, loss=nn.CrossEntropyLoss())
+        .set_hparams(n_opt=2)
+        .fit(
+            data(32),
+            epochs=1,
+            callbacks=[MixedPrecision()],
+            accelerator=accelerator(),
+            verbose=False,
+            dataloader_options={"batch_size": 16},
+        )
+    )
     assert fitted.model.seen == [("train", torch.bfloat16)] * 4
 
 
@@ -125,9 +147,18 @@ def test_cuda_float16_with_grad_scaler():
 
     scaler = Scaler()
     torch.manual_seed(0)
-    fitted = pyluz.setup(Probe, loss=nn.CrossEntropyLoss()).set_hparams().fit(
-        data(256), epochs=3, valid_data=data(32, 1), callbacks=[MixedPrecision(init_scale=1024.0), probe, scaler],
-        verbose=False, dataloader_options={"batch_size": 32})
+    fitted = (
+        pyluz.setup(Probe, loss=nn.CrossEntropyLoss())
+        .set_hparams()
+        .fit(
+            data(256),
+            epochs=3,
+            valid_data=data(32, 1),
+            callbacks=[MixedPrecision(init_scale=1024.0), probe, scaler],
+            verbose=False,
+            dataloader_options={"batch_size": 32},
+        )
+    )
     assert set(fitted.model.seen) == {("train", torch.float16), ("valid", torch.float16)}
     assert probe.seen[0] == ("after_loss", False, torch.float32, torch.float32)
     assert isinstance(scaler.scaler, torch.amp.GradScaler)
@@ -140,14 +171,17 @@ def test_cuda_float16_with_grad_scaler():
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 def test_cuda_scaler_skips_steps_with_inf_gradients():
     torch.manual_seed(0)
-    model = pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_hparams(
-        in_features=4, out_features=1).set_opt_hparams(lr=0.1)
+    model = (
+        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=4, out_features=1)
+        .set_opt_hparams(lr=0.1)
+    )
     x = torch.randn(32, 4)
     y = torch.full((32, 1), 1e4)
     # A huge initial scale overflows float16 gradients: the first steps are skipped and the scale shrinks.
-    cb = MixedPrecision(init_scale=2.0 ** 40)
+    cb = MixedPrecision(init_scale=2.0**40)
     fitted = model.fit((x, y), epochs=1, callbacks=[cb], verbose=False, dataloader_options={"batch_size": 8})
-    assert cb.scaler.get_scale() < 2.0 ** 40
+    assert cb.scaler.get_scale() < 2.0**40
     assert all(torch.isfinite(p).all() for p in fitted.model.parameters())
 
 
@@ -177,12 +211,20 @@ def test_scaler_path_scales_the_loss_unscales_for_clipping_and_learns():
     seen = ScaleSeen()
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
-    fitted = pyluz.setup(net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_opt_hparams(lr=0.01).fit(
-        data(256), epochs=4, callbacks=[CPUScaled(init_scale=1024.0), pyluz.callbacks.GradientClip(0.5), seen],
-        accelerator=accelerator(), verbose=False)
+    fitted = (
+        pyluz.setup(net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
+        .set_opt_hparams(lr=0.01)
+        .fit(
+            data(256),
+            epochs=4,
+            callbacks=[CPUScaled(init_scale=1024.0), pyluz.callbacks.GradientClip(0.5), seen],
+            accelerator=accelerator(),
+            verbose=False,
+        )
+    )
     assert seen.ratios == pytest.approx(seen.scales, rel=1e-2)  # the backpropagated loss is scaled
     assert seen.scales[0] == 1024.0
-    assert max(seen.norms) <= 0.5 + 1e-4                       # clipped after unscaling
+    assert max(seen.norms) <= 0.5 + 1e-4  # clipped after unscaling
     losses = [r["loss"] for r in fitted.records["metrics"]["train"]]
     assert losses[-1] < losses[0]
     assert not torch.is_autocast_enabled("cpu")
@@ -194,12 +236,21 @@ def test_scaler_path_skips_overflowing_steps():
     start = [p.detach().clone() for p in net.parameters()]
     x = torch.randn(32, 4)
     y = torch.full((32, 1), 1e3)
-    cb = CPUScaled(init_scale=2.0 ** 60, growth_interval=1000)
-    fitted = pyluz.setup(net, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=1e-3).fit(
-        (x, y), epochs=1, callbacks=[cb], accelerator=accelerator(), verbose=False,
-        dataloader_options={"batch_size": 8})
+    cb = CPUScaled(init_scale=2.0**60, growth_interval=1000)
+    fitted = (
+        pyluz.setup(net, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=1e-3)
+        .fit(
+            (x, y),
+            epochs=1,
+            callbacks=[cb],
+            accelerator=accelerator(),
+            verbose=False,
+            dataloader_options={"batch_size": 8},
+        )
+    )
     # Every one of the 4 batches overflowed: each step was skipped and the scale halved.
-    assert cb.scaler.get_scale() == 2.0 ** 56
+    assert cb.scaler.get_scale() == 2.0**56
     for p, q in zip(start, fitted.model.parameters(), strict=True):
         assert torch.equal(p, q)
-    assert cb.state_dict()["scaler"]["scale"] == 2.0 ** 56
+    assert cb.state_dict()["scaler"]["scale"] == 2.0**56

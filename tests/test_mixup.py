@@ -82,8 +82,9 @@ class SeeBatch(pyluz.Callback):
         self.seen = []
 
     def on_train_batch_begin(self):
-        self.seen.append((self.ctx.batch[0].clone(), self.ctx.batch[1].clone(), self.ctx.input.clone(),
-                          self.ctx.target))
+        self.seen.append(
+            (self.ctx.batch[0].clone(), self.ctx.batch[1].clone(), self.ctx.input.clone(), self.ctx.target)
+        )
 
 
 def find_partner(x, mixed, w):
@@ -100,10 +101,12 @@ def test_mixup_callback_mixes_batches_and_logs_valid_metrics():
     x, y = classification()
     see = SeeBatch()
     torch.manual_seed(0)
-    model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
-                        metrics=MetricSet(valid_metrics=[Accuracy()])).set_hparams(in_features=4, out_features=2)
-    fitted = model.fit((x, y), epochs=2, valid_data=classification(32, 1), callbacks=[MixUp(auto_loss=True), see],
-                       verbose=False)
+    model = pyluz.setup(
+        nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=MetricSet(valid_metrics=[Accuracy()])
+    ).set_hparams(in_features=4, out_features=2)
+    fitted = model.fit(
+        (x, y), epochs=2, valid_data=classification(32, 1), callbacks=[MixUp(auto_loss=True), see], verbose=False
+    )
     assert list(fitted.records["metrics"]["train"][1]) == ["loss"]
     assert list(fitted.records["metrics"]["valid"][1]) == ["loss", "acc"]
     assert len(see.seen) == 6
@@ -124,8 +127,8 @@ def test_mixup_is_reproducible_with_torch_seed():
         see = SeeBatch()
         torch.manual_seed(5)
         pyluz.setup(nn.Linear, loss=MixupLoss(nn.CrossEntropyLoss()), optimizer=torch.optim.SGD).set_hparams(
-            in_features=4, out_features=2).set_opt_hparams(lr=0.1).fit(
-            (x, y), epochs=1, callbacks=[MixUp(alpha=0.2), see], verbose=False)
+            in_features=4, out_features=2
+        ).set_opt_hparams(lr=0.1).fit((x, y), epochs=1, callbacks=[MixUp(alpha=0.2), see], verbose=False)
         runs.append(see.seen)
     for a, b in zip(*runs):
         torch.testing.assert_close(a[2], b[2], rtol=0, atol=0)
@@ -149,9 +152,17 @@ def test_run_valid_with_auto_loss_works_and_restores_the_loss():
     x, y = classification()
     loss = nn.CrossEntropyLoss()
     at = LossFnAt()
-    fitted = pyluz.setup(nn.Linear, loss=loss, optimizer=torch.optim.Adam).set_hparams(
-        in_features=4, out_features=2).fit((x, y), epochs=2, valid_data=classification(32, 1),
-                                           callbacks=[MixUp(run_valid=True, auto_loss=True), at], verbose=False)
+    fitted = (
+        pyluz.setup(nn.Linear, loss=loss, optimizer=torch.optim.Adam)
+        .set_hparams(in_features=4, out_features=2)
+        .fit(
+            (x, y),
+            epochs=2,
+            valid_data=classification(32, 1),
+            callbacks=[MixUp(run_valid=True, auto_loss=True), at],
+            verbose=False,
+        )
+    )
     assert at.seen == {"valid_target_is_mixed": True, "loss_fn": loss}
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in fitted.records["metrics"]["valid"])
 
@@ -159,9 +170,11 @@ def test_run_valid_with_auto_loss_works_and_restores_the_loss():
 def test_auto_loss_with_a_per_sample_loss_in_validation():
     # luz style: the loss has reduction="none"; validation without run_valid averages it.
     x, y = classification()
-    fitted = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(reduction="none"), optimizer=torch.optim.Adam).set_hparams(
-        in_features=4, out_features=2).fit((x, y), epochs=1, valid_data=classification(32, 1),
-                                           callbacks=[MixUp(auto_loss=True)], verbose=False)
+    fitted = (
+        pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(reduction="none"), optimizer=torch.optim.Adam)
+        .set_hparams(in_features=4, out_features=2)
+        .fit((x, y), epochs=1, valid_data=classification(32, 1), callbacks=[MixUp(auto_loss=True)], verbose=False)
+    )
     xv, yv = classification(32, 1)
     with torch.no_grad():
         expected = nn.functional.cross_entropy(fitted.model(xv), yv).item()

@@ -82,9 +82,12 @@ def test_predict_stacks_namedtuple_outputs():
             return Pair(out[:, :1], out[:, 1:])
 
     model = TwoHeads()
-    fitted = pyluz.Fitted(model=model, records={}, luz_module=pyluz.setup(model, loss=torch.nn.MSELoss(),
-                                                                        optimizer=torch.optim.SGD),
-                          opt_names=["opt"])
+    fitted = pyluz.Fitted(
+        model=model,
+        records={},
+        luz_module=pyluz.setup(model, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD),
+        opt_names=["opt"],
+    )
     x = torch.randn(10, 3)
     preds = fitted.predict(x, verbose=False, dataloader_options={"batch_size": 4})
     assert isinstance(preds, Pair) and preds.x.shape == (10, 1)

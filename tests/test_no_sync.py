@@ -35,6 +35,7 @@ class ForbidSyncs(pyluz.Callback):
         def forbidden(name):
             def raiser(*args, **kwargs):
                 raise AssertionError(f"Tensor.{name} called during a training step")
+
             return raiser
 
         for name in SYNCING:
@@ -52,11 +53,21 @@ def test_training_steps_do_not_read_tensors(xy, monkeypatch, as_loader):
     x, y = xy
     data = (x, y)
     if as_loader:
-        data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)  # RandomSampler itself calls .tolist()
+        data = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(x, y), batch_size=16
+        )  # RandomSampler itself calls .tolist()
     guard = ForbidSyncs(monkeypatch)  # SGD: Adam reads its CPU step counter with .item() on CPU
     metrics = [pyluz.metrics.Accuracy(), pyluz.metrics.MulticlassAUROC(average="macro")]
-    fitted = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=metrics) \
-        .set_opt_hparams(lr=0.01, momentum=0.9).fit(data, epochs=2, verbose=False, callbacks=[guard],
-                                      dataloader_options=None if as_loader else {"batch_size": 16})
+    fitted = (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=metrics)
+        .set_opt_hparams(lr=0.01, momentum=0.9)
+        .fit(
+            data,
+            epochs=2,
+            verbose=False,
+            callbacks=[guard],
+            dataloader_options=None if as_loader else {"batch_size": 16},
+        )
+    )
     assert guard.batches == 12
     assert set(fitted.records["metrics"]["train"][1]) == {"loss", "acc", "auc"}

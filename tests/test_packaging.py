@@ -21,8 +21,11 @@ def test_the_version_is_written_once_and_the_r_package_agrees():
     assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "pyluz._version.__version__"}
     # no other file of the package writes a version literal of its own
-    literals = [p.relative_to(ROOT) for p in (ROOT / "pyluz").rglob("*.py")
-                if p.name != "_version.py" and re.search(r"^__version__\s*=", p.read_text(), re.M)]
+    literals = [
+        p.relative_to(ROOT)
+        for p in (ROOT / "pyluz").rglob("*.py")
+        if p.name != "_version.py" and re.search(r"^__version__\s*=", p.read_text(), re.M)
+    ]
     assert literals == []
 
 

@@ -18,15 +18,18 @@ data = regression_data
 
 
 def fit(metrics, valid=True, epochs=3):
-    return pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD, metrics=metrics).set_hparams(
-        in_features=3, out_features=1).set_opt_hparams(lr=0.05).fit(
-        data(), epochs=epochs, valid_data=data(32, 1) if valid else None, verbose=False)
+    return (
+        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD, metrics=metrics)
+        .set_hparams(in_features=3, out_features=1)
+        .set_opt_hparams(lr=0.05)
+        .fit(data(), epochs=epochs, valid_data=data(32, 1) if valid else None, verbose=False)
+    )
 
 
 def grid(fig, nrows, ncols):
     axes = fig.axes
     assert len(axes) == nrows * ncols
-    return [axes[i * ncols:(i + 1) * ncols] for i in range(nrows)]
+    return [axes[i * ncols : (i + 1) * ncols] for i in range(nrows)]
 
 
 def test_plot_is_a_metric_by_set_grid_with_the_records(tmp_path):
@@ -52,9 +55,10 @@ def test_plot_is_a_metric_by_set_grid_with_the_records(tmp_path):
 def test_plot_with_a_valid_only_metric_and_no_validation():
     fitted = fit(MetricSet(valid_metrics=[MSE()]))
     rows = grid(fitted.plot(), 2, 2)
-    assert rows[1][0].get_lines() == []          # no mse in training: empty panel
-    np.testing.assert_array_equal(rows[1][1].get_lines()[0].get_ydata(),
-                                  [r["mse"] for r in fitted.records["metrics"]["valid"]])
+    assert rows[1][0].get_lines() == []  # no mse in training: empty panel
+    np.testing.assert_array_equal(
+        rows[1][1].get_lines()[0].get_ydata(), [r["mse"] for r in fitted.records["metrics"]["valid"]]
+    )
     rows = grid(fit(None, valid=False, epochs=2).plot(), 1, 1)
     assert rows[0][0].get_title() == "train"
 

@@ -13,8 +13,11 @@ from pyluz.metrics import format_metric_value as fmt
 
 
 def fit(xy, **kw):
-    return pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD,
-                       metrics=[pyluz.metrics.Accuracy()]).set_opt_hparams(lr=0.1).fit(xy, **kw)
+    return (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=[pyluz.metrics.Accuracy()])
+        .set_opt_hparams(lr=0.1)
+        .fit(xy, **kw)
+    )
 
 
 def test_log_mode_prints_one_line_per_epoch(xy, capsys):
@@ -22,8 +25,10 @@ def test_log_mode_prints_one_line_per_epoch(xy, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2
     m = f.records["metrics"]
-    assert lines[1] == (f"Epoch 2/2 - Train metrics: Loss: {fmt(m['train'][1]['loss'])} - Acc: {fmt(m['train'][1]['acc'])}"
-                        f" - Valid metrics: Loss: {fmt(m['valid'][1]['loss'])} - Acc: {fmt(m['valid'][1]['acc'])}")
+    assert lines[1] == (
+        f"Epoch 2/2 - Train metrics: Loss: {fmt(m['train'][1]['loss'])} - Acc: {fmt(m['train'][1]['acc'])}"
+        f" - Valid metrics: Loss: {fmt(m['valid'][1]['loss'])} - Acc: {fmt(m['valid'][1]['acc'])}"
+    )
 
 
 def test_verbose_false_prints_nothing(xy, capsys):
@@ -110,9 +115,10 @@ def test_a_stop_or_ctrl_c_mid_phase_closes_the_open_bar_first(xy):
     spy = Spy()
     model.fit(xy, epochs=3, verbose=True, callbacks=[progress.Progress(renderer=spy), StopAtFirstBatch()])
     names = [c[0] for c in spy.calls]
-    assert names[names.index("bar_begin"):] == ["bar_begin", "bar_update", "bar_end", "message"]
+    assert names[names.index("bar_begin") :] == ["bar_begin", "bar_update", "bar_end", "message"]
     spy = Spy()
-    model.fit(xy, epochs=3, verbose=True, valid_data=xy,
-              callbacks=[progress.Progress(renderer=spy), CtrlCInValidation()])
+    model.fit(
+        xy, epochs=3, verbose=True, valid_data=xy, callbacks=[progress.Progress(renderer=spy), CtrlCInValidation()]
+    )
     begins = [c[1] for c in spy.calls if c[0] == "bar_begin"]
     assert begins == ["train", "valid"] and [c[0] for c in spy.calls][-1] == "bar_end"

@@ -34,17 +34,21 @@ def test_rds_dataset_and_fit(iris_rds):
     assert x.dtype == torch.float32 and x.shape == (150, 4) and y.dtype == torch.int64
     assert ds.classes == ["setosa", "versicolor", "virginica"] and y[:50].eq(0).all() and y[-1] == 2
     torch.manual_seed(0)
-    fitted = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
-                         metrics=[pyluz.metrics.Accuracy()]).set_hparams(in_features=4, out_features=3) \
-        .set_opt_hparams(lr=0.05).fit(ds, epochs=30, verbose=False, dataloader_options={"batch_size": 16})
+    fitted = (
+        pyluz.setup(
+            nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=[pyluz.metrics.Accuracy()]
+        )
+        .set_hparams(in_features=4, out_features=3)
+        .set_opt_hparams(lr=0.05)
+        .fit(ds, epochs=30, verbose=False, dataloader_options={"batch_size": 16})
+    )
     assert fitted.evaluate(ds)["acc"] > 0.9
     with pytest.raises(ValueError, match="not a column"):
         rdata.rds_dataset(iris_rds, target="species")
 
 
 def test_write_rds_round_trip(tmp_path):
-    frame = pd.DataFrame({"set": ["train", "valid"], "metric": ["loss", "loss"], "epoch": [1, 1],
-                          "value": [0.5, 0.25]})
+    frame = pd.DataFrame({"set": ["train", "valid"], "metric": ["loss", "loss"], "epoch": [1, 1], "value": [0.5, 0.25]})
     rdata.write_rds(frame, tmp_path / "metrics.rds")
     assert list(ro.r(f'readRDS("{tmp_path / "metrics.rds"}")$value')) == [0.5, 0.25]
     rdata.write_rds(torch.arange(6.0).reshape(3, 2), tmp_path / "pred.rds")

@@ -12,9 +12,11 @@ from pyluz.metrics import format_metric_value as fmt
 @pytest.fixture
 def fitted(xy):
     torch.manual_seed(0)
-    return pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
-                       metrics=[pyluz.metrics.Accuracy()]).set_opt_hparams(lr=0.01) \
+    return (
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=[pyluz.metrics.Accuracy()])
+        .set_opt_hparams(lr=0.01)
         .fit(xy, epochs=3, valid_data=xy, verbose=False)
+    )
 
 
 def test_valid_metrics_equal_evaluate(fitted, xy):
@@ -31,7 +33,7 @@ def test_evaluate_values_match_a_manual_computation(fitted, xy):
     with torch.no_grad():
         fitted.model.eval()
         pred = fitted.model(x)
-    batches = [nn.functional.cross_entropy(pred[i:i + 32], y[i:i + 32]).item() for i in range(0, 96, 32)]
+    batches = [nn.functional.cross_entropy(pred[i : i + 32], y[i : i + 32]).item() for i in range(0, 96, 32)]
     evaluation = fitted.evaluate(xy)
     assert evaluation["loss"] == pytest.approx(sum(batches) / len(batches), abs=1e-6)  # luz: mean over batches
     assert evaluation["acc"] == pytest.approx((pred.argmax(1) == y).float().mean().item(), abs=1e-6)
@@ -69,8 +71,11 @@ def test_predict_kwargs_and_non_tensor_outputs(xy):
                 return torch.distributions.Categorical(logits=logits)
             return logits.softmax(1)
 
-    f = pyluz.setup(WithPredict, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD) \
-        .set_opt_hparams(lr=0.1).fit(xy, epochs=1, verbose=False)
+    f = (
+        pyluz.setup(WithPredict, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
+        .fit(xy, epochs=1, verbose=False)
+    )
     x, _ = xy
     hot = f.predict(x, temperature=100.0)
     assert torch.allclose(hot, torch.full_like(hot, 0.5), atol=0.01)

@@ -60,8 +60,7 @@ class LogOdd(pyluz.Callback):
 
 def train(module=Net, hparams=None, epochs=2, **fit_kw):
     torch.manual_seed(0)
-    m = pyluz.setup(module, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
-                    metrics=[pyluz.metrics.Accuracy()])
+    m = pyluz.setup(module, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=[pyluz.metrics.Accuracy()])
     if hparams is not None:
         m = m.set_hparams(**hparams)
     m = m.set_opt_hparams(lr=0.01, betas=(0.8, 0.99))
@@ -81,6 +80,7 @@ def fitted():
 
 
 # -- fitted models ------------------------------------------------------------------------------
+
 
 def test_save_and_load_round_trip(tmp_path, fitted):
     path = tmp_path / "model.safetensors"
@@ -122,9 +122,12 @@ def test_file_is_plain_safetensors_with_json_metadata(tmp_path, fitted):
 def test_load_a_torch_class_by_its_import_path(tmp_path):
     torch.manual_seed(0)
     x = torch.randn(32, 3)
-    fitted = pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD) \
-        .set_hparams(in_features=3, out_features=2).set_opt_hparams(lr=0.1).fit((x, torch.randn(32, 2)), epochs=1,
-                                                                                verbose=False)
+    fitted = (
+        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=3, out_features=2)
+        .set_opt_hparams(lr=0.1)
+        .fit((x, torch.randn(32, 2)), epochs=1, verbose=False)
+    )
     fitted.save(tmp_path / "lin.safetensors")
     loaded = S.load(tmp_path / "lin.safetensors", loss=nn.MSELoss())
     assert isinstance(loaded.model, nn.Linear) and loaded.model.in_features == 3
@@ -207,6 +210,7 @@ def test_argument_errors(tmp_path, fitted):
 
 # -- weights only -------------------------------------------------------------------------------
 
+
 def test_model_weights_round_trip_in_place(tmp_path, fitted):
     path = tmp_path / "weights.safetensors"
     S.save_model_weights(fitted, path)
@@ -233,6 +237,7 @@ def test_weights_that_do_not_fit(tmp_path, fitted):
 
 
 # -- checkpoints --------------------------------------------------------------------------------
+
 
 class Stateful(pyluz.Callback):
     def __init__(self):
@@ -359,6 +364,7 @@ def test_json_helpers():
 
 # -- security: loading never runs code ------------------------------------------------------------
 
+
 class Evil:
     def __init__(self, marker):
         self.marker = marker
@@ -400,8 +406,14 @@ def test_malicious_pickles_are_refused_and_never_run(payloads, fitted, tmp_path)
 def test_crafted_metadata_cannot_call_functions(tmp_path):
     marker = tmp_path / "pwned2"
     for target in ("os:system", "builtins:exec", "subprocess:getoutput"):
-        meta = {"format": "pyluz-fitted", "format_version": 1, "module": target, "module_kind": "class",
-                "hparams": {}, "records": {}}
+        meta = {
+            "format": "pyluz-fitted",
+            "format_version": 1,
+            "module": target,
+            "module_kind": "class",
+            "hparams": {},
+            "records": {},
+        }
         path = tmp_path / "crafted.safetensors"
         save_file({"w": torch.zeros(1)}, str(path), metadata={"pyluz": json.dumps(meta)})
         with pytest.raises(ValueError, match="does not call on its own"):
@@ -424,6 +436,7 @@ def test_garbage_files(tmp_path, fitted):
 
 
 # -- devices --------------------------------------------------------------------------------------
+
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_saved_files_load_on_cpu(tmp_path):
@@ -461,9 +474,12 @@ def test_checkpoint_written_on_a_gpu_loads_on_cpu(tmp_path, monkeypatch):
 
 
 def test_load_and_save_validate_their_arguments(tmp_path):
-    fitted = pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_hparams(
-        in_features=2, out_features=1).set_opt_hparams(lr=0.1).fit((torch.randn(32, 2), torch.randn(32, 1)), epochs=1,
-                                                                    verbose=False)
+    fitted = (
+        pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=2, out_features=1)
+        .set_opt_hparams(lr=0.1)
+        .fit((torch.randn(32, 2), torch.randn(32, 1)), epochs=1, verbose=False)
+    )
     with pytest.raises(ValueError, match="is a directory"):
         fitted.save(tmp_path)
     path = tmp_path / "m.safetensors"

@@ -26,38 +26,61 @@ def test_hparams_reach_module_and_optimizer(xy):
             seen["lr"] = self.ctx.opt.param_groups[0]["lr"]
             seen["names"] = list(self.ctx.optimizers)
 
-    f = pyluz.fit(pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
-                  .set_hparams(hidden=5).set_opt_hparams(lr=0.25), xy, epochs=1, verbose=False, callbacks=[Grab()])
+    f = pyluz.fit(
+        pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_hparams(hidden=5)
+        .set_opt_hparams(lr=0.25),
+        xy,
+        epochs=1,
+        verbose=False,
+        callbacks=[Grab()],
+    )
     assert seen == {"hidden": 5, "lr": 0.25, "names": ["opt"]}
     assert f.hparams == {"hidden": 5} and f.opt_hparams == {"lr": 0.25}
 
 
 def test_module_instance_is_accepted_and_hparams_rejected(xy):
     net = Net()
-    f = pyluz.setup(net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1) \
+    f = (
+        pyluz.setup(net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
         .fit(xy, epochs=1, verbose=False)
+    )
     assert f.model is net
     with pytest.raises(ValueError, match="already built"):
         pyluz.setup(net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_hparams(hidden=3)
 
 
 def test_factory_module(xy):
-    f = pyluz.setup(lambda width: nn.Sequential(nn.Linear(4, width), nn.Linear(width, 2)),
-                    loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD) \
-        .set_hparams(width=3).set_opt_hparams(lr=0.1).fit(xy, epochs=1, verbose=False)
+    f = (
+        pyluz.setup(
+            lambda width: nn.Sequential(nn.Linear(4, width), nn.Linear(width, 2)),
+            loss=nn.CrossEntropyLoss(),
+            optimizer=torch.optim.SGD,
+        )
+        .set_hparams(width=3)
+        .set_opt_hparams(lr=0.1)
+        .fit(xy, epochs=1, verbose=False)
+    )
     assert f.model[0].out_features == 3
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"loss": None, "optimizer": torch.optim.SGD}, ValueError, "No loss function"),
-    ({"loss": nn.MSELoss()}, ValueError, "No optimizer"),
-    ({"loss": nn.MSELoss, "optimizer": torch.optim.SGD}, TypeError, "pass an instance"),
-    ({"loss": 3, "optimizer": torch.optim.SGD}, TypeError, "`loss` must be"),
-    ({"loss": nn.MSELoss(), "optimizer": "adam"}, TypeError, "`optimizer` must be"),
-    ({"loss": nn.MSELoss(), "optimizer": torch.optim.SGD, "backward": 1}, TypeError, "`backward`"),
-    ({"loss": nn.MSELoss(), "optimizer": torch.optim.SGD, "metrics": pyluz.metrics.Accuracy}, TypeError,
-     "instantiate"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"loss": None, "optimizer": torch.optim.SGD}, ValueError, "No loss function"),
+        ({"loss": nn.MSELoss()}, ValueError, "No optimizer"),
+        ({"loss": nn.MSELoss, "optimizer": torch.optim.SGD}, TypeError, "pass an instance"),
+        ({"loss": 3, "optimizer": torch.optim.SGD}, TypeError, "`loss` must be"),
+        ({"loss": nn.MSELoss(), "optimizer": "adam"}, TypeError, "`optimizer` must be"),
+        ({"loss": nn.MSELoss(), "optimizer": torch.optim.SGD, "backward": 1}, TypeError, "`backward`"),
+        (
+            {"loss": nn.MSELoss(), "optimizer": torch.optim.SGD, "metrics": pyluz.metrics.Accuracy},
+            TypeError,
+            "instantiate",
+        ),
+    ],
+)
 def test_setup_validates_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         pyluz.setup(Net, **kwargs)

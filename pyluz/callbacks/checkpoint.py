@@ -16,15 +16,18 @@ TEMPLATE_FIELDS = ("epoch", "monitor", "monitor_name")
 
 def _template_fields(template, argument="path"):
     try:
-        fields = {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template)
-                  if name is not None}
+        fields = {
+            name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name is not None
+        }
     except ValueError as e:
         raise ValueError(f"`{argument}` is not a valid path template ({e}): {template!r}.") from e
     unknown = fields - set(TEMPLATE_FIELDS)
     if unknown or "" in fields:
         bad = sorted(unknown) if unknown else ["{} (positional)"]
-        raise ValueError(f"`{argument}` may only use the fields {{epoch}}, {{monitor}} and {{monitor_name}} "
-                         f"(e.g. 'epoch-{{epoch:02d}}-{{monitor:.3f}}.pt'), got {bad} in {template!r}.")
+        raise ValueError(
+            f"`{argument}` may only use the fields {{epoch}}, {{monitor}} and {{monitor_name}} "
+            f"(e.g. 'epoch-{{epoch:02d}}-{{monitor:.3f}}.pt'), got {bad} in {template!r}."
+        )
     return fields
 
 
@@ -51,7 +54,6 @@ class ModelCheckpoint(MonitorCallback):
     """
 
     def __init__(self, path, monitor="valid_loss", save_best_only=False, mode="min", min_delta=0):
-
         path = check_path(path)
         if path.endswith(("/", os.sep)) or (os.altsep and path.endswith(os.altsep)) or os.path.isdir(path):
             path = os.path.join(path, DEFAULT_FILE_NAME)
@@ -67,8 +69,10 @@ class ModelCheckpoint(MonitorCallback):
         try:
             self.path.format(epoch=1, monitor=0.5, monitor_name=self.monitor)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
-            raise ValueError(f"`path` template {self.path!r} can't be filled in ({type(e).__name__}: {e}); "
-                             "use format specs such as {epoch:02d} and {monitor:.3f}.") from e
+            raise ValueError(
+                f"`path` template {self.path!r} can't be filled in ({type(e).__name__}: {e}); "
+                "use format specs such as {epoch:02d} and {monitor:.3f}."
+            ) from e
 
     def on_fit_begin(self):
         super().on_fit_begin()
@@ -79,7 +83,6 @@ class ModelCheckpoint(MonitorCallback):
         return self.path.format(epoch=epoch, monitor=value, monitor_name=self.monitor)
 
     def on_epoch_end(self):
-
         ctx = self.ctx
         needs_value = self.save_best_only or "monitor" in self.fields
         value = self.quantity() if needs_value else float("nan")
@@ -102,8 +105,10 @@ class ModelCheckpoint(MonitorCallback):
         self.mark_restored()
 
     def __repr__(self):
-        return (f"ModelCheckpoint(path={self.path!r}, monitor={self.monitor!r}, save_best_only={self.save_best_only}, "
-                f"mode={self.mode!r}, min_delta={self.min_delta})")
+        return (
+            f"ModelCheckpoint(path={self.path!r}, monitor={self.monitor!r}, save_best_only={self.save_best_only}, "
+            f"mode={self.mode!r}, min_delta={self.min_delta})"
+        )
 
 
 class KeepBestModel(MonitorCallback):
@@ -138,8 +143,7 @@ class KeepBestModel(MonitorCallback):
         if self.best is None or self.improved(value):
             self.best = value
             self.best_epoch = self.ctx.epoch
-            self.weights = {k: v.detach().to("cpu", copy=True)
-                            for k, v in unwrap(self.ctx.model).state_dict().items()}
+            self.weights = {k: v.detach().to("cpu", copy=True) for k, v in unwrap(self.ctx.model).state_dict().items()}
 
     def on_fit_end(self):
         if self.weights is None:

@@ -104,9 +104,12 @@ class MetricsCallback(Callback):
         values = value.values() if isinstance(value, dict) else [value]
         if not self.warned and any(not math.isfinite(v) for v in values):
             self.warned = True
-            warnings.warn(f"The loss is not finite (epoch {self.ctx.epoch}); add "
-                          "pyluz.callbacks.TerminateOnNaN() to stop training when it happens.", RuntimeWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"The loss is not finite (epoch {self.ctx.epoch}); add "
+                "pyluz.callbacks.TerminateOnNaN() to stop training when it happens.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def on_train_begin(self):
         self._begin("train")

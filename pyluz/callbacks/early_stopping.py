@@ -35,8 +35,9 @@ class EarlyStopping(MonitorCallback):
 
     def __init__(self, monitor="valid_loss", min_delta=0, patience=0, mode="min", baseline=None):
         patience = check_int(patience, "patience", min_value=0)
-        if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, numbers.Real)
-                                     or math.isnan(baseline)):
+        if baseline is not None and (
+            isinstance(baseline, bool) or not isinstance(baseline, numbers.Real) or math.isnan(baseline)
+        ):
             raise ValueError(f"`baseline` must be None or a number, got {baseline!r}.")
         self.patience = int(patience)
         self.baseline = None if baseline is None else float(baseline)
@@ -73,5 +74,7 @@ class EarlyStopping(MonitorCallback):
         self.mark_restored()
 
     def __repr__(self):
-        return (f"EarlyStopping(monitor={self.monitor!r}, min_delta={self.min_delta}, patience={self.patience}, "
-                f"mode={self.mode!r}, baseline={self.baseline})")
+        return (
+            f"EarlyStopping(monitor={self.monitor!r}, min_delta={self.min_delta}, patience={self.patience}, "
+            f"mode={self.mode!r}, baseline={self.baseline})"
+        )

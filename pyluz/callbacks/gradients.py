@@ -43,8 +43,9 @@ class GradientClip(Callback):
         if norm_type in ("inf", "Inf"):
             norm_type = math.inf
         if not _is_number(norm_type) or not norm_type > 0:
-            raise ValueError("GradientClip: `norm_type` should be a positive numeric scalar value (or inf), "
-                             f"got {norm_type!r}.")
+            raise ValueError(
+                "GradientClip: `norm_type` should be a positive numeric scalar value (or inf), " f"got {norm_type!r}."
+            )
         self.max_norm = float(max_norm)
         self.norm_type = float(norm_type)
 
@@ -91,7 +92,7 @@ class GradientAccumulation(Callback):
         ctx.step_opt = self._step_opt
         self.n_batches = num_batches(ctx.data)
         self.group_start = 1  # iter of the first batch of the current group
-        self.pending = 0      # batches whose gradients are accumulated but not yet applied
+        self.pending = 0  # batches whose gradients are accumulated but not yet applied
 
     def on_train_batch_begin(self):
         ctx = self.ctx
@@ -99,7 +100,8 @@ class GradientAccumulation(Callback):
         if self.pending == 0:
             self.group_start = it
         last_of_group = (it - self.group_start + 1) >= self.steps or (
-            self.n_batches is not None and it >= self.n_batches)
+            self.n_batches is not None and it >= self.n_batches
+        )
         self.holding = not last_of_group
         ctx.buffers[HOLDING_STEP] = self.holding
         # Number of batches in this group: known unless the loader's length is unknown.

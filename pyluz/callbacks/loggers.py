@@ -107,10 +107,14 @@ class TensorBoard(Callback):
         self.logdir = check_path(logdir, "logdir", owner="TensorBoard")
         if isinstance(histograms, str):
             histograms = [histograms]
-        if not (isinstance(histograms, bool) or
-                isinstance(histograms, (list, tuple)) and all(isinstance(h, str) for h in histograms)):
-            raise TypeError("TensorBoard: `histograms` must be True, False or a list of parameter names, "
-                            f"got {histograms!r}.")
+        if not (
+            isinstance(histograms, bool)
+            or isinstance(histograms, (list, tuple))
+            and all(isinstance(h, str) for h in histograms)
+        ):
+            raise TypeError(
+                "TensorBoard: `histograms` must be True, False or a list of parameter names, " f"got {histograms!r}."
+            )
         self.histograms = list(histograms) if isinstance(histograms, (list, tuple)) else histograms
         self.writer = None
 
@@ -135,8 +139,9 @@ class TensorBoard(Callback):
             names = dict(unwrap(self.ctx.model).named_parameters())
             missing = [h for h in self.histograms if h not in names]
             if missing:
-                raise ValueError(f"TensorBoard: `histograms` names unknown parameters {missing}; the model has "
-                                 f"{list(names)}.")
+                raise ValueError(
+                    f"TensorBoard: `histograms` names unknown parameters {missing}; the model has " f"{list(names)}."
+                )
         self._open()
 
     def _log(self, set_name):

@@ -15,8 +15,10 @@ def resolve_optimizer_name(optimizers, opt_name, owner):
     if opt_name is None:
         if len(names) == 1:
             return names[0]
-        raise ValueError(f"{owner}: the model has several optimizers ({', '.join(map(repr, names))}); "
-                         "pass `opt_name=` to choose one.")
+        raise ValueError(
+            f"{owner}: the model has several optimizers ({', '.join(map(repr, names))}); "
+            "pass `opt_name=` to choose one."
+        )
     if opt_name not in optimizers:
         raise ValueError(f"{owner}: `opt_name` must be one of {', '.join(map(repr, names))}, got {opt_name!r}.")
     return opt_name
@@ -74,8 +76,10 @@ class LRScheduler(Callback):
 
     def __init__(self, scheduler, call_on="on_epoch_end", opt_name=None, report=None, **kwargs):
         if not callable(scheduler):
-            raise TypeError("LRScheduler: `scheduler` must be a scheduler class or a factory f(optimizer, **kwargs) "
-                            f"such as torch.optim.lr_scheduler.StepLR, got {type(scheduler).__name__}.")
+            raise TypeError(
+                "LRScheduler: `scheduler` must be a scheduler class or a factory f(optimizer, **kwargs) "
+                f"such as torch.optim.lr_scheduler.StepLR, got {type(scheduler).__name__}."
+            )
         if not isinstance(call_on, str):
             raise TypeError(f"LRScheduler: `call_on` must be a breakpoint name (str), got {type(call_on).__name__}.")
         check_event(call_on, "call_on")
@@ -106,8 +110,10 @@ class LRScheduler(Callback):
         self._name = resolve_optimizer_name(ctx.optimizers, self.opt_name, "LRScheduler")
         self.scheduler = self.scheduler_fn(ctx.optimizers[self._name], **self.kwargs)
         if not callable(getattr(self.scheduler, "step", None)):
-            raise TypeError("LRScheduler: `scheduler(optimizer, ...)` must return an object with a step() method, "
-                            f"got {type(self.scheduler).__name__}.")
+            raise TypeError(
+                "LRScheduler: `scheduler(optimizer, ...)` must return an object with a step() method, "
+                f"got {type(self.scheduler).__name__}."
+            )
         self._wants_metric = wants_metric(self.scheduler)
         if self.report is not None and not self._wants_metric:
             # R torch's schedules announce the starting rate when they are built
@@ -153,8 +159,10 @@ class LRScheduler(Callback):
                 entries = records.get(phase, [])
                 if 1 <= epoch <= len(entries) and "loss" in entries[epoch - 1]:
                     return _pick(entries[epoch - 1]["loss"], self._name)
-        raise RuntimeError(f"LRScheduler: no epoch loss recorded yet at {self.call_on} of epoch {ctx.epoch}; "
-                           "step a metric-driven scheduler at 'on_epoch_end'.")
+        raise RuntimeError(
+            f"LRScheduler: no epoch loss recorded yet at {self.call_on} of epoch {ctx.epoch}; "
+            "step a metric-driven scheduler at 'on_epoch_end'."
+        )
 
     def state_dict(self):
         if self.scheduler is not None:

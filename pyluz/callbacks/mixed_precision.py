@@ -38,8 +38,10 @@ class MixedPrecision(Callback):
             inspect.signature(torch.amp.GradScaler).bind("cuda", **scaler_kwargs)
         except TypeError as e:
             allowed = [p for p in inspect.signature(torch.amp.GradScaler).parameters if p != "device"]
-            raise TypeError(f"MixedPrecision: `scaler_kwargs` must be arguments of torch.amp.GradScaler "
-                            f"({', '.join(allowed)}), got {sorted(scaler_kwargs)}.") from e
+            raise TypeError(
+                f"MixedPrecision: `scaler_kwargs` must be arguments of torch.amp.GradScaler "
+                f"({', '.join(allowed)}), got {sorted(scaler_kwargs)}."
+            ) from e
         self.scaler_kwargs = scaler_kwargs
         self.scaler = None
         self._autocast = None

@@ -1,6 +1,5 @@
 """Mixup: `mixup()` (nnf_mixup), `MixupLoss` (nn_mixup_loss) and the `MixUp` callback (luz_callback_mixup)."""
 
-
 import torch
 from torch import nn
 
@@ -30,8 +29,9 @@ def mixup(x, y, weight):
         raise TypeError(f"mixup: `x` must be a floating point tensor, got dtype {x.dtype}.")
     batch = x.shape[0]
     if not isinstance(y, torch.Tensor) or y.dim() == 0 or y.shape[0] != batch:
-        raise ValueError(f"mixup: `y` must be a tensor with first dimension {batch} (the batch size of `x`), "
-                         f"got {_describe(y)}.")
+        raise ValueError(
+            f"mixup: `y` must be a tensor with first dimension {batch} (the batch size of `x`), " f"got {_describe(y)}."
+        )
     weight = torch.as_tensor(weight, device=x.device)
     if weight.dim() > 1 and weight.shape[0] == batch and weight[0].numel() == 1:
         weight = weight.reshape(batch)  # luz's callback passes (B, 1)
@@ -51,8 +51,13 @@ def _describe(v):
 
 def is_mixup_target(target):
     """True for the `((y1, y2), weight)` targets that `mixup()` returns."""
-    return (isinstance(target, (tuple, list)) and len(target) == 2 and isinstance(target[0], (tuple, list))
-            and len(target[0]) == 2 and isinstance(target[1], torch.Tensor))
+    return (
+        isinstance(target, (tuple, list))
+        and len(target) == 2
+        and isinstance(target[0], (tuple, list))
+        and len(target[0]) == 2
+        and isinstance(target[1], torch.Tensor)
+    )
 
 
 def mixup_loss_value(loss, input, target):
@@ -74,9 +79,11 @@ def mixup_loss_value(loss, input, target):
             loss.reduction = saved
     batch = weight.shape[0]
     if l1.dim() == 0 or l1.shape[0] != batch:
-        raise ValueError(f"mixup loss: the loss must return one value per sample (batch {batch}), got shape "
-                         f"{tuple(l1.shape)}; use a loss with `reduction` (e.g. nn.CrossEntropyLoss()) or one "
-                         "that returns per-sample values.")
+        raise ValueError(
+            f"mixup loss: the loss must return one value per sample (batch {batch}), got shape "
+            f"{tuple(l1.shape)}; use a loss with `reduction` (e.g. nn.CrossEntropyLoss()) or one "
+            "that returns per-sample values."
+        )
     w = weight.to(device=l1.device, dtype=l1.dtype).reshape(batch, *([1] * (l1.dim() - 1)))
     return torch.lerp(l1, l2, w).mean()
 
@@ -100,8 +107,10 @@ class MixupLoss(nn.Module):
     def __init__(self, loss):
         super().__init__()
         if not callable(loss) or not hasattr(loss, "reduction"):
-            raise TypeError("MixupLoss: `loss` must be a loss module with a `reduction` attribute (such as "
-                            f"nn.CrossEntropyLoss()), got {type(loss).__name__}.")
+            raise TypeError(
+                "MixupLoss: `loss` must be a loss module with a `reduction` attribute (such as "
+                f"nn.CrossEntropyLoss()), got {type(loss).__name__}."
+            )
         self.loss = loss
 
     def forward(self, input, target):
@@ -166,8 +175,9 @@ class MixUp(Callback):
         ctx = self.ctx
         x, y = ctx.input, ctx.target
         if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-            raise TypeError("MixUp: the batch input and target must be tensors, got "
-                            f"{_describe(x)} and {_describe(y)}.")
+            raise TypeError(
+                "MixUp: the batch input and target must be tensors, got " f"{_describe(x)} and {_describe(y)}."
+            )
         device = x.device
         if self._beta is None or self._beta_device != device:
             a = torch.tensor(self.alpha, device=device)

@@ -30,8 +30,9 @@ def check_monitor(monitor, argument="monitor"):
         raise TypeError(f"`{argument}` must be a string such as 'valid_loss', got {type(monitor).__name__}.")
     set_name, sep, metric = monitor.partition("_")
     if not (set_name and sep and metric):
-        raise ValueError(f"`{argument}` must look like '<set>_<metric>' (e.g. 'valid_loss', 'train_acc'), "
-                         f"got {monitor!r}.")
+        raise ValueError(
+            f"`{argument}` must look like '<set>_<metric>' (e.g. 'valid_loss', 'train_acc'), " f"got {monitor!r}."
+        )
     return monitor
 
 
@@ -75,7 +76,7 @@ def find_quantity(records, epoch, monitor):
         for key in sorted(values, key=lambda k: -len(str(k))):
             k = str(key).lower()
             if rest.startswith(k + "_") and isinstance(values[key], (dict, list, tuple)):
-                sub = rest[len(k) + 1:]
+                sub = rest[len(k) + 1 :]
                 value = values[key]
                 if isinstance(value, dict):
                     found, value = _lookup(value, sub)
@@ -89,25 +90,31 @@ def find_quantity(records, epoch, monitor):
         hint = ", ".join(repr(a) for a in available) if available else "none"
         extra = ""
         if not values:
-            extra = f" No {set_name!r} metrics were recorded at epoch {epoch}" + \
-                    (" (was `valid_data` given?)." if set_name == "valid" else ".")
-        raise ValueError(f"`monitor` = {monitor!r} does not name a metric recorded at epoch {epoch}.{extra} "
-                         f"Available: {hint}.")
+            extra = f" No {set_name!r} metrics were recorded at epoch {epoch}" + (
+                " (was `valid_data` given?)." if set_name == "valid" else "."
+            )
+        raise ValueError(
+            f"`monitor` = {monitor!r} does not name a metric recorded at epoch {epoch}.{extra} " f"Available: {hint}."
+        )
     if isinstance(value, dict):
         if len(value) == 1:
             value = next(iter(value.values()))
         else:
             opts = ", ".join(f"'{monitor}_{k}'" for k in value)
-            raise ValueError(f"`monitor` = {monitor!r} has one value per optimizer; add the optimizer name, "
-                             f"one of {opts}.")
+            raise ValueError(
+                f"`monitor` = {monitor!r} has one value per optimizer; add the optimizer name, " f"one of {opts}."
+            )
     if isinstance(value, (list, tuple)):
-        raise ValueError(f"Expected the monitored metric {monitor!r} to be one number, got {len(value)} values; "
-                         f"use '{monitor}_<i>'.")
+        raise ValueError(
+            f"Expected the monitored metric {monitor!r} to be one number, got {len(value)} values; "
+            f"use '{monitor}_<i>'."
+        )
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"Expected the monitored metric {monitor!r} to be a number, "
-                         f"got {type(value).__name__}.") from None
+        raise ValueError(
+            f"Expected the monitored metric {monitor!r} to be a number, " f"got {type(value).__name__}."
+        ) from None
 
 
 def compare(new, best, mode, min_delta=0.0):

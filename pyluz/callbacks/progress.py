@@ -17,7 +17,7 @@ from .base import Callback
 
 
 def format_metrics(values_by_name):
-    """"Loss: 0.1234 - Acc: 0.9500" from {display_name: value}."""
+    """ "Loss: 0.1234 - Acc: 0.9500" from {display_name: value}."""
     return " - ".join(f"{name}: {format_metric_value(value)}" for name, value in values_by_name.items())
 
 
@@ -73,9 +73,16 @@ class TqdmRenderer(LineRenderer):
         from tqdm.auto import tqdm
 
         tqdm.monitor_interval = 0  # no monitor thread: front ends such as R must stay on one thread
-        self.bar = tqdm(total=total, file=self.file or sys.stderr, leave=False, dynamic_ncols=True,
-                        mininterval=0, bar_format="{n_fmt}/{total_fmt} [{bar:20}] - ETA: {remaining}{postfix}"
-                        if total else "{n_fmt}/unk - Rate: {rate_fmt}{postfix}")
+        self.bar = tqdm(
+            total=total,
+            file=self.file or sys.stderr,
+            leave=False,
+            dynamic_ncols=True,
+            mininterval=0,
+            bar_format="{n_fmt}/{total_fmt} [{bar:20}] - ETA: {remaining}{postfix}"
+            if total
+            else "{n_fmt}/unk - Rate: {rate_fmt}{postfix}",
+        )
 
     def bar_update(self, current, metrics_text):
         if self.bar is not None:
@@ -132,8 +139,10 @@ class Progress(Callback):
     def __init__(self, renderer=None, interval=0.1):
         missing = [m for m in RENDERER_METHODS if not callable(getattr(renderer, m, None))]
         if renderer is not None and missing:
-            raise TypeError(f"Progress: `renderer` must have the methods {', '.join(RENDERER_METHODS)} (like "
-                            f"LineRenderer); {type(renderer).__name__} lacks {', '.join(missing)}.")
+            raise TypeError(
+                f"Progress: `renderer` must have the methods {', '.join(RENDERER_METHODS)} (like "
+                f"LineRenderer); {type(renderer).__name__} lacks {', '.join(missing)}."
+            )
         check_real(interval, "interval", "Progress", lo=0, expected="a number of seconds >= 0")
         self.renderer = renderer
         self.interval = interval

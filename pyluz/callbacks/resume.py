@@ -5,8 +5,14 @@ import sys
 import warnings
 import weakref
 
-from ..checkpoints import (apply_checkpoint, load_checkpoint, read_checkpoint, settings_differences, settings_entry,
-                           write_checkpoint)
+from ..checkpoints import (
+    apply_checkpoint,
+    load_checkpoint,
+    read_checkpoint,
+    settings_differences,
+    settings_entry,
+    write_checkpoint,
+)
 from ..control import SkipEpoch
 from ..distributed import is_main_process
 from ..checks import check_bool, check_path
@@ -59,7 +65,6 @@ class AutoResume(Callback):
     weight = float("inf")
 
     def __init__(self, path="./state.pt"):
-
         path = check_path(path)
         if path.endswith(("/", os.sep)) or os.path.isdir(path):
             raise ValueError(f"`path` must be a file path such as './state.pt', got the directory {path!r}.")
@@ -68,7 +73,6 @@ class AutoResume(Callback):
         self.interrupted = False
 
     def on_fit_begin(self):
-
         ctx = self.ctx
         self.resume_epoch = 0
         self.interrupted = False
@@ -88,11 +92,21 @@ class AutoResume(Callback):
             release_lock(self.path, id(self))
             raise
         try:
-            apply_checkpoint(ctx, state, self.path, restore_model_state=True, restore_records=True,
-                             restore_optimizer_state=True, restore_callbacks_state=True, restore_rng_state=True)
+            apply_checkpoint(
+                ctx,
+                state,
+                self.path,
+                restore_model_state=True,
+                restore_records=True,
+                restore_optimizer_state=True,
+                restore_callbacks_state=True,
+                restore_rng_state=True,
+            )
         except Exception as e:
-            raise RuntimeError(f"AutoResume could not restore {self.path!r} into this fit ({e}). Is it from another "
-                               "model or setup? Delete the file to start fresh.") from e
+            raise RuntimeError(
+                f"AutoResume could not restore {self.path!r} into this fit ({e}). Is it from another "
+                "model or setup? Delete the file to start fresh."
+            ) from e
         self.resume_epoch = int(state.get("epoch", 0))
         _message(ctx, f"Resuming training from {self.path} (epoch {self.resume_epoch} of {ctx.max_epochs} done).")
 
@@ -104,26 +118,33 @@ class AutoResume(Callback):
                 now = settings_entry(getattr(ctx, key, None))
                 diffs += [f"{key} {d}" for d in settings_differences(state[key] or {}, now)]
         if diffs:
-            raise ValueError(f"AutoResume: {self.path!r} was written by a fit with other settings "
-                             f"({'; '.join(diffs)}). "
-                             "Resuming would silently train with the file's optimizer state and weights; restore the "
-                             "original settings to resume. Delete the file to start fresh with the new ones.")
+            raise ValueError(
+                f"AutoResume: {self.path!r} was written by a fit with other settings "
+                f"({'; '.join(diffs)}). "
+                "Resuming would silently train with the file's optimizer state and weights; restore the "
+                "original settings to resume. Delete the file to start fresh with the new ones."
+            )
 
     def _check_order(self):
         callbacks = self.ctx.callbacks
-        later = callbacks[next(i for i, cb in enumerate(callbacks) if cb is self) + 1:]
-        stateful = [cb.name for cb in later if cb.hook("on_epoch_end") is not None
-                    and callable(getattr(cb, "load_state_dict", None))]
+        later = callbacks[next(i for i, cb in enumerate(callbacks) if cb is self) + 1 :]
+        stateful = [
+            cb.name
+            for cb in later
+            if cb.hook("on_epoch_end") is not None and callable(getattr(cb, "load_state_dict", None))
+        ]
         if stateful:
-            warnings.warn(f"AutoResume runs before {', '.join(stateful)} at on_epoch_end, so its checkpoints miss "
-                          "their state of the same epoch; put AutoResume last in `callbacks`.", stacklevel=2)
+            warnings.warn(
+                f"AutoResume runs before {', '.join(stateful)} at on_epoch_end, so its checkpoints miss "
+                "their state of the same epoch; put AutoResume last in `callbacks`.",
+                stacklevel=2,
+            )
 
     def on_epoch_begin(self):
         if self.ctx.epoch <= self.resume_epoch:
             raise SkipEpoch()
 
     def on_epoch_end(self):
-
         if is_main_process():
             write_checkpoint(self.ctx, self.path)
 
@@ -178,9 +199,11 @@ def hold_lock(path, owner=None):
             f.seek(0)
             owner = f.read().strip() or "unknown"
             f.close()
-            raise RuntimeError(f"AutoResume: another live process (pid {owner}) is training with the state file "
-                               f"{path!r}. Two fits writing one state file would overwrite each other's progress; "
-                               "wait for it to finish, or give this fit another path.") from None
+            raise RuntimeError(
+                f"AutoResume: another live process (pid {owner}) is training with the state file "
+                f"{path!r}. Two fits writing one state file would overwrite each other's progress; "
+                "wait for it to finish, or give this fit another path."
+            ) from None
         try:
             same = os.path.samestat(os.fstat(f.fileno()), os.stat(lock))
         except FileNotFoundError:
@@ -216,8 +239,7 @@ def release_lock(path, owner_id=None):
 def latest_checkpoint(path):
     """`path` itself when it exists; for a directory, its last file in sorted order; None when nothing is there."""
     if os.path.isdir(path):
-        files = sorted(f for f in os.listdir(path)
-                       if not f.startswith(".") and os.path.isfile(os.path.join(path, f)))
+        files = sorted(f for f in os.listdir(path) if not f.startswith(".") and os.path.isfile(os.path.join(path, f)))
         return os.path.join(path, files[-1]) if files else None
     return path if os.path.exists(path) else None  # a FIFO or device is then refused clearly by the reader
 
@@ -241,9 +263,14 @@ class ResumeFromCheckpoint(Callback):
     >>> fitted = model.fit((x, y), epochs=2, verbose=False, callbacks=[resume])   # starts from the epoch-2 weights
     """
 
-    def __init__(self, path, restore_model_state=True, restore_records=False, restore_optimizer_state=False,
-                 restore_callbacks_state=False):
-
+    def __init__(
+        self,
+        path,
+        restore_model_state=True,
+        restore_records=False,
+        restore_optimizer_state=False,
+        restore_callbacks_state=False,
+    ):
         self.path = check_path(path)
         self.restore_model_state = check_bool(restore_model_state, "restore_model_state")
         self.restore_records = check_bool(restore_records, "restore_records")
@@ -252,20 +279,28 @@ class ResumeFromCheckpoint(Callback):
         self.loaded_path = None
 
     def on_fit_begin(self):
-
         self.loaded_path = None
         path = latest_checkpoint(self.path)
         if path is None:
             what = "has no checkpoint files" if os.path.isdir(self.path) else "does not exist"
-            warnings.warn(f"ResumeFromCheckpoint: the checkpoint path {self.path!r} {what}; training starts from "
-                          "scratch.", stacklevel=2)
+            warnings.warn(
+                f"ResumeFromCheckpoint: the checkpoint path {self.path!r} {what}; training starts from " "scratch.",
+                stacklevel=2,
+            )
             return
-        load_checkpoint(self.ctx, path, restore_model_state=self.restore_model_state,
-                        restore_records=self.restore_records, restore_optimizer_state=self.restore_optimizer_state,
-                        restore_callbacks_state=self.restore_callbacks_state)
+        load_checkpoint(
+            self.ctx,
+            path,
+            restore_model_state=self.restore_model_state,
+            restore_records=self.restore_records,
+            restore_optimizer_state=self.restore_optimizer_state,
+            restore_callbacks_state=self.restore_callbacks_state,
+        )
         self.loaded_path = path
 
     def __repr__(self):
-        return (f"ResumeFromCheckpoint(path={self.path!r}, restore_model_state={self.restore_model_state}, "
-                f"restore_records={self.restore_records}, restore_optimizer_state={self.restore_optimizer_state}, "
-                f"restore_callbacks_state={self.restore_callbacks_state})")
+        return (
+            f"ResumeFromCheckpoint(path={self.path!r}, restore_model_state={self.restore_model_state}, "
+            f"restore_records={self.restore_records}, restore_optimizer_state={self.restore_optimizer_state}, "
+            f"restore_callbacks_state={self.restore_callbacks_state})"
+        )

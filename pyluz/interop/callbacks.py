@@ -81,6 +81,5 @@ class RCallback(BindsRContext, Callback):
     def name(self):
         return self._name
 
-
     def __repr__(self):
         return f"<RCallback {self._name} hooks={self.r_hooks} weight={self.weight}>"

@@ -58,14 +58,29 @@ def describe(error) -> dict:
 
     Counts are sent as floats (reticulate 1.28 corrupts ints above 2**31 - 1).
     """
-    info = {"tag": find_tag(error), "type": type(error).__name__, "message": strip_tags(str(error)),
-            "kind": None, "name": None, "where": None, "epoch": None, "iter": None, "training": None,
-            "reason": None, "notes": []}
+    info = {
+        "tag": find_tag(error),
+        "type": type(error).__name__,
+        "message": strip_tags(str(error)),
+        "kind": None,
+        "name": None,
+        "where": None,
+        "epoch": None,
+        "iter": None,
+        "training": None,
+        "reason": None,
+        "notes": [],
+    }
     for e in _chain(error):
         if isinstance(e, CallbackError) and info["kind"] is None:
-            info.update(kind=e.kind, name=str(e.name), where=e.where, training=e.training,
-                        epoch=None if e.epoch is None else float(e.epoch),
-                        iter=None if e.iter is None else float(e.iter))
+            info.update(
+                kind=e.kind,
+                name=str(e.name),
+                where=e.where,
+                training=e.training,
+                epoch=None if e.epoch is None else float(e.epoch),
+                iter=None if e.iter is None else float(e.iter),
+            )
             original = e.original
             info["original_type"] = type(original).__name__
             info["original_message"] = strip_tags(str(original))

@@ -62,6 +62,7 @@ def guard(fn, what: str | None = None, no_grad: bool = False):
     # An R interrupt (`rlang::interrupt()`) comes back as an R error carrying INTERRUPT_TAG: a
     # KeyboardInterrupt here, so the Interrupt callback ends the fit and keeps the work.
     if no_grad:
+
         def r_call(*args, **kwargs):
             if _current() is not _main():
                 raise RThreadError(_message(label))
@@ -77,6 +78,7 @@ def guard(fn, what: str | None = None, no_grad: bool = False):
                 raise_if_interrupt(e)
                 raise
     else:
+
         def r_call(*args, **kwargs):
             if _current() is not _main():
                 raise RThreadError(_message(label))

@@ -74,7 +74,9 @@ class RMetric(BindsRContext, Metric):
 
     def _attach(self, parts):
         if not isinstance(parts, dict):
-            raise TypeError(f"R metric {self._label!r}: the factory must return a named list, got {type(parts).__name__}.")
+            raise TypeError(
+                f"R metric {self._label!r}: the factory must return a named list, got {type(parts).__name__}."
+            )
         abbrev = parts.get("abbrev")
         self.abbrev = self._label if abbrev is None else str(abbrev)
         for part in _PARTS:
@@ -120,12 +122,12 @@ class RMetric(BindsRContext, Metric):
         if self._local_updates:
             raise NotImplementedError(
                 f"R metric {self.name!r}: it was updated on one process's rows only, and metrics written in R "
-                "can't be summed across processes (under DDP they gather the batches instead).")
+                "can't be summed across processes (under DDP they gather the batches instead)."
+            )
 
     @property
     def name(self):
         return self._label if self.abbrev is None else str(self.abbrev)
-
 
     def __repr__(self):
         return f"<RMetric {self.name}>"

@@ -51,26 +51,35 @@ from .torch_nn_args import coerce_init
 from .torch_optim import optim_params
 
 __all__ = [
-    "RObject", "RModule", "RDataset", "RIterableDataset", "ROptimizer", "RLRScheduler",
-    "make_class", "new_instance", "attach", "weak", "is_r_object", "call_super",
+    "RObject",
+    "RModule",
+    "RDataset",
+    "RIterableDataset",
+    "ROptimizer",
+    "RLRScheduler",
+    "make_class",
+    "new_instance",
+    "attach",
+    "weak",
+    "is_r_object",
+    "call_super",
 ]
 
 _keys = itertools.count(1)
 _class_ids = itertools.count(1)
 
 # R method names (datasets) -> Python instance attribute names
-_DATASET_ATTRS = {".getitem": "_r_getitem", ".length": "_r_length",
-                  ".getbatch": "_r_getbatch", ".iter": "_r_iter"}
+_DATASET_ATTRS = {".getitem": "_r_getitem", ".length": "_r_length", ".getbatch": "_r_getbatch", ".iter": "_r_iter"}
 
 
 class RObject:
     """Mixin for Python objects backed by an R-side state (R package pyluz)."""
 
     __pyluz_r__ = True
-    _r_init = None            # guarded R fn (self, key, args, kwargs)
-    _r_clone = None           # guarded R fn (new, old, new_key)
+    _r_init = None  # guarded R fn (self, key, args, kwargs)
+    _r_clone = None  # guarded R fn (new, old, new_key)
     _r_method_names = frozenset()
-    _r_py_base = None         # Python class given as `inherit =`
+    _r_py_base = None  # Python class given as `inherit =`
 
     def _r_base_init(self):
         raise NotImplementedError
@@ -79,7 +88,8 @@ class RObject:
         raise TypeError(
             f"{type(self).__name__} is defined in R (pyluz) and can't be pickled: R closures don't "
             "survive pickling. Use num_workers=0 or the default 'fork' start method for "
-            "DataLoader workers, and save weights with state_dict() instead of the whole object.")
+            "DataLoader workers, and save weights with state_dict() instead of the whole object."
+        )
 
     def __deepcopy__(self, memo):
         cls = type(self)
@@ -102,6 +112,7 @@ def _stub(name, attr):
         if fn is None:
             raise AttributeError(f"{type(self).__name__}.{name} is not initialised (R method)")
         return fn(*args, **kwargs)
+
     method.__name__ = attr if attr.isidentifier() else "r_method"
     method.__pyluz_r_stub__ = True
     return method
@@ -200,8 +211,13 @@ class RLRScheduler(_RData, torch.optim.lr_scheduler.LRScheduler):
     """LR scheduler whose ``get_lr`` is an R closure (R torch's ``lr_scheduler()``)."""
 
 
-_BASES = {"module": RModule, "dataset": RDataset, "iterable_dataset": RIterableDataset,
-          "optimizer": ROptimizer, "lr_scheduler": RLRScheduler}
+_BASES = {
+    "module": RModule,
+    "dataset": RDataset,
+    "iterable_dataset": RIterableDataset,
+    "optimizer": ROptimizer,
+    "lr_scheduler": RLRScheduler,
+}
 
 
 def make_class(kind, name, method_names, r_init, r_clone, parent=None, py_base=None):
@@ -276,7 +292,7 @@ def call_super(base, name, self, args, kwargs):
         if base in (nn.Module, object, Dataset, IterableDataset):
             return None
         if isinstance(base, type) and issubclass(base, torch.optim.Optimizer) and args:
-            args = [optim_params(args[0]), *args[1:]]   # R's model$parameters (a named list)
+            args = [optim_params(args[0]), *args[1:]]  # R's model$parameters (a named list)
             return base.__init__(self, *args, **kwargs)
         if isinstance(base, type) and issubclass(base, torch.optim.lr_scheduler.LRScheduler):
             # R torch's initialize(optimizer, last_epoch = -1, verbose = FALSE): torch has no verbose

@@ -21,9 +21,16 @@ from .guard import guard
 from .torch_indices import to_0_based, to_int
 from .torch_tensor import from_r
 
-__all__ = ["RBatch", "RNamedTensorDataset", "r_item", "r_collate", "tensor_dataset", "dataloader",
-           "iter_next", "subset"]
-
+__all__ = [
+    "RBatch",
+    "RNamedTensorDataset",
+    "r_item",
+    "r_collate",
+    "tensor_dataset",
+    "dataloader",
+    "iter_next",
+    "subset",
+]
 
 
 class RBatch:
@@ -103,9 +110,21 @@ def tensor_dataset(tensors, names=None):
     return TensorDataset(*tensors)
 
 
-def dataloader(dataset, batch_size=1, shuffle=False, sampler=None, batch_sampler=None,
-               num_workers=0, collate_fn=None, pin_memory=False, drop_last=False,
-               timeout=0, worker_init_fn=None, r_reseed=None, **kwargs):
+def dataloader(
+    dataset,
+    batch_size=1,
+    shuffle=False,
+    sampler=None,
+    batch_sampler=None,
+    num_workers=0,
+    collate_fn=None,
+    pin_memory=False,
+    drop_last=False,
+    timeout=0,
+    worker_init_fn=None,
+    r_reseed=None,
+    **kwargs,
+):
     """A ``torch.utils.data.DataLoader`` built from R arguments."""
     batch_size = to_int(batch_size) if batch_size is not None else None
     num_workers = to_int(num_workers)
@@ -124,18 +143,35 @@ def dataloader(dataset, batch_size=1, shuffle=False, sampler=None, batch_sampler
             reseed(float(torch.initial_seed() % 2**31))
             if user_init is not None:
                 user_init(worker_id)
+
     if "prefetch_factor" in kwargs and kwargs["prefetch_factor"] is not None:
         kwargs["prefetch_factor"] = to_int(kwargs["prefetch_factor"])
     if sampler is not None or batch_sampler is not None:
         shuffle = None if shuffle is False else shuffle
     if batch_sampler is not None:
-        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
-                          collate_fn=collate_fn, pin_memory=bool(pin_memory), timeout=timeout,
-                          worker_init_fn=worker_init_fn, **kwargs)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
-                      num_workers=num_workers, collate_fn=collate_fn, pin_memory=bool(pin_memory),
-                      drop_last=bool(drop_last), timeout=timeout, worker_init_fn=worker_init_fn,
-                      **kwargs)
+        return DataLoader(
+            dataset,
+            batch_sampler=batch_sampler,
+            num_workers=num_workers,
+            collate_fn=collate_fn,
+            pin_memory=bool(pin_memory),
+            timeout=timeout,
+            worker_init_fn=worker_init_fn,
+            **kwargs,
+        )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        pin_memory=bool(pin_memory),
+        drop_last=bool(drop_last),
+        timeout=timeout,
+        worker_init_fn=worker_init_fn,
+        **kwargs,
+    )
 
 
 _DONE = object()
@@ -154,4 +190,3 @@ def subset(dataset, indices):
     idx = indices if isinstance(indices, (list, tuple)) else [indices]
     n = len(dataset)
     return torch.utils.data.Subset(dataset, [to_0_based(i, size=n) for i in idx])
-

@@ -19,7 +19,6 @@ __all__ = ["getitem", "setitem"]
 Tensor = torch.Tensor
 
 
-
 def _consumes(tok):
     kind = tok[0]
     if kind in ("new", "ell"):
@@ -53,7 +52,7 @@ def _slice(tok):
         start = to_0_based(start)
     if end is not None:
         end = to_0_based(end) + 1  # inclusive 1-based end == exclusive 0-based end
-        if end == 0:               # -1 (the last element): up to the end
+        if end == 0:  # -1 (the last element): up to the end
             end = None
     if step is not None and step <= 0:
         raise ValueError("Slice steps must be positive")

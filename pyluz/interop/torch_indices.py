@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["to_int", "to_0_based", "to_1_based", "index_tensor", "dim", "index",
-           "ZERO_INDEX", "ZERO_DIM"]
+__all__ = ["to_int", "to_0_based", "to_1_based", "index_tensor", "dim", "index", "ZERO_INDEX", "ZERO_DIM"]
 
 ZERO_INDEX = "Indexing starts at 1 but found a 0."
 ZERO_DIM = "Dimension is 1-based, but found 0."

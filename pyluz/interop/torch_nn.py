@@ -21,8 +21,20 @@ from .torch_nnf import class_loss, float_target, py_ignore_index
 from .torch_print import str_tensor
 
 __all__ = [
-    "new_layer", "layer_class", "sequential", "module_list", "module_dict", "named", "module_device",
-    "n_parameters", "summary", "RCrossEntropyLoss", "RNLLLoss", "RBCELoss", "RBCEWithLogitsLoss", "REmbedding",
+    "new_layer",
+    "layer_class",
+    "sequential",
+    "module_list",
+    "module_dict",
+    "named",
+    "module_device",
+    "n_parameters",
+    "summary",
+    "RCrossEntropyLoss",
+    "RNLLLoss",
+    "RBCELoss",
+    "RBCEWithLogitsLoss",
+    "REmbedding",
 ]
 
 
@@ -30,8 +42,12 @@ class RCrossEntropyLoss(nn.CrossEntropyLoss):
     """``nn.CrossEntropyLoss`` taking 1-based class targets (R convention)."""
 
     def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-        super().__init__(weight=weight, ignore_index=py_ignore_index(ignore_index),
-                         reduction=reduction, label_smoothing=float(label_smoothing))
+        super().__init__(
+            weight=weight,
+            ignore_index=py_ignore_index(ignore_index),
+            reduction=reduction,
+            label_smoothing=float(label_smoothing),
+        )
 
     def forward(self, input, target):
         return class_loss(super().forward, input, target)
@@ -61,26 +77,43 @@ class RBCEWithLogitsLoss(nn.BCEWithLogitsLoss):
         return super().forward(input, float_target(input, target))
 
 
-
 class REmbedding(nn.Embedding):
     """``nn.Embedding`` with 1-based indices (R torch's ``nn_embedding``)."""
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None,
-                 norm_type=2.0, scale_grad_by_freq=False, sparse=False, _weight=None):
+    def __init__(
+        self,
+        num_embeddings,
+        embedding_dim,
+        padding_idx=None,
+        max_norm=None,
+        norm_type=2.0,
+        scale_grad_by_freq=False,
+        sparse=False,
+        _weight=None,
+    ):
         if padding_idx is not None:
             padding_idx = to_0_based(padding_idx)
-        super().__init__(to_int(num_embeddings), to_int(embedding_dim), padding_idx=padding_idx,
-                         max_norm=max_norm, norm_type=float(norm_type),
-                         scale_grad_by_freq=bool(scale_grad_by_freq), sparse=bool(sparse),
-                         _weight=_weight)
+        super().__init__(
+            to_int(num_embeddings),
+            to_int(embedding_dim),
+            padding_idx=padding_idx,
+            max_norm=max_norm,
+            norm_type=float(norm_type),
+            scale_grad_by_freq=bool(scale_grad_by_freq),
+            sparse=bool(sparse),
+            _weight=_weight,
+        )
 
     def forward(self, input):
         return super().forward(index(input))
 
 
 _LAYERS = {
-    "CrossEntropyLoss": RCrossEntropyLoss, "NLLLoss": RNLLLoss, "BCELoss": RBCELoss,
-    "BCEWithLogitsLoss": RBCEWithLogitsLoss, "Embedding": REmbedding,
+    "CrossEntropyLoss": RCrossEntropyLoss,
+    "NLLLoss": RNLLLoss,
+    "BCELoss": RBCELoss,
+    "BCEWithLogitsLoss": RBCEWithLogitsLoss,
+    "Embedding": REmbedding,
 }
 
 
@@ -112,7 +145,6 @@ def module_dict(modules, names):
 
 def module_list(modules):
     return nn.ModuleList(list(modules))
-
 
 
 def named_members(module, what):

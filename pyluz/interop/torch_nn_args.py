@@ -10,18 +10,22 @@ from .torch_indices import dim, to_int
 
 __all__ = ["INT_ARGS", "DIM_ARGS", "FLOAT_ARGS", "convert_kwargs", "coerce_init"]
 
-INT_ARGS = frozenset("""
+INT_ARGS = frozenset(
+    """
 in_features out_features in_channels out_channels kernel_size stride padding dilation groups
 num_features num_embeddings embedding_dim num_layers hidden_size input_size output_size
 normalized_shape num_heads embed_dim num_classes size upscale_factor downscale_factor num_groups
 num_channels nhead d_model dim_feedforward kdim vdim proj_size num_parameters output_padding
 in1_features in2_features sizes unflattened_size scale_factor_int
-""".split())
+""".split()
+)
 DIM_ARGS = frozenset(["dim", "start_dim", "end_dim"])
-FLOAT_ARGS = frozenset("""
+FLOAT_ARGS = frozenset(
+    """
 p eps momentum negative_slope alpha beta lambd margin label_smoothing value max_norm norm_type
 threshold min_val max_val delta lr weight_decay init lower upper scale_factor
-""".split())
+""".split()
+)
 
 
 def convert_kwargs(kwargs, ints=INT_ARGS, dims=DIM_ARGS):
@@ -50,4 +54,3 @@ def coerce_init(args, kwargs):
                 pass
         kw[k] = v
     return args, kw
-

@@ -56,8 +56,9 @@ def class_loss(loss, input, target, **kwargs):
     try:
         return loss(input, shift_class_target(target, input), **kwargs)
     except IndexError as e:  # "Target -1 is out of bounds." for a 0 target (or C + 1)
-        raise ValueError(f"Class targets are 1-based in R (1..C); got a target out of range ({e}). "
-                         "Add 1 to 0-based labels.") from e
+        raise ValueError(
+            f"Class targets are 1-based in R (1..C); got a target out of range ({e}). " "Add 1 to 0-based labels."
+        ) from e
 
 
 def float_target(input, target):
@@ -66,19 +67,27 @@ def float_target(input, target):
     return target
 
 
-
 # ---------------------------------------------------------------------------
 # functional
 # ---------------------------------------------------------------------------
 
+
 def _ce(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    return class_loss(F.cross_entropy, input, target, weight=weight, ignore_index=py_ignore_index(ignore_index),
-                      reduction=reduction, label_smoothing=float(label_smoothing))
+    return class_loss(
+        F.cross_entropy,
+        input,
+        target,
+        weight=weight,
+        ignore_index=py_ignore_index(ignore_index),
+        reduction=reduction,
+        label_smoothing=float(label_smoothing),
+    )
 
 
 def _nll(input, target, weight=None, ignore_index=-100, reduction="mean"):
-    return class_loss(F.nll_loss, input, target, weight=weight, ignore_index=py_ignore_index(ignore_index),
-                      reduction=reduction)
+    return class_loss(
+        F.nll_loss, input, target, weight=weight, ignore_index=py_ignore_index(ignore_index), reduction=reduction
+    )
 
 
 def _one_hot(tensor, num_classes=-1):
@@ -93,26 +102,33 @@ def _bce(input, target, weight=None, reduction="mean"):
 
 
 def _bce_logits(input, target, weight=None, reduction="mean", pos_weight=None):
-    return F.binary_cross_entropy_with_logits(input, float_target(input, target), weight=weight,
-                                              reduction=reduction, pos_weight=pos_weight)
+    return F.binary_cross_entropy_with_logits(
+        input, float_target(input, target), weight=weight, reduction=reduction, pos_weight=pos_weight
+    )
 
 
 def _pad(input, pad, mode="constant", value=None):
     return F.pad(input, to_int(pad if isinstance(pad, (list, tuple)) else [pad]), mode=mode, value=value)
 
 
-def _embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
-               scale_grad_by_freq=False, sparse=False):
+def _embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False, sparse=False):
     if padding_idx is not None:
         padding_idx = to_0_based(padding_idx)
-    return F.embedding(index(input), weight, padding_idx, max_norm, float(norm_type),
-                       bool(scale_grad_by_freq), bool(sparse))
+    return F.embedding(
+        index(input), weight, padding_idx, max_norm, float(norm_type), bool(scale_grad_by_freq), bool(sparse)
+    )
 
 
 _NNF = {
-    "cross_entropy": _ce, "nll_loss": _nll, "one_hot": _one_hot,
-    "binary_cross_entropy": _bce, "binary_cross_entropy_with_logits": _bce_logits,
-    "pad": _pad, "embedding": _embedding, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+    "cross_entropy": _ce,
+    "nll_loss": _nll,
+    "one_hot": _one_hot,
+    "binary_cross_entropy": _bce,
+    "binary_cross_entropy_with_logits": _bce_logits,
+    "pad": _pad,
+    "embedding": _embedding,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
 }
 
 
@@ -143,4 +159,3 @@ class Functional:
 
     def __repr__(self):
         return f"<R functional nnf_{self.name}>"
-

@@ -23,7 +23,6 @@ __all__ = ["op", "method", "is_method", "binop", "unop", "mathop", "SPECS", "Spe
 Tensor = torch.Tensor
 
 
-
 class Spec:
     """How to translate one op.  Positions count arguments after the first
     (the tensor the op or method applies to)."""
@@ -37,7 +36,7 @@ class Spec:
         self.out = out
         self.vdims = vd  # (pos, kw name): all positional args from pos are dims
         self.vints = vi  # (pos, kw name): all positional args from pos are sizes
-        self.fn = fn     # python name when it differs
+        self.fn = fn  # python name when it differs
 
 
 def _parse(s):
@@ -97,43 +96,89 @@ def _result(spec, res):
 _D = "dim:0"
 SPECS = {
     # reductions (dim first)
-    **{n: Spec(_D) for n in (
-        "sum", "mean", "prod", "std", "var", "nansum", "nanmean", "logsumexp", "amax",
-        "amin", "all", "any", "count_nonzero", "cumsum", "cumprod", "logcumsumexp",
-        "softmax", "log_softmax", "squeeze", "unsqueeze", "unbind", "size", "stride",
-        "aminmax", "std_mean", "var_mean", "cat", "stack", "hstack", "vstack",
-        "concat", "concatenate", "glu")},
-    "argmax": Spec(_D, out="all"), "argmin": Spec(_D, out="all"),
-    "max": Spec(_D, out="second"), "min": Spec(_D, out="second"),
-    "median": Spec(_D, out="second"), "nanmedian": Spec(_D, out="second"),
+    **{
+        n: Spec(_D)
+        for n in (
+            "sum",
+            "mean",
+            "prod",
+            "std",
+            "var",
+            "nansum",
+            "nanmean",
+            "logsumexp",
+            "amax",
+            "amin",
+            "all",
+            "any",
+            "count_nonzero",
+            "cumsum",
+            "cumprod",
+            "logcumsumexp",
+            "softmax",
+            "log_softmax",
+            "squeeze",
+            "unsqueeze",
+            "unbind",
+            "size",
+            "stride",
+            "aminmax",
+            "std_mean",
+            "var_mean",
+            "cat",
+            "stack",
+            "hstack",
+            "vstack",
+            "concat",
+            "concatenate",
+            "glu",
+        )
+    },
+    "argmax": Spec(_D, out="all"),
+    "argmin": Spec(_D, out="all"),
+    "max": Spec(_D, out="second"),
+    "min": Spec(_D, out="second"),
+    "median": Spec(_D, out="second"),
+    "nanmedian": Spec(_D, out="second"),
     "mode": Spec(_D, out="second"),
-    "cummax": Spec(_D, out="second"), "cummin": Spec(_D, out="second"),
-    "sort": Spec(_D, out="second"), "argsort": Spec(_D, out="all"),
+    "cummax": Spec(_D, out="second"),
+    "cummin": Spec(_D, out="second"),
+    "sort": Spec(_D, out="second"),
+    "argsort": Spec(_D, out="all"),
     "topk": Spec("dim:1", i="k:0", out="second"),
     "kthvalue": Spec("dim:1", i="k:0", out="second"),
     "norm": Spec("dim:1"),
     "flatten": Spec("start_dim:0 end_dim:1"),
-    "transpose": Spec("dim0:0 dim1:1"), "swapaxes": Spec("axis0:0 axis1:1"),
+    "transpose": Spec("dim0:0 dim1:1"),
+    "swapaxes": Spec("axis0:0 axis1:1"),
     "swapdims": Spec("dim0:0 dim1:1"),
-    "movedim": Spec("source:0 destination:1"), "moveaxis": Spec("source:0 destination:1"),
+    "movedim": Spec("source:0 destination:1"),
+    "moveaxis": Spec("source:0 destination:1"),
     "permute": Spec(vd=(0, "dims")),
     "flip": Spec(vd=(0, "dims")),
     "roll": Spec("dims:1", i="shifts:0"),
     "rot90": Spec("dims:1", i="k:0"),
     "diagonal": Spec("dim1:1 dim2:2", i="offset:0"),
     "diag_embed": Spec("dim1:1 dim2:2", i="offset:0"),
-    "tril": Spec(i="diagonal:0"), "triu": Spec(i="diagonal:0"),
+    "tril": Spec(i="diagonal:0"),
+    "triu": Spec(i="diagonal:0"),
     "diag": Spec(i="diagonal:0"),
     "select": Spec(_D, x="index:1"),
     "narrow": Spec(_D, i="length:2", x="start:1"),
     "gather": Spec(_D, x="index:1"),
     "index_select": Spec(_D, x="index:1"),
-    "index_add": Spec(_D, x="index:1"), "index_add_": Spec(_D, x="index:1"),
-    "index_copy": Spec(_D, x="index:1"), "index_copy_": Spec(_D, x="index:1"),
-    "index_fill": Spec(_D, x="index:1"), "index_fill_": Spec(_D, x="index:1"),
-    "scatter": Spec(_D, x="index:1"), "scatter_": Spec(_D, x="index:1"),
-    "scatter_add": Spec(_D, x="index:1"), "scatter_add_": Spec(_D, x="index:1"),
-    "scatter_reduce": Spec(_D, x="index:1"), "scatter_reduce_": Spec(_D, x="index:1"),
+    "index_add": Spec(_D, x="index:1"),
+    "index_add_": Spec(_D, x="index:1"),
+    "index_copy": Spec(_D, x="index:1"),
+    "index_copy_": Spec(_D, x="index:1"),
+    "index_fill": Spec(_D, x="index:1"),
+    "index_fill_": Spec(_D, x="index:1"),
+    "scatter": Spec(_D, x="index:1"),
+    "scatter_": Spec(_D, x="index:1"),
+    "scatter_add": Spec(_D, x="index:1"),
+    "scatter_add_": Spec(_D, x="index:1"),
+    "scatter_reduce": Spec(_D, x="index:1"),
+    "scatter_reduce_": Spec(_D, x="index:1"),
     "take": Spec(x="index:0"),
     "take_along_dim": Spec("dim:1", x="indices:0"),
     "split": Spec("dim:1", i="split_size_or_sections:0 split_size:0"),
@@ -142,15 +187,22 @@ SPECS = {
     "unflatten": Spec(_D, i="sizes:1"),
     "unfold": Spec("dimension:0", i="size:1 step:2"),
     "repeat_interleave": Spec("dim:1", i="repeats:0"),
-    "cross": Spec("dim:1"), "diff": Spec("dim:1", i="n:0"),
+    "cross": Spec("dim:1"),
+    "diff": Spec("dim:1", i="n:0"),
     "cosine_similarity": Spec("dim:1"),
-    "nonzero": Spec(out="all"), "argwhere": Spec(out="all"),
+    "nonzero": Spec(out="all"),
+    "argwhere": Spec(out="all"),
     "multinomial": Spec(i="num_samples:0", out="all"),
-    "view": Spec(vi=(0, "size")), "reshape": Spec(vi=(0, "shape")),
-    "expand": Spec(vi=(0, "size")), "repeat": Spec(vi=(0, "repeats")),
-    "tile": Spec(vi=(0, "dims")), "new_zeros": Spec(vi=(0, "size")),
-    "new_ones": Spec(vi=(0, "size")), "new_empty": Spec(vi=(0, "size")),
-    "new_full": Spec(i="size:0"), "resize_": Spec(vi=(0, "size")),
+    "view": Spec(vi=(0, "size")),
+    "reshape": Spec(vi=(0, "shape")),
+    "expand": Spec(vi=(0, "size")),
+    "repeat": Spec(vi=(0, "repeats")),
+    "tile": Spec(vi=(0, "dims")),
+    "new_zeros": Spec(vi=(0, "size")),
+    "new_ones": Spec(vi=(0, "size")),
+    "new_empty": Spec(vi=(0, "size")),
+    "new_full": Spec(i="size:0"),
+    "resize_": Spec(vi=(0, "size")),
     "sum_to_size": Spec(vi=(0, "size")),
     "round": Spec(i="decimals:0"),
     "bincount": Spec(i="minlength:1"),
@@ -205,6 +257,7 @@ def is_method(name):
 # operators (R's Ops/Math group generics)
 # ---------------------------------------------------------------------------
 
+
 def _logical(fn):
     def f(a, b):
         if not isinstance(a, Tensor):
@@ -212,15 +265,26 @@ def _logical(fn):
         if not isinstance(b, Tensor):
             b = torch.as_tensor(b, device=a.device)
         return fn(a, b)
+
     return f
 
 
 _BINOPS = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-    "^": operator.pow, "%%": operator.mod, "%/%": operator.floordiv,
-    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-    ">": operator.gt, ">=": operator.ge,
-    "&": _logical(torch.logical_and), "|": _logical(torch.logical_or),
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "^": operator.pow,
+    "%%": operator.mod,
+    "%/%": operator.floordiv,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "&": _logical(torch.logical_and),
+    "|": _logical(torch.logical_or),
 }
 
 
@@ -247,8 +311,15 @@ def unop(opname, a):
     raise ValueError(f"unary operator {opname} is not supported for tensors")
 
 
-_MATH = {"ceiling": "ceil", "gamma": "lgamma_exp", "cumsum": "cumsum", "cumprod": "cumprod",
-         "cummax": "cummax", "cummin": "cummin", "signif": "round"}
+_MATH = {
+    "ceiling": "ceil",
+    "gamma": "lgamma_exp",
+    "cumsum": "cumsum",
+    "cumprod": "cumprod",
+    "cummax": "cummax",
+    "cummin": "cummin",
+    "signif": "round",
+}
 
 
 def mathop(name, x, *args):
@@ -266,4 +337,3 @@ def mathop(name, x, *args):
     if fn is None:
         raise ValueError(f"{name}() is not supported for tensors")
     return fn(x)
-

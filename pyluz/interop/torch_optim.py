@@ -14,9 +14,16 @@ import torch
 from .guard import guard
 from .torch_indices import to_int
 
-__all__ = ["OptimFactory", "SchedulerFactory", "optim", "scheduler", "update_param_groups",
-           "optim_params", "state_get", "state_set"]
-
+__all__ = [
+    "OptimFactory",
+    "SchedulerFactory",
+    "optim",
+    "scheduler",
+    "update_param_groups",
+    "optim_params",
+    "state_get",
+    "state_set",
+]
 
 
 def state_get(optimizer, param):
@@ -80,10 +87,12 @@ class OptimFactory:
         return f"<optimizer factory {self.r_name} -> {self.cls.__module__}.{self.cls.__name__}>"
 
 
-_SCHED_INTS = frozenset("""
+_SCHED_INTS = frozenset(
+    """
 step_size T_max T_0 T_mult total_steps epochs steps_per_epoch patience cooldown last_epoch
 milestones total_iters step_size_up step_size_down
-""".split())
+""".split()
+)
 _SCHED_CALLABLES = frozenset(["lr_lambda", "scale_fn"])
 
 

@@ -18,10 +18,18 @@ import torch
 __all__ = ["format_tensor", "type_string", "str_tensor", "grad_suffix"]
 
 _TYPE_NAMES = {
-    torch.float32: "Float", torch.float64: "Double", torch.float16: "Half",
-    torch.bfloat16: "BFloat16", torch.int64: "Long", torch.int32: "Int", torch.int16: "Short",
-    torch.int8: "Char", torch.uint8: "Byte", torch.bool: "Bool",
-    torch.complex64: "ComplexFloat", torch.complex128: "ComplexDouble",
+    torch.float32: "Float",
+    torch.float64: "Double",
+    torch.float16: "Half",
+    torch.bfloat16: "BFloat16",
+    torch.int64: "Long",
+    torch.int32: "Int",
+    torch.int16: "Short",
+    torch.int8: "Char",
+    torch.uint8: "Byte",
+    torch.bool: "Bool",
+    torch.complex64: "ComplexFloat",
+    torch.complex128: "ComplexDouble",
 }
 
 
@@ -131,7 +139,8 @@ def format_tensor(t, n=30, linesize=80):
             vals = d.tolist()
             scale, width, fmt = _print_format(vals)
             body = (_scale_line(scale) + "\n" if scale != 1 else "") + "".join(
-                _cell(v / scale, width, fmt) + "\n" for v in vals)
+                _cell(v / scale, width, fmt) + "\n" for v in vals
+            )
         elif d.dim() == 2:
             body = _matrix_text(d.tolist(), linesize, 0)
         else:

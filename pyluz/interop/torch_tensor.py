@@ -17,8 +17,20 @@ import torch
 
 from .torch_indices import to_int
 
-__all__ = ["from_r", "as_tensor_arg", "to_r", "shape", "create", "arange", "manual_seed",
-           "set_grad", "as_dtype", "save", "load", "INT32_MAX"]
+__all__ = [
+    "from_r",
+    "as_tensor_arg",
+    "to_r",
+    "shape",
+    "create",
+    "arange",
+    "manual_seed",
+    "set_grad",
+    "as_dtype",
+    "save",
+    "load",
+    "INT32_MAX",
+]
 
 INT32_MAX = 2**31 - 1
 _INT32_MAX = INT32_MAX
@@ -26,11 +38,24 @@ Tensor = torch.Tensor
 
 # dtype names R code may give as strings (`x$to(dtype = "long")`)
 _DTYPE_NAMES = {
-    "float": torch.float32, "float32": torch.float32, "double": torch.float64, "float64": torch.float64,
-    "half": torch.float16, "float16": torch.float16, "bfloat16": torch.bfloat16,
-    "long": torch.int64, "int64": torch.int64, "int": torch.int32, "int32": torch.int32,
-    "short": torch.int16, "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8,
-    "bool": torch.bool, "cfloat": torch.complex64, "cdouble": torch.complex128,
+    "float": torch.float32,
+    "float32": torch.float32,
+    "double": torch.float64,
+    "float64": torch.float64,
+    "half": torch.float16,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "long": torch.int64,
+    "int64": torch.int64,
+    "int": torch.int32,
+    "int32": torch.int32,
+    "short": torch.int16,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
+    "cfloat": torch.complex64,
+    "cdouble": torch.complex128,
 }
 
 
@@ -42,7 +67,7 @@ def as_dtype(dtype):
         d = _DTYPE_NAMES.get(dtype.lower().removeprefix("torch_"))
         if d is not None:
             return d
-        raise ValueError(f"unknown dtype {dtype!r}; use e.g. torch_float(), torch_long() or \"long\"")
+        raise ValueError(f'unknown dtype {dtype!r}; use e.g. torch_float(), torch_long() or "long"')
     raise TypeError(f"`dtype` must be a torch dtype or its name, got {type(dtype).__name__}")
 
 
@@ -169,6 +194,7 @@ def shape(t):
 # creation
 # ---------------------------------------------------------------------------
 
+
 def _size(v):
     v = to_int(v)
     if isinstance(v, int):
@@ -240,4 +266,3 @@ def set_grad(mode):
     prev = torch.is_grad_enabled()
     torch.set_grad_enabled(bool(mode))
     return prev
-

@@ -58,7 +58,9 @@ class TorchMetric(Metric):
     def __init__(self, metric, name=None):
         classes = _torchmetrics_classes()
         if classes is None or not isinstance(metric, classes[0]):
-            raise TypeError(f"TorchMetric: `metric` must be a torchmetrics.Metric instance, got {type(metric).__name__}")
+            raise TypeError(
+                f"TorchMetric: `metric` must be a torchmetrics.Metric instance, got {type(metric).__name__}"
+            )
         if name is not None and not isinstance(name, str):
             raise TypeError(f"TorchMetric: `name` must be a string or None, got {name!r}")
         self.metric = metric
@@ -96,8 +98,10 @@ def function_name(fn) -> str:
     if name is None:
         name = type(fn).__name__
     if name == "<lambda>":
-        raise ValueError("a lambda has no name to record its values under: define it with `def`, or pass "
-                         "pyluz.metrics.FunctionMetric(fn, name=\"...\")")
+        raise ValueError(
+            "a lambda has no name to record its values under: define it with `def`, or pass "
+            'pyluz.metrics.FunctionMetric(fn, name="...")'
+        )
     return name
 
 
@@ -152,8 +156,10 @@ class FunctionMetric(Metric):
             self.total += value.to(self.total.dtype).sum()
             self.count += value.shape[0]
         else:
-            raise ValueError(f"{self.name}: the metric function must return a scalar (the batch mean) or one value "
-                             f"per sample, got a tensor of shape {tuple(value.shape)}")
+            raise ValueError(
+                f"{self.name}: the metric function must return a scalar (the batch mean) or one value "
+                f"per sample, got a tensor of shape {tuple(value.shape)}"
+            )
 
     def compute(self):
         return host_ratio(self.total, self.count)
@@ -173,8 +179,10 @@ def as_metric(value, where="`metrics`") -> list:
     if isinstance(value, Metric):
         return [value]
     if isinstance(value, type):
-        raise TypeError(f"{where} is the class {value.__name__}, not an instance. "
-                        f"Did you forget to instantiate the metric? Use {value.__name__}(...) instead.")
+        raise TypeError(
+            f"{where} is the class {value.__name__}, not an instance. "
+            f"Did you forget to instantiate the metric? Use {value.__name__}(...) instead."
+        )
     classes = _torchmetrics_classes()
     if classes is not None:
         tm_metric, tm_collection = classes
@@ -187,5 +195,7 @@ def as_metric(value, where="`metrics`") -> list:
             return [FunctionMetric(value)]
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
-    raise TypeError(f"{where} must be a pyluz Metric, a torchmetrics metric or a function fn(preds, target) -> "
-                    f"tensor (a list of them, or a MetricSet), got {type(value).__name__}")
+    raise TypeError(
+        f"{where} must be a pyluz Metric, a torchmetrics metric or a function fn(preds, target) -> "
+        f"tensor (a list of them, or a MetricSet), got {type(value).__name__}"
+    )

@@ -61,7 +61,12 @@ def _threshold_values(owner, thresholds) -> list:
     if not values:
         raise ValueError(f"{what}, got an empty sequence")
     for v in values:
-        if not isinstance(v, numbers.Real) or _is_bool(v) or not (float(v) == float(v)) or abs(float(v)) == float("inf"):
+        if (
+            not isinstance(v, numbers.Real)
+            or _is_bool(v)
+            or not (float(v) == float(v))
+            or abs(float(v)) == float("inf")
+        ):
             raise ValueError(f"{what}, got element {v!r}")
     return [float(v) for v in values]
 
@@ -163,8 +168,9 @@ class MulticlassAUROC(_AUROCBase):
     0.8889
     """
 
-    def __init__(self, num_thresholds=200, thresholds=None, from_logits=False, average="micro",
-                 index_base=0, num_classes=None):
+    def __init__(
+        self, num_thresholds=200, thresholds=None, from_logits=False, average="micro", index_base=0, num_classes=None
+    ):
         owner = type(self).__name__
         self._setup(num_thresholds, thresholds, from_logits)
         self.average = check_choice(average, "average", AVERAGES, owner)
@@ -188,9 +194,7 @@ class MulticlassAUROC(_AUROCBase):
         if self.num_classes is None:
             self._init_state(num_classes, preds.device)
         elif num_classes != self.num_classes:
-            raise ValueError(
-                f"{owner}: `preds` must have {self.num_classes} classes in dim 1, got {num_classes}"
-            )
+            raise ValueError(f"{owner}: `preds` must have {self.num_classes} classes in dim 1, got {num_classes}")
         if self.from_logits:
             if preds.dtype != torch.float64:
                 preds = preds.to(torch.float32)
@@ -220,9 +224,12 @@ class MulticlassAUROC(_AUROCBase):
     def compute(self):
         if self.num_classes is None:
             return float("nan")
-        raise_bad_targets(type(self).__name__, self.bad_targets,
-                          f"class indices in {self.index_base}..{self.num_classes + self.index_base - 1}",
-                          class_index_hint(self.index_base, self.num_classes))
+        raise_bad_targets(
+            type(self).__name__,
+            self.bad_targets,
+            f"class indices in {self.index_base}..{self.num_classes + self.index_base - 1}",
+            class_index_hint(self.index_base, self.num_classes),
+        )
         tpr, tnr, n_pos = _rates(self.pos_counts, self.neg_counts)
         step = torch.diff(tnr, dim=-1, prepend=torch.zeros(tnr.shape[0], 1, dtype=tnr.dtype))
         aucs = ((tpr * step).sum(-1) + (tpr[:, :-1] * step[:, 1:]).sum(-1)) / 2

@@ -33,6 +33,7 @@ _NOT_STATE = frozenset({"ctx", "_ctor_args", "_ctor_kwargs"})
 # argument validation helpers (shared by the built-ins)
 # --------------------------------------------------------------------------
 
+
 def check_tensor(owner, name, value):
     """`value` detached, or TypeError naming `owner` and `name`."""
     if not isinstance(value, torch.Tensor):
@@ -68,6 +69,7 @@ def same_numel(owner, preds, target):
 # stall the GPU every step; checking only the first batch would miss a bad label later on. The
 # error then comes at the end of the epoch's phase instead of at the bad batch.
 
+
 def count_outside(target: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     """The number of ``target`` values outside ``lo <= t < hi`` (or not whole numbers), as a device tensor."""
     if target.dtype == torch.bool:
@@ -95,8 +97,10 @@ def raise_bad_targets(owner: str, count: torch.Tensor, expected: str, hint: str 
 def class_index_hint(index_base: int, num_classes) -> str:
     other = 1 - index_base
     classes = f" and {num_classes} classes" if num_classes is not None else ""
-    return (f" (index_base={index_base}{classes}; labels counted from {other}? use index_base={other}; R's "
-            "luz counts from 1, Python from 0)")
+    return (
+        f" (index_base={index_base}{classes}; labels counted from {other}? use index_base={other}; R's "
+        "luz counts from 1, Python from 0)"
+    )
 
 
 def host_ratio(num: torch.Tensor, den: torch.Tensor) -> float:
@@ -189,6 +193,7 @@ def _r_number(x: float) -> str:
 # --------------------------------------------------------------------------
 # Metric
 # --------------------------------------------------------------------------
+
 
 class Metric:
     """Base class for metrics (luz's ``luz_metric``).
@@ -317,6 +322,7 @@ class Metric:
 # --------------------------------------------------------------------------
 # LossAverage
 # --------------------------------------------------------------------------
+
 
 class LossAverage(Metric):
     """Running mean of ``ctx.loss`` over batches, per optimizer ("Loss").

@@ -5,8 +5,17 @@ from __future__ import annotations
 import torch
 
 from ..checks import check_int, check_real
-from .base import (Metric, check_class_scores, check_tensor, class_index_hint, count_not_binary, count_outside,
-                   host_ratio, raise_bad_targets, same_numel)
+from .base import (
+    Metric,
+    check_class_scores,
+    check_tensor,
+    class_index_hint,
+    count_not_binary,
+    count_outside,
+    host_ratio,
+    raise_bad_targets,
+    same_numel,
+)
 
 __all__ = ["Accuracy", "BinaryAccuracy", "BinaryAccuracyWithLogits"]
 
@@ -57,9 +66,12 @@ class Accuracy(Metric):
         self.total += pred_idx.numel()
 
     def compute(self):
-        raise_bad_targets(type(self).__name__, self.bad_targets,
-                          f"class indices in {self.index_base}..{(self.num_classes or 0) + self.index_base - 1}",
-                          class_index_hint(self.index_base, self.num_classes))
+        raise_bad_targets(
+            type(self).__name__,
+            self.bad_targets,
+            f"class indices in {self.index_base}..{(self.num_classes or 0) + self.index_base - 1}",
+            class_index_hint(self.index_base, self.num_classes),
+        )
         return host_ratio(self.correct, self.total)
 
 
@@ -91,8 +103,12 @@ class BinaryAccuracy(Metric):
         self.total += hits.numel()
 
     def compute(self):
-        raise_bad_targets(type(self).__name__, self.bad_targets, "0 or 1",
-                          " (binary accuracy needs 0/1 targets; for class indices use Accuracy)")
+        raise_bad_targets(
+            type(self).__name__,
+            self.bad_targets,
+            "0 or 1",
+            " (binary accuracy needs 0/1 targets; for class indices use Accuracy)",
+        )
         return host_ratio(self.correct, self.total)
 
 

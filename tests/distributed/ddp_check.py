@@ -31,11 +31,12 @@ from pyluz import distributed  # noqa: E402
 from pyluz.metrics import Accuracy  # noqa: E402
 
 TOL = 1e-5
-B = 8          # per-rank batch size
+B = 8  # per-rank batch size
 SEED = 2024
 
 
 # -- data and models -------------------------------------------------------------------------
+
 
 def make_data(n, seed):
     g = torch.Generator().manual_seed(seed)
@@ -44,8 +45,8 @@ def make_data(n, seed):
     return x, y
 
 
-X, Y = make_data(100, 0)    # 100 rows: batch 16 drops 4 rows, as 2 x 50 rows with batch 8 do
-XV, YV = make_data(40, 1)   # 40 validation rows: the last global batch (8 rows) splits 4 + 4
+X, Y = make_data(100, 0)  # 100 rows: batch 16 drops 4 rows, as 2 x 50 rows with batch 8 do
+XV, YV = make_data(40, 1)  # 40 validation rows: the last global batch (8 rows) splits 4 + 4
 
 
 class Net(nn.Module):
@@ -73,7 +74,7 @@ class StepNet(Net):
         ctx = self.ctx  # model.ctx reaches the module inside the DDP wrapper
         StepNet.seen_ctx = ctx is not None
         ctx.loss = {}
-        pred = ctx.model(ctx.input)                  # through DDP: gradients are averaged
+        pred = ctx.model(ctx.input)  # through DDP: gradients are averaged
         loss = self.loss(pred, ctx.target)
         ctx.loss["opt"] = loss.detach()
         ctx.pred = pred
@@ -87,8 +88,10 @@ class TwoOpt(Net):
     """Two optimizers: the default step runs forward/backward once per optimizer."""
 
     def set_optimizers(self, lr):
-        return {"body": torch.optim.SGD(self.body.parameters(), lr=lr),
-                "head": torch.optim.Adam(self.head.parameters(), lr=lr / 10)}
+        return {
+            "body": torch.optim.SGD(self.body.parameters(), lr=lr),
+            "head": torch.optim.Adam(self.head.parameters(), lr=lr / 10),
+        }
 
 
 class Rows(Dataset):
@@ -105,8 +108,9 @@ class Rows(Dataset):
 
 
 def classifier(module=Net, lr=0.05):
-    return (pyluz.setup(module, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=[Accuracy()])
-            .set_opt_hparams(lr=lr))
+    return pyluz.setup(
+        module, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=[Accuracy()]
+    ).set_opt_hparams(lr=lr)
 
 
 @contextlib.contextmanager
@@ -126,6 +130,7 @@ def fit(luz_module, data, batch_size, **kwargs):
 
 
 # -- comparisons -----------------------------------------------------------------------------
+
 
 def compare_fits(ddp, ref, problems):
     world = distributed.world_size()
@@ -164,6 +169,7 @@ def flat(key, value):
 
 # -- checks ----------------------------------------------------------------------------------
 
+
 def check_fast_path(problems):
     """In-memory tensors (TensorBatches), shuffled each epoch, with validation data; then evaluate/predict."""
     world = distributed.world_size()
@@ -187,8 +193,15 @@ class SamplerSpy(pyluz.Callback):
 
     def on_train_begin(self):
         sampler = self.ctx.data.sampler
-        self.seen.append((type(sampler).__name__, getattr(sampler, "epoch", None), getattr(sampler, "seed", None),
-                          getattr(sampler, "num_replicas", None), self.ctx.data.batch_size))
+        self.seen.append(
+            (
+                type(sampler).__name__,
+                getattr(sampler, "epoch", None),
+                getattr(sampler, "seed", None),
+                getattr(sampler, "num_replicas", None),
+                self.ctx.data.batch_size,
+            )
+        )
 
 
 def check_dataset_path(problems):
@@ -209,8 +222,12 @@ def check_dataset_path(problems):
     train = Rows(X, Y)
     sampler = DistributedSampler(train, num_replicas=1, rank=0, shuffle=True, seed=seed, drop_last=True)
     with single_process():
-        ref = fit(classifier(), DataLoader(train, batch_size=world * B, sampler=sampler, drop_last=True),
-                  None, valid_data=DataLoader(Rows(XV, YV), batch_size=world * B))
+        ref = fit(
+            classifier(),
+            DataLoader(train, batch_size=world * B, sampler=sampler, drop_last=True),
+            None,
+            valid_data=DataLoader(Rows(XV, YV), batch_size=world * B),
+        )
     compare_fits(ddp, ref, problems)
 
 
@@ -299,16 +316,21 @@ def check_ecosystem_metrics(problems):
     try:
         from torchmetrics.classification import MulticlassAUROC, MulticlassF1Score
     except ImportError:
-        print(f"[rank {distributed.rank()}] check_ecosystem_metrics: torchmetrics is not installed, skipped",
-              file=sys.stderr, flush=True)
+        print(
+            f"[rank {distributed.rank()}] check_ecosystem_metrics: torchmetrics is not installed, skipped",
+            file=sys.stderr,
+            flush=True,
+        )
         return
     world = distributed.world_size()
 
     def module():
-        return (pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
-                            metrics=[MulticlassF1Score(num_classes=3, average="macro"),
-                                     MulticlassAUROC(num_classes=3), error_rate])
-                .set_opt_hparams(lr=0.05))
+        return pyluz.setup(
+            Net,
+            loss=nn.CrossEntropyLoss(),
+            optimizer=torch.optim.Adam,
+            metrics=[MulticlassF1Score(num_classes=3, average="macro"), MulticlassAUROC(num_classes=3), error_rate],
+        ).set_opt_hparams(lr=0.05)
 
     ddp = fit(module(), (X, Y), B, valid_data=(XV, YV))
     with single_process():
@@ -334,8 +356,17 @@ def check_gather_batch(problems):
         problems.append(f"gathered bool {got[1]['odd'].tolist()}")
 
 
-CHECKS = [check_gather_batch, check_fast_path, check_dataset_path, check_user_dataloader, check_custom_step, check_two_optimizers,
-          check_ecosystem_metrics, check_rank0_output, check_warnings]
+CHECKS = [
+    check_gather_batch,
+    check_fast_path,
+    check_dataset_path,
+    check_user_dataloader,
+    check_custom_step,
+    check_two_optimizers,
+    check_ecosystem_metrics,
+    check_rank0_output,
+    check_warnings,
+]
 
 
 def main():
@@ -347,8 +378,11 @@ def main():
             check(problems)
         except BaseException:
             # Another rank may be waiting in a collective: stop now so torchrun stops it too.
-            print(f"[rank {distributed.rank()}] {check.__name__} raised:\n{traceback.format_exc()}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[rank {distributed.rank()}] {check.__name__} raised:\n{traceback.format_exc()}",
+                file=sys.stderr,
+                flush=True,
+            )
             os._exit(1)
         everyone = [None] * distributed.world_size()
         dist.all_gather_object(everyone, problems)
@@ -369,6 +403,8 @@ def main():
 
 if __name__ == "__main__":
     if int(os.environ.get("WORLD_SIZE", 1)) < 2:
-        sys.exit("Run with torchrun and at least 2 processes: "
-                 "torchrun --standalone --nproc_per_node=2 tests/distributed/ddp_check.py")
+        sys.exit(
+            "Run with torchrun and at least 2 processes: "
+            "torchrun --standalone --nproc_per_node=2 tests/distributed/ddp_check.py"
+        )
     sys.exit(main())

@@ -99,7 +99,7 @@ def events_per_run(n_train_batches, n_valid_batches, epochs=EPOCHS):
 def data(kind="tensors"):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 6, generator=g)
-    y = ((x[:, 0] > 0).long() + (x[:, 1] > 0.5).long())
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
     return (x, y) if kind == "tensors" else RowDataset(x, y)
 
 
@@ -109,9 +109,17 @@ def fit(state_path, callbacks=(), kind="tensors", epochs=EPOCHS, patience=100, m
     random.seed(42)
     np.random.seed(42)
     model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_opt_hparams(lr=0.02)
-    cbs = [NoisyLoss(), StepLR(), *callbacks, EarlyStopping(patience=patience, min_delta=min_delta), AutoResume(state_path), *late]
-    return model.fit(data(kind), epochs=epochs, valid_data=0.2, callbacks=cbs, verbose=False,
-                     dataloader_options={"batch_size": 16})
+    cbs = [
+        NoisyLoss(),
+        StepLR(),
+        *callbacks,
+        EarlyStopping(patience=patience, min_delta=min_delta),
+        AutoResume(state_path),
+        *late,
+    ]
+    return model.fit(
+        data(kind), epochs=epochs, valid_data=0.2, callbacks=cbs, verbose=False, dataloader_options={"batch_size": 16}
+    )
 
 
 def main(argv=None):
