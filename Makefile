@@ -107,6 +107,7 @@ RUFF_VERSION := 0.8.6
 
 lint: .stamp-ruff
 	$(VENV)/bin/ruff check pyluz tests bench scripts examples
+	$(VENV)/bin/ruff format --check pyluz tests bench scripts examples
 	Rscript scripts/lint-r.R
 
 # Formats the Python code (the repository-wide formatting commit is listed in .git-blame-ignore-revs).
