@@ -38,18 +38,11 @@ import run as bench  # noqa: E402  (bench/run.py: data, model, variants)
 import pyluz  # noqa: E402
 from pyluz.callbacks import defaults as cb_defaults  # noqa: E402
 from pyluz.callbacks.base import HookTable  # noqa: E402
+from pyluz.events import TRAIN_BATCH_EVENTS  # noqa: E402
 from pyluz.metrics import base as metrics_base  # noqa: E402
 
 ns = time.perf_counter_ns
-BATCH_BPS = [
-    "on_train_batch_begin",
-    "on_train_batch_after_pred",
-    "on_train_batch_after_loss",
-    "on_train_batch_before_backward",
-    "on_train_batch_before_step",
-    "on_train_batch_after_step",
-    "on_train_batch_end",
-]
+BATCH_BPS = list(TRAIN_BATCH_EVENTS)  # the engine's own order of the per-batch breakpoints
 
 
 # -- 1. segments ----------------------------------------------------------------------------------

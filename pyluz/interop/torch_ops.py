@@ -211,14 +211,20 @@ SPECS = {
 }
 
 
-def op(name, first, *args, **kwargs):
-    """Call ``torch.<name>(first, *args, **kwargs)`` with R conventions."""
+def _r_arguments(name, args, kwargs):
+    """`name`'s spec and its arguments in Python's conventions (dims, dtypes); `kwargs` in place."""
     spec = SPECS.get(name)
     args = list(args)
     if "dtype" in kwargs:
         kwargs["dtype"] = as_dtype(kwargs["dtype"])
     if spec is not None:
         _translate(spec, args, kwargs)
+    return spec, args
+
+
+def op(name, first, *args, **kwargs):
+    """Call ``torch.<name>(first, *args, **kwargs)`` with R conventions."""
+    spec, args = _r_arguments(name, args, kwargs)
     if isinstance(first, (np.ndarray, float, int)) and not isinstance(first, bool) and name not in ("where",):
         first = from_r(first) if not isinstance(first, (float, int)) else torch.tensor(first)
     elif isinstance(first, (list, tuple)) and first and not isinstance(first[0], Tensor):
@@ -233,12 +239,7 @@ def op(name, first, *args, **kwargs):
 
 def method(name, self, *args, **kwargs):
     """Call ``self.<name>(*args, **kwargs)`` with R conventions."""
-    spec = SPECS.get(name)
-    args = list(args)
-    if "dtype" in kwargs:
-        kwargs["dtype"] = as_dtype(kwargs["dtype"])
-    if spec is not None:
-        _translate(spec, args, kwargs)
+    spec, args = _r_arguments(name, args, kwargs)
     args = [as_tensor_arg(a, self) if isinstance(a, np.ndarray) else a for a in args]
     return _result(spec, getattr(self, name)(*args, **kwargs))
 
