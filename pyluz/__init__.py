@@ -15,7 +15,7 @@ from . import callbacks, metrics
 from .accelerator import Accelerator
 from .callbacks.base import Callback
 from .context import Context
-from .control import CallbackError, InputMismatchError, SkipEpoch, StopTraining
+from .control import CallbackError, InputMismatchError, PeerFailure, SkipEpoch, StopTraining
 from .lr_finder import LRFinderResult, lr_finder
 from .metrics import Metric, MetricSet
 from .module import LuzModule, fit, set_hparams, set_opt_hparams, setup
@@ -33,6 +33,7 @@ __all__ = [
     "Evaluation",
     "Fitted",
     "InputMismatchError",
+    "PeerFailure",
     "LRFinderResult",
     "LuzModule",
     "Metric",

@@ -50,3 +50,15 @@ class InputMismatchError(ValueError, RuntimeError):
     "mat1 and mat2 shapes cannot be multiplied" RuntimeError still catches it; the torch error is
     chained as ``__cause__`` and its message is kept at the end.
     """
+
+
+class PeerFailure(RuntimeError):
+    """Another rank of a data-parallel fit failed, so this one stopped too; the message is that rank's error.
+
+    Raised on the ranks whose collective broke because a peer ended, chained to the broken
+    collective's own error (``__cause__``); ``rank`` is the rank that failed first.
+    """
+
+    def __init__(self, rank, message):
+        self.rank = rank
+        super().__init__(f"Rank {rank} of the data-parallel fit failed, so this rank stopped too: {message}")

@@ -61,6 +61,7 @@ import atexit
 import datetime
 import math
 import os
+import re
 import warnings
 
 import torch
@@ -435,6 +436,75 @@ def barrier():
     """Wait for every rank (no-op without a process group)."""
     if is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
+
+
+# -- a failure on one rank --------------------------------------------------------------------
+# A rank that fails leaves its error in the rendezvous store (torchrun's agent holds it, so it outlives
+# the rank); the other ranks, whose next collective breaks when that rank's process ends, read it and
+# fail with it instead of gloo's "Connection closed by peer". Keys carry a per-process fit counter, so
+# a failure caught by the script in one fit is not reported again by a later one.
+
+_fits = 0
+
+
+def begin_fit():
+    """Count a fit (every rank runs the same fits, so the counter agrees across ranks)."""
+    global _fits
+    _fits += 1
+
+
+def _failure_key(r):
+    return f"pyluz/failed/{_fits}/{r}"
+
+
+def _store():
+    if not is_initialized() or dist.get_world_size() == 1:
+        return None
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except Exception:  # a user's group without a store
+        return None
+
+
+def report_failure(message):
+    """Leave this rank's error message where the other ranks can read it (best effort)."""
+    store = _store()
+    if store is not None:
+        try:
+            store.set(_failure_key(rank()), message)
+        except Exception:  # the store is gone too: nothing better to do
+            pass
+
+
+# What a collective raises when a peer is gone: gloo's and nccl's RuntimeErrors, torch's DistError.
+_BROKEN = re.compile(r"gloo|nccl|NCCL|Connection (reset|closed)|timed out|Timeout|peer")
+
+
+def broken_collective(error):
+    """Whether `error` (or what it wraps) looks like a collective that broke because a peer ended."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, dist.DistError) or _BROKEN.search(str(error)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def peer_failure():
+    """``(rank, message)`` of another rank that reported a failure in this fit, else None."""
+    store = _store()
+    if store is None:
+        return None
+    for r in range(dist.get_world_size()):
+        if r == rank():
+            continue
+        try:
+            if store.check([_failure_key(r)]):
+                return r, store.get(_failure_key(r)).decode("utf-8", "replace")
+        except Exception:
+            return None
+    return None
 
 
 def gather_batch(value):

@@ -16,11 +16,13 @@ from .callbacks.defaults import default_evaluate_callbacks, default_fit_callback
 from .callbacks.progress import default_verbose
 from .checks import check_optional_bool, check_type, fail
 from .context import Context
-from .control import CallbackError, ControlFlow, InputMismatchError
+from .control import CallbackError, ControlFlow, InputMismatchError, PeerFailure
 from .data import TensorBatches, as_batches, num_batches, split_valid
+from . import distributed
 from .distributed import unwrap
 from .loop import default_step, fit_loop, predict_loop, valid_loop
 from .metrics import as_metric_set
+from .interop.errors import strip_tags
 from .nested import concat
 
 
@@ -160,10 +162,13 @@ def run_fit(
     ctx.min_epochs, ctx.max_epochs = min_epochs, max_epochs
     ctx.step = model_step(module, ctx)
     attach_context(model, ctx)
+    distributed.begin_fit()
     try:
         fit_loop(ctx)
     except BaseException as error:
-        clearer = explain_input_error(error, ctx, "data" if ctx.training else "valid_data")
+        clearer = explain_peer_failure(error) or explain_input_error(
+            error, ctx, "data" if ctx.training else "valid_data"
+        )
         keep_progress(clearer or error, module, ctx.records)
         if clearer is not None:
             raise clearer from error
@@ -290,6 +295,20 @@ def explain_input_error(error, ctx, argument):
         )
     parts.append(f" ({type(error).__name__}: {error})")
     return InputMismatchError("".join(parts))
+
+
+def explain_peer_failure(error):
+    """Under DDP: a `PeerFailure` when another rank failed first (this rank's collective broke because
+    of it), else None, after leaving this rank's own error for the others."""
+    if not distributed.is_initialized():
+        return None
+    peer = distributed.peer_failure() if distributed.broken_collective(error) else None
+    if peer is not None:
+        return PeerFailure(*peer)
+    # Tags name R conditions stored in this process only: the other ranks get the plain text.
+    message = strip_tags(error)  # a CallbackError's message already says what and where
+    distributed.report_failure(message if isinstance(error, CallbackError) else f"{type(error).__name__}: {message}")
+    return None
 
 
 def keep_progress(error, model, records):
