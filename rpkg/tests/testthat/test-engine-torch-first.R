@@ -37,3 +37,16 @@ test_that("no warning when the engine imports torch itself", {
   ))
   expect_match(out, "warnings: 0", fixed = TRUE)
 })
+
+test_that("the torch_is_installed() guard of examples loads torch the package's way", {
+  skip_if_no_torch()
+  out <- run_fresh_r(paste(
+    "library(pyluz)",
+    "n <- 0",
+    "withCallingHandlers({ stopifnot(torch_is_installed()); x <- torch_randn(2, 2) },",
+    "  warning = function(w) { n <<- n + 1; invokeRestart('muffleWarning') })",
+    "cat('warnings:', n, '\\n')",
+    sep = "\n"
+  ))
+  expect_match(out, "warnings: 0", fixed = TRUE)
+})
