@@ -344,3 +344,22 @@ test_that("super$parameters in a module inheriting a layer (luz's two-optimizer 
   expect_equal(dim(opts$weight$param_groups[[1]]$params[[1]]), c(3L, 2L))
   expect_equal(dim(opts$bias$param_groups[[1]]$params[[1]]), 3L)
 })
+
+test_that("dropout2d drops channels as R torch's does, of a 2-d or 3-d input too, silently", {
+  skip_if_no_torch()
+  torch_manual_seed(3)
+  # PyTorch's dropout2d warns on these inputs (once per call site); R torch's doesn't
+  expect_no_warning(nn_dropout2d(0.5)(torch_ones(8, 4)))
+  expect_no_warning(nnf_dropout2d(torch_ones(2, 8, 4), p = 0.5))
+  # (N, C) input: each element on its own
+  a <- as_array(nn_dropout2d(0.5)(torch_ones(50, 40)))
+  expect_setequal(unique(as.vector(a)), c(0, 2))
+  expect_true(any(apply(a, 1, function(r) length(unique(r)) == 2)))
+  # (N, C, H, W) input: whole channels
+  a <- as_array(nnf_dropout2d(torch_ones(4, 6, 3, 3), p = 0.5))
+  expect_true(all(apply(a, c(1, 2), function(ch) length(unique(as.vector(ch))) == 1)))
+  expect_true(inherits(nn_dropout2d(0.5), "nn_dropout2d"))
+  m <- nn_dropout2d(0.5)
+  m$eval()
+  expect_equal(as_array(m(torch_ones(2, 3))), matrix(1, 2, 3))
+})
