@@ -1,14 +1,5 @@
 # torch imported before the engine binds its matrix products to R's BLAS: pyluz says so, once.
 
-run_fresh_r <- function(code) {
-  rscript <- file.path(R.home("bin"), "Rscript")
-  out <- withr::with_envvar(
-    c(R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep)),
-    system2(rscript, c("-e", shQuote(code)), stdout = TRUE, stderr = TRUE)
-  )
-  paste(out, collapse = "\n")
-}
-
 test_that("importing torch before the engine warns once with what to do", {
   skip_if_no_torch()
   out <- run_fresh_r(paste(

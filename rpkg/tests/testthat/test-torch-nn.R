@@ -363,3 +363,24 @@ test_that("dropout2d drops channels as R torch's does, of a 2-d or 3-d input too
   m$eval()
   expect_equal(as_array(m(torch_ones(2, 3))), matrix(1, 2, 3))
 })
+
+test_that("an nn_embedding (1-based ids) is exported and traced silently, with the same values", {
+  skip_if_no_torch()
+  # the zero-id check reads the data; while a program is recorded it is skipped (torch.export
+  # would print a graph and a data-dependent warning, tracing a TracerWarning; pyluz traces
+  # without check_trace)
+  out <- run_fresh_r(paste(
+    "library(pyluz)",
+    "emb <- nn_embedding(10, 3)",
+    "x <- torch_tensor(matrix(c(1L, 5L, 10L, 2L), 2))",
+    "te <- reticulate::import('torch')",
+    "ep <- te$export$export(emb, reticulate::tuple(x))",
+    "tr <- te$jit$trace(emb, reticulate::tuple(x), check_trace = FALSE)",
+    "stopifnot(isTRUE(all.equal(as_array(ep$module()(x)), as_array(emb(x)))))",
+    "stopifnot(isTRUE(all.equal(as_array(tr(x)), as_array(emb(x)))))",
+    "cat('done\\n')",
+    sep = "\n"
+  ))
+  expect_equal(out, "done")
+  expect_error(nn_embedding(10, 3)(torch_tensor(c(0L, 1L))), "1-based|0")
+})
