@@ -5,11 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from .events import HookTable
+from .nested import PositionalDict
 from .records import empty_records, int32_safe
 
 
 def split_batch(batch):
-    """Return (input, target) of a batch: `(x, y, ...)`, `{"x", "y"}`/`{"input", "target"}`, or `x`."""
+    """Return (input, target) of a batch: `(x, y, ...)`, `{"x", "y"}`/`{"input", "target"}`, or `x`.
+
+    A `PositionalDict` (an R named list) splits by position, as luz does in R.
+    """
+    if isinstance(batch, PositionalDict):
+        batch = list(batch.values())
     if isinstance(batch, (tuple, list)):
         if len(batch) >= 2:
             return batch[0], batch[1]
