@@ -16,6 +16,10 @@ REPS <- 20L
 fields <- c("iter", "epoch", "loss", "pred", "target", "opt", "records")
 
 now <- function() as.numeric(Sys.time())
+read <- function(ctx, f) {
+  switch(f, iter = ctx$iter, epoch = ctx$epoch, loss = ctx$loss, pred = ctx$pred,
+         target = ctx$target, opt = ctx$opt, records = ctx$records)
+}
 probe <- luz_callback(
   "read_cost",
   initialize = function() {
@@ -26,15 +30,11 @@ probe <- luz_callback(
     at <- ctx$epoch
     if (at != 1 && at != epochs) return()
     key <- paste0("epoch ", at)
-    read <- function(f) {
-      switch(f, iter = ctx$iter, epoch = ctx$epoch, loss = ctx$loss, pred = ctx$pred,
-             target = ctx$target, opt = ctx$opt, records = ctx$records)
-    }
     for (f in fields) {
       t0 <- now()
-      v <- read(f)
+      v <- read(ctx, f)
       t1 <- now()
-      for (i in seq_len(REPS)) v <- read(f)
+      for (i in seq_len(REPS)) v <- read(ctx, f)
       t2 <- now()
       self$new[[key]][[f]] <- c(self$new[[key]][[f]], (t1 - t0) * 1e6)
       self$again[[key]][[f]] <- c(self$again[[key]][[f]], (t2 - t1) * 1e6 / REPS)
