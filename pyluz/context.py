@@ -85,6 +85,8 @@ class Context:
         self._batch = self.input = self.target = None
         self._opt = self._opt_name = None
         self._records = empty_records()
+        # (what, set, first 0-based index changed) per `log()`: front ends convert only what changed
+        self.records_edits = []
         self.callbacks = callbacks
         self._hooks = HookTable(callbacks)
         for cb in callbacks:
@@ -153,6 +155,7 @@ class Context:
         if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 1):
             raise ValueError(f"ctx.log: `index` must be None or a 1-based int, got {index!r}.")
         entries = self._records.setdefault(what, {}).setdefault(set, [])
+        self.records_edits.append((what, set, len(entries) if index is None else min(len(entries), index - 1)))
         if index is None:
             entries.append(value)
             return
@@ -193,6 +196,7 @@ class Context:
     def set_records(self, records: dict) -> None:
         """Replace all records (used when restoring checkpoints)."""
         self._records = records
+        self.records_edits = []
 
     # -- end of life ------------------------------------------------------------------------
     def clean(self):
