@@ -22,6 +22,23 @@ def split_batch(batch):
     return batch, None
 
 
+def check_batch_keys(batch):
+    """ValueError for a dict batch with no input key (neither `x` nor `input`): the default step can't split it.
+
+    >>> check_batch_keys({"num": 1, "label": 0})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: A batch is a dict with the keys ['num', 'label'], but the default step reads the input from 'x' ...
+    """
+    if not isinstance(batch, dict) or "x" in batch or "input" in batch:
+        return
+    raise ValueError(
+        f"A batch is a dict with the keys {list(batch)!r}, but the default step reads the input "
+        "from 'x' (target 'y') or 'input' (target 'target'): rename the keys, nest the inputs "
+        '({"x": {"num": ..., "cat": ...}, "y": y}), or define a step().'
+    )
+
+
 class Context:
     """The state shared by the loop, callbacks, metrics and the model (`self.ctx`).
 

@@ -76,6 +76,7 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
+from . import nested
 from .data import TensorBatches
 
 DEFAULT_TIMEOUT_S = 600
@@ -289,18 +290,11 @@ class ShardedTensorBatches(TensorBatches):
         return order[:total][self.rank :: self.world_size]
 
     def __iter__(self):
-        rows = self.rows()
-        tensors = self.tensors
-        is_dict = isinstance(tensors, dict)
-        rows = rows.to(next(iter(tensors.values() if is_dict else tensors)).device)
+        rows = self.rows().to(nested.tensors(self.tensors)[0].device)
         m, bs = rows.shape[0], self.batch_size
         stop = m - m % bs if self.drop_last else m
         for start in range(0, stop, bs):
-            idx = rows[start : start + bs]
-            if is_dict:
-                yield {k: t.index_select(0, idx) for k, t in tensors.items()}
-            else:
-                yield [t.index_select(0, idx) for t in tensors]
+            yield self.take(rows[start : start + bs])
 
     def subset(self, indices):
         return ShardedTensorBatches(super().subset(indices), self.rank, self.world_size)
