@@ -54,12 +54,19 @@ class TensorBatches:
     """
 
     def __init__(self, tensors, batch_size=DEFAULT_BATCH_SIZE, shuffle=False, drop_last=False, generator=None):
-        self.tensors = tensors
         self.batch_size = check_batch_size(batch_size, "batch_size")
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.generator = generator
+        self._set_tensors(tensors)
+
+    def _set_tensors(self, tensors):
+        self.tensors = tensors
         self.n = _first_tensor(tensors).shape[0]
+        # The common case, a flat list/dict of tensors, is sliced without walking the structure.
+        parts = nested.children(tensors)
+        self._flat = parts is not None and all(isinstance(t, torch.Tensor) for t in parts)
+        self._parts = parts if self._flat else None
 
     def __len__(self):
         if self.drop_last:
@@ -68,11 +75,20 @@ class TensorBatches:
 
     def to(self, device):
         """Move the stored tensors to `device` once, so batches need no transfer."""
-        self.tensors = nested.map_tensors(lambda t: t.to(device), self.tensors)
+        self._set_tensors(nested.map_tensors(lambda t: t.to(device), self.tensors))
         return self
 
     def take(self, rows):
-        """The batch of `rows` (a slice or a tensor of row indices), in the stored structure."""
+        """The batch of `rows` (a slice or a tensor of row indices), in the stored structure.
+
+        A flat tuple/list gives a list (as a DataLoader's batches are); nested containers keep their type.
+        """
+        if self._flat:
+            if isinstance(rows, slice):
+                parts = [t[rows] for t in self._parts]
+            else:
+                parts = [t.index_select(0, rows) for t in self._parts]
+            return nested.rebuild(self.tensors, parts) if isinstance(self.tensors, dict) else parts
         if isinstance(rows, slice):
             return nested.map_tensors(lambda t: t[rows], self.tensors)
         return nested.map_tensors(lambda t: t.index_select(0, rows), self.tensors)
