@@ -27,7 +27,8 @@ FAST_PATH_OPTIONS = {
 }
 
 
-def _draw_seed(generator=None):
+def draw_seed(generator=None):
+    """A 64-bit seed drawn from torch's RNG (or `generator`) the way DataLoader and RandomSampler draw theirs."""
     return int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
 
 
@@ -96,13 +97,13 @@ class TensorBatches:
     def _order(self):
         # Same RNG draws as DataLoader: its iterator draws a base seed, then RandomSampler draws
         # the seed of its own generator (or uses the given one).
-        _draw_seed(self.generator)
+        draw_seed(self.generator)
         if not self.shuffle:
             return None
         generator = self.generator
         if generator is None:
             generator = torch.Generator()
-            generator.manual_seed(_draw_seed())
+            generator.manual_seed(draw_seed())
         return torch.randperm(self.n, generator=generator)
 
     def __iter__(self):
