@@ -99,7 +99,7 @@ class RNamedTensorDataset(TensorDataset):
         self.names = list(names)
 
     def __getitem__(self, index):
-        return {n: t[index] for n, t in zip(self.names, self.tensors)}
+        return {n: t[index] for n, t in zip(self.names, self.tensors, strict=True)}
 
 
 def tensor_dataset(tensors, names=None):
