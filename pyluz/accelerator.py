@@ -10,7 +10,7 @@ import warnings
 import torch
 
 from . import distributed
-from .checks import check_bool, check_int, fail
+from .checks import check_bool, check_int, check_type, fail
 from .nested import to_device
 
 
@@ -165,8 +165,8 @@ class Accelerator:
 
 def _check_prepare_args(model, optimizers, loaders):
     """luz's prepare() takes only modules, optimizers and dataloaders; say which argument is off."""
-    if model is not None and not isinstance(model, torch.nn.Module):
-        raise TypeError(f"`model` must be a torch.nn.Module or None, got {type(model).__name__}.")
+    if model is not None:
+        check_type(model, "model", torch.nn.Module, "a torch.nn.Module or None")
     opts = (
         optimizers.values()
         if isinstance(optimizers, dict)
