@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .checks import check_int, check_type
 from .events import HookTable
 from .records import empty_records, int32_safe
 
@@ -157,12 +158,10 @@ class Context:
         With `index` (1-based) a dict value is merged into that entry, anything else replaces it;
         without it the value is appended.
         """
-        if not isinstance(what, str) or not isinstance(set, str):
-            raise TypeError(
-                f"ctx.log: `what` and `set` must be strings (e.g. 'lr', 'train'), " f"got {what!r} and {set!r}."
-            )
-        if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 1):
-            raise ValueError(f"ctx.log: `index` must be None or a 1-based int, got {index!r}.")
+        check_type(what, "what", str, "a string (e.g. 'lr')", owner="ctx.log")
+        check_type(set, "set", str, "a string (e.g. 'train')", owner="ctx.log")
+        if index is not None:
+            index = check_int(index, "index", owner="ctx.log", min_value=1)
         entries = self._records.setdefault(what, {}).setdefault(set, [])
         if index is None:
             entries.append(value)
