@@ -106,17 +106,18 @@ class Accelerator:
         self.device = (distributed.pick_device if self.ddp else pick_device)(cpu, cuda_index)
 
     @property
-    def ddp(self):
+    def ddp(self) -> bool:
         """Whether `prepare()` trains with DistributedDataParallel (strategy="ddp" or under torchrun)."""
         return distributed.requested(self.strategy)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Accelerator(device={str(self.device)!r})"
 
-    def prepare_model(self, model):
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """`model` on the device (as is with `device_placement=False`); no DDP wrapping (that is `prepare`)."""
         return model.to(self.device) if self.device_placement else model
 
-    def prepare_optimizer(self, opt):
+    def prepare_optimizer(self, opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
         """Move an optimizer's state tensors (e.g. Adam moments) to the device, where `prepare_model` puts
         the parameters; with `device_placement=False` the state stays with the parameters the user placed."""
         if not self.device_placement:
@@ -127,7 +128,7 @@ class Accelerator:
                     state[k] = v.to(self.device)
         return opt
 
-    def prepare_loader(self, loader):
+    def prepare_loader(self, loader: Any) -> Any:
         """Batches of `loader` arrive on the device (with `device_placement=False` they stay where they are)."""
         if loader is None or not self.device_placement:
             return loader
@@ -158,7 +159,7 @@ class Accelerator:
         return (model, optimizers, *(self.prepare_loader(dl) for dl in loaders))
 
     @property
-    def pin_memory(self):
+    def pin_memory(self) -> bool:
         """DataLoaders built by pyluz pin memory when batches go to CUDA."""
         return self.device.type == "cuda"
 

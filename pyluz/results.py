@@ -153,7 +153,7 @@ class Fitted:
         """DataFrame[set, metric, epoch, value] of every recorded metric."""
         return metrics_frame(self.records)
 
-    def plot(self):
+    def plot(self) -> Any:
         """A matplotlib figure: one panel per metric, train and valid curves over epochs."""
         return plot_metrics(self.get_metrics())
 
@@ -182,7 +182,7 @@ class Fitted:
             front_end=front_end,
         )
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         profile = self.records.get("profile", {})
         lines = ["A `luz_module_fitted`", _rule("Time")]
         if profile.get("fit"):
