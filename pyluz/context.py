@@ -6,11 +6,17 @@ from typing import Any
 
 from .checks import check_int, check_type
 from .events import HookTable
+from .nested import PositionalDict
 from .records import empty_records, int32_safe
 
 
 def split_batch(batch):
-    """Return (input, target) of a batch: `(x, y, ...)`, `{"x", "y"}`/`{"input", "target"}`, or `x`."""
+    """Return (input, target) of a batch: `(x, y, ...)`, `{"x", "y"}`/`{"input", "target"}`, or `x`.
+
+    A `PositionalDict` (an R named list) splits by position, as luz does in R.
+    """
+    if isinstance(batch, PositionalDict):
+        batch = list(batch.values())
     if isinstance(batch, (tuple, list)):
         if len(batch) >= 2:
             return batch[0], batch[1]
@@ -26,12 +32,14 @@ def split_batch(batch):
 def check_batch_keys(batch):
     """ValueError for a dict batch with no input key (neither `x` nor `input`): the default step can't split it.
 
+    A `PositionalDict` (an R named list) splits by position, whatever its names.
+
     >>> check_batch_keys({"num": 1, "label": 0})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     ValueError: A batch is a dict with the keys ['num', 'label'], but the default step reads the input from 'x' ...
     """
-    if not isinstance(batch, dict) or "x" in batch or "input" in batch:
+    if not isinstance(batch, dict) or isinstance(batch, PositionalDict) or "x" in batch or "input" in batch:
         return
     raise ValueError(
         f"A batch is a dict with the keys {list(batch)!r}, but the default step reads the input "

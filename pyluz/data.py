@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, Tenso
 
 from . import nested
 from .checks import check_bool, check_int, check_type, message
+from .nested import PositionalDict
 
 DEFAULT_BATCH_SIZE = 32
 # Options the fast path honours itself; any other option means a real DataLoader.
@@ -214,8 +215,8 @@ def in_memory_tensors(data, argument):
     if isinstance(data, TensorDataset):
         tensors = list(data.tensors)
         names = getattr(data, "names", None)  # a TensorDataset whose items are dicts (e.g. named in R)
-        if names:
-            tensors = dict(zip(names, tensors, strict=True))
+        if names:  # batches split by position, as an R named list does (nested.PositionalDict)
+            tensors = PositionalDict(zip(names, tensors, strict=True))
     elif _is_array_like(data):
         tensors = [to_tensor(data, argument)]
     elif isinstance(data, (tuple, list)) and any(_is_array_like(x) for x in data):
