@@ -73,7 +73,7 @@ def pyluz_segments(cfg, data_fn):
         callbacks=[Stamp("first", log, -math.inf), Stamp("last", log, math.inf)],
     )
     seg = {}
-    for ((bp1, tag1), t1), ((bp2, tag2), t2) in zip(log, log[1:]):
+    for ((bp1, tag1), t1), ((bp2, tag2), t2) in zip(log, log[1:], strict=False):
         if tag1 == "first" and tag2 == "last" and bp1 == bp2:
             name = f"  callbacks at {bp1}"
         else:
@@ -120,7 +120,7 @@ def hand_segments(cfg, data, use_loader):
         t5 = ns()
         rows.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4))
     names = ["next batch, ctx.batch, iter", "forward", "loss, detach, ctx.loss", "backward", "step_opt + zero_grad"]
-    return {name: statistics.median(col) / 1000 for name, col in zip(names, zip(*rows))}
+    return {name: statistics.median(col) / 1000 for name, col in zip(names, zip(*rows, strict=True), strict=True)}
 
 
 def report_segments(cfg, data, repeats):

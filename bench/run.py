@@ -449,7 +449,7 @@ def _run_r(key):
                 if list(state) != list(ours):  # an R nn_module names its layers fc1, fc2: match by position
                     if [v.shape for v in state.values()] != [v.shape for v in ours.values()]:
                         raise RuntimeError(f"R model's state_dict does not match the MLP: {list(state)}")
-                    state = dict(zip(ours, state.values()))
+                    state = dict(zip(ours, state.values(), strict=True))
                 model.load_state_dict(state)
             return Timing(wall=seconds[-1], cpu=seconds[-1]), model
 

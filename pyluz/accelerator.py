@@ -10,7 +10,7 @@ import warnings
 import torch
 
 from . import distributed
-from .checks import check_bool, check_int, fail
+from .checks import check_bool, check_int, check_type, fail
 from .nested import to_device
 
 
@@ -106,17 +106,18 @@ class Accelerator:
         self.device = (distributed.pick_device if self.ddp else pick_device)(cpu, cuda_index)
 
     @property
-    def ddp(self):
+    def ddp(self) -> bool:
         """Whether `prepare()` trains with DistributedDataParallel (strategy="ddp" or under torchrun)."""
         return distributed.requested(self.strategy)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Accelerator(device={str(self.device)!r})"
 
-    def prepare_model(self, model):
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """`model` on the device (as is with `device_placement=False`); no DDP wrapping (that is `prepare`)."""
         return model.to(self.device) if self.device_placement else model
 
-    def prepare_optimizer(self, opt):
+    def prepare_optimizer(self, opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
         """Move an optimizer's state tensors (e.g. Adam moments) to the device, where `prepare_model` puts
         the parameters; with `device_placement=False` the state stays with the parameters the user placed."""
         if not self.device_placement:
@@ -127,7 +128,7 @@ class Accelerator:
                     state[k] = v.to(self.device)
         return opt
 
-    def prepare_loader(self, loader):
+    def prepare_loader(self, loader: Any) -> Any:
         """Batches of `loader` arrive on the device (with `device_placement=False` they stay where they are)."""
         if loader is None or not self.device_placement:
             return loader
@@ -158,15 +159,15 @@ class Accelerator:
         return (model, optimizers, *(self.prepare_loader(dl) for dl in loaders))
 
     @property
-    def pin_memory(self):
+    def pin_memory(self) -> bool:
         """DataLoaders built by pyluz pin memory when batches go to CUDA."""
         return self.device.type == "cuda"
 
 
 def _check_prepare_args(model, optimizers, loaders):
     """luz's prepare() takes only modules, optimizers and dataloaders; say which argument is off."""
-    if model is not None and not isinstance(model, torch.nn.Module):
-        raise TypeError(f"`model` must be a torch.nn.Module or None, got {type(model).__name__}.")
+    if model is not None:
+        check_type(model, "model", torch.nn.Module, "a torch.nn.Module or None")
     opts = (
         optimizers.values()
         if isinstance(optimizers, dict)

@@ -122,6 +122,26 @@ def check_type(value, argument, types, expected, owner=None):
     return value
 
 
+def check_callable(value, argument, expected="a function", owner=None, allow_none=False):
+    """`value` if it is callable (or None with `allow_none`), else TypeError saying `expected`.
+
+    >>> check_callable(3, "report", "None or a function", owner="LRScheduler", allow_none=True)
+    Traceback (most recent call last):
+    ...
+    TypeError: LRScheduler: `report` must be None or a function, got 3.
+    """
+    if not callable(value) and not (allow_none and value is None):
+        fail(argument, expected, value, owner, TypeError)
+    return value
+
+
+def check_optional_str(value, argument, expected="a string or None", owner=None):
+    """None or a str, else TypeError."""
+    if value is not None and not isinstance(value, str):
+        fail(argument, expected, value, owner, TypeError)
+    return value
+
+
 def check_path(value, argument="path", owner=None):
     """A non-empty file path (str or os.PathLike, `~` expanded), as a str."""
     if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
@@ -145,5 +165,7 @@ __all__ = [
     "check_int",
     "check_choice",
     "check_type",
+    "check_callable",
+    "check_optional_str",
     "check_path",
 ]

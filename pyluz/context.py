@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .checks import check_int, check_type
 from .events import HookTable
 from .nested import PositionalDict
 from .records import empty_records, int32_safe
@@ -26,6 +27,25 @@ def split_batch(batch):
                 return batch[x_key], batch.get(y_key)
         return batch, None
     return batch, None
+
+
+def check_batch_keys(batch):
+    """ValueError for a dict batch with no input key (neither `x` nor `input`): the default step can't split it.
+
+    A `PositionalDict` (an R named list) splits by position, whatever its names.
+
+    >>> check_batch_keys({"num": 1, "label": 0})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: A batch is a dict with the keys ['num', 'label'], but the default step reads the input from 'x' ...
+    """
+    if not isinstance(batch, dict) or isinstance(batch, PositionalDict) or "x" in batch or "input" in batch:
+        return
+    raise ValueError(
+        f"A batch is a dict with the keys {list(batch)!r}, but the default step reads the input "
+        "from 'x' (target 'y') or 'input' (target 'target'): rename the keys, nest the inputs "
+        '({"x": {"num": ..., "cat": ...}, "y": y}), or define a step().'
+    )
 
 
 class Context:
@@ -148,12 +168,10 @@ class Context:
         With `index` (1-based) a dict value is merged into that entry, anything else replaces it;
         without it the value is appended.
         """
-        if not isinstance(what, str) or not isinstance(set, str):
-            raise TypeError(
-                f"ctx.log: `what` and `set` must be strings (e.g. 'lr', 'train'), " f"got {what!r} and {set!r}."
-            )
-        if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 1):
-            raise ValueError(f"ctx.log: `index` must be None or a 1-based int, got {index!r}.")
+        check_type(what, "what", str, "a string (e.g. 'lr')", owner="ctx.log")
+        check_type(set, "set", str, "a string (e.g. 'train')", owner="ctx.log")
+        if index is not None:
+            index = check_int(index, "index", owner="ctx.log", min_value=1)
         entries = self._records.setdefault(what, {}).setdefault(set, [])
         self.records_edits.append((what, set, len(entries) if index is None else min(len(entries), index - 1)))
         if index is None:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
+from . import nested
 from .checks import check_bool, check_int, check_type, message
 from .nested import PositionalDict
 
@@ -27,12 +28,17 @@ FAST_PATH_OPTIONS = {
 }
 
 
-def _draw_seed(generator=None):
+def draw_seed(generator=None):
+    """A 64-bit seed drawn from torch's RNG (or `generator`) the way DataLoader and RandomSampler draw theirs."""
     return int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
 
 
 class TensorBatches:
     """Batches of in-memory tensors, sliced with one index operation per tensor.
+
+    `tensors` is a tuple/list or dict of tensors sharing the first dimension, or such containers
+    nested (``[(num, cat), y]``, ``{"x": {"num": ..., "cat": ...}, "y": ...}``): a batch has the
+    same structure, walked with `pyluz.nested`.
 
     With the same torch seed it yields the same batches in the same order as
     ``DataLoader(TensorDataset(...), batch_size, shuffle, drop_last)`` and consumes the torch RNG
@@ -44,66 +50,71 @@ class TensorBatches:
     >>> batches = TensorBatches((x, y), batch_size=16, shuffle=True)
     >>> len(batches), [xb.shape[0] for xb, yb in batches]
     (4, [16, 16, 16, 16])
+    >>> nested_batch = next(iter(TensorBatches([(x, x[:, :2]), y], batch_size=16)))
+    >>> [t.shape[0] for t in nested.tensors(nested_batch)]
+    [16, 16, 16]
     """
 
     def __init__(self, tensors, batch_size=DEFAULT_BATCH_SIZE, shuffle=False, drop_last=False, generator=None):
-        self.tensors = tensors  # a tuple/list or dict (its type kept) of tensors sharing the first dim
         self.batch_size = check_batch_size(batch_size, "batch_size")
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.generator = generator
-        first = next(iter(tensors.values() if isinstance(tensors, dict) else tensors))
-        self.n = first.shape[0]
+        self._set_tensors(tensors)
+
+    def _set_tensors(self, tensors):
+        self.tensors = tensors
+        self.n = _first_tensor(tensors).shape[0]
+        # The common case, a flat list/dict of tensors, is sliced without walking the structure.
+        parts = nested.children(tensors)
+        self._flat = parts is not None and all(isinstance(t, torch.Tensor) for t in parts)
+        self._parts = parts if self._flat else None
 
     def __len__(self):
         if self.drop_last:
             return self.n // self.batch_size
         return math.ceil(self.n / self.batch_size)
 
-    def _items(self):
-        return self.tensors.items() if isinstance(self.tensors, dict) else enumerate(self.tensors)
-
     def to(self, device):
         """Move the stored tensors to `device` once, so batches need no transfer."""
-        if isinstance(self.tensors, dict):
-            self.tensors = type(self.tensors)((k, t.to(device)) for k, t in self.tensors.items())
-        else:
-            self.tensors = [t.to(device) for t in self.tensors]
+        self._set_tensors(nested.map_tensors(lambda t: t.to(device), self.tensors))
         return self
+
+    def take(self, rows):
+        """The batch of `rows` (a slice or a tensor of row indices), in the stored structure.
+
+        A flat tuple/list gives a list (as a DataLoader's batches are); nested containers keep their type.
+        """
+        if self._flat:
+            if isinstance(rows, slice):
+                parts = [t[rows] for t in self._parts]
+            else:
+                parts = [t.index_select(0, rows) for t in self._parts]
+            return nested.rebuild(self.tensors, parts) if isinstance(self.tensors, dict) else parts
+        if isinstance(rows, slice):
+            return nested.map_tensors(lambda t: t[rows], self.tensors)
+        return nested.map_tensors(lambda t: t.index_select(0, rows), self.tensors)
 
     def _order(self):
         # Same RNG draws as DataLoader: its iterator draws a base seed, then RandomSampler draws
         # the seed of its own generator (or uses the given one).
-        _draw_seed(self.generator)
+        draw_seed(self.generator)
         if not self.shuffle:
             return None
         generator = self.generator
         if generator is None:
             generator = torch.Generator()
-            generator.manual_seed(_draw_seed())
+            generator.manual_seed(draw_seed())
         return torch.randperm(self.n, generator=generator)
 
     def __iter__(self):
         order = self._order()
         n, bs = self.n, self.batch_size
         stop = n - n % bs if self.drop_last else n
-        tensors = self.tensors
-        is_dict = isinstance(tensors, dict)
         if order is not None:
-            order = order.to(next(iter(tensors.values() if is_dict else tensors)).device)
+            order = order.to(_first_tensor(self.tensors).device)
         for start in range(0, stop, bs):
-            if order is None:
-                sl = slice(start, start + bs)
-                if is_dict:
-                    yield type(tensors)((k, t[sl]) for k, t in tensors.items())
-                else:
-                    yield [t[sl] for t in tensors]
-            else:
-                idx = order[start : start + bs]
-                if is_dict:
-                    yield type(tensors)((k, t.index_select(0, idx)) for k, t in tensors.items())
-                else:
-                    yield [t.index_select(0, idx) for t in tensors]
+            yield self.take(slice(start, start + bs) if order is None else order[start : start + bs])
         if order is not None and self.generator is not None:
             # A finished RandomSampler draws one more permutation from its generator (for the
             # `num_samples % n` tail); do the same so a shared generator stays in step.
@@ -111,11 +122,12 @@ class TensorBatches:
 
     def subset(self, indices):
         """A TensorBatches over the rows `indices` (used for the valid split)."""
-        if isinstance(self.tensors, dict):
-            tensors = type(self.tensors)((k, t[indices]) for k, t in self.tensors.items())
-        else:
-            tensors = [t[indices] for t in self.tensors]
+        tensors = nested.map_tensors(lambda t: t[indices], self.tensors)
         return TensorBatches(tensors, self.batch_size, self.shuffle, self.drop_last, self.generator)
+
+
+def _first_tensor(tensors):
+    return nested.tensors(tensors)[0]
 
 
 # -- converting user inputs -----------------------------------------------------------------
@@ -149,26 +161,75 @@ def _is_array_like(x):
     return isinstance(x, (torch.Tensor, np.ndarray)) or hasattr(x, "to_numpy")
 
 
+def _holds_arrays(x):
+    """Whether `x` is array-like or a container (tuple/list/dict, nested) holding one."""
+    if _is_array_like(x):
+        return True
+    parts = nested.children(x)
+    return parts is not None and any(_holds_arrays(p) for p in parts)
+
+
+def _keys(value):
+    return list(value.keys()) if isinstance(value, dict) else range(len(value))
+
+
+def _as_tensors(x, argument):
+    """`x` with every array-like converted to a tensor, its containers kept (walked with `pyluz.nested`).
+
+    A container holding no array (e.g. a list of numbers) is one array.
+    """
+    if _is_array_like(x) or not _holds_arrays(x):
+        return to_tensor(x, argument)
+    parts = nested.children(x)
+    fmt = "{}[{!r}]" if isinstance(x, dict) else "{}[{}]"
+    converted = [_as_tensors(p, fmt.format(argument, k)) for k, p in zip(_keys(x), parts, strict=True)]
+    return nested.rebuild(x, converted)
+
+
+def _first_dims(tensors, argument):
+    """{path: first dim} of every tensor in a nested structure (None for a 0-d tensor)."""
+    sizes = {}
+
+    def walk(value, path):
+        parts = nested.children(value)
+        if parts is None:
+            sizes[path] = value.shape[0] if value.dim() > 0 else None
+            return
+        fmt = "{}[{!r}]" if isinstance(value, dict) else "{}[{}]"
+        for k, p in zip(_keys(value), parts, strict=True):
+            walk(p, fmt.format(path, k))
+
+    walk(tensors, argument)
+    return sizes
+
+
 def in_memory_tensors(data, argument):
-    """The tensors of an in-memory input (tuple/list/dict of arrays, one array, TensorDataset), or None."""
+    """The tensors of an in-memory input, or None when `data` is something else.
+
+    In-memory inputs: one array (tensor, numpy array, pandas object), a tuple/list or dict of
+    them, such containers nested (``((num, cat), y)``, ``{"x": {"num": ..., "cat": ...}, "y":
+    y}``), or a TensorDataset. A tuple/list needs one array among its own items (else it is a
+    list of samples, i.e. a dataset); a dict may hold only containers. The result keeps the structure (a top-level tuple becomes a list,
+    as a DataLoader's batches are); every tensor must share the first dimension.
+    """
     if isinstance(data, TensorDataset):
         tensors = list(data.tensors)
         names = getattr(data, "names", None)  # a TensorDataset whose items are dicts (e.g. named in R)
         if names:  # batches split by position, as an R named list does (nested.PositionalDict)
-            tensors = PositionalDict(zip(names, tensors))
+            tensors = PositionalDict(zip(names, tensors, strict=True))
     elif _is_array_like(data):
         tensors = [to_tensor(data, argument)]
     elif isinstance(data, (tuple, list)) and any(_is_array_like(x) for x in data):
-        # An (x, y, ...) layout: every part must be array-like (a list of numbers is converted; a
-        # None or an object is an error, not a 2-sample dataset).
+        # An (x, y, ...) layout (one part an array; the others arrays or containers of them): a
+        # list of numbers is converted; a None or an object is an error, not a 2-sample dataset.
+        # With no array at the top it is a list of samples (a map-style dataset).
         _check_target_not_in_frame(data, argument)
-        tensors = [to_tensor(x, f"{argument}[{i}]") for i, x in enumerate(data)]
-    elif isinstance(data, dict) and any(_is_array_like(x) for x in data.values()):
-        tensors = {k: to_tensor(x, f"{argument}[{k!r}]") for k, x in data.items()}
+        tensors = [_as_tensors(x, f"{argument}[{i}]") for i, x in enumerate(data)]
+    elif isinstance(data, dict) and any(_holds_arrays(x) for x in data.values()):
+        tensors = {k: _as_tensors(x, f"{argument}[{k!r}]") for k, x in data.items()}
     else:
         return None
-    items = tensors.items() if isinstance(tensors, dict) else enumerate(tensors)
-    sizes = {k: (t.shape[0] if t.dim() > 0 else None) for k, t in items}
+    sizes = _first_dims(tensors, argument)
     if None in sizes.values() or len(set(sizes.values())) != 1:
         raise ValueError(f"`{argument}`: every tensor/array must share the first dimension, got sizes {sizes}.")
     return tensors
@@ -249,12 +310,14 @@ def as_batches(data, options=None, phase="train", argument="data", pin_memory=Fa
         return data
     opts = phase_options(user_options, phase)
     tensors = in_memory_tensors(data, argument)
+    if tensors is not None and phase == "predict" and not isinstance(data, Dataset):
+        tensors = [predict_inputs(tensors)]
     if tensors is not None and set(opts) <= FAST_PATH_OPTIONS:
         return TensorBatches(
             tensors, opts["batch_size"], opts.get("shuffle", False), opts.get("drop_last", False), opts.get("generator")
         )
     if tensors is not None:
-        data = TensorDataset(*tensors) if not isinstance(tensors, dict) else DictDataset(tensors)
+        data = NestedDataset(tensors)
     if isinstance(data, IterableDataset):
         opts.pop("shuffle", None)
         opts.setdefault("pin_memory", pin_memory)
@@ -273,18 +336,31 @@ def as_batches(data, options=None, phase="train", argument="data", pin_memory=Fa
     )
 
 
-class DictDataset(Dataset):
-    """Map-style dataset over a dict of tensors; items are dicts."""
+def predict_inputs(tensors):
+    """What in-memory `newdata` gives the model: all of it, as inputs (`predict` takes no target).
+
+    One array is the input; a tuple/list or dict (nested or not) is the model's input as a whole
+    (a multi-input model gets ``(a, b)``, never ``a`` with ``b`` taken for a target); a tuple or
+    list of one array is that array. Datasets and loaders are not in-memory: their batches split
+    as in `fit` (see `context.split_batch`).
+    """
+    if isinstance(tensors, list) and len(tensors) == 1:
+        return tensors[0]
+    return tensors
+
+
+class NestedDataset(Dataset):
+    """Map-style dataset over a (nested) structure of tensors; item `i` has the same structure."""
 
     def __init__(self, tensors):
         self.tensors = tensors
-        self.n = next(iter(tensors.values())).shape[0]
+        self.n = _first_tensor(tensors).shape[0]
 
     def __len__(self):
         return self.n
 
     def __getitem__(self, i):
-        return {k: t[i] for k, t in self.tensors.items()}
+        return nested.map_tensors(lambda t: t[i], self.tensors)
 
 
 def split_valid(data, fraction, argument="valid_data"):
@@ -306,11 +382,7 @@ def split_valid(data, fraction, argument="valid_data"):
             f"`{argument}` can't be a fraction when `data` has no known length (e.g. an "
             "IterableDataset); pass the validation data itself."
         )
-    n = (
-        (len(next(iter(tensors.values()))) if isinstance(tensors, dict) else len(tensors[0]))
-        if tensors is not None
-        else len(data)
-    )
+    n = _first_tensor(tensors).shape[0] if tensors is not None else len(data)
     n_valid = int(n * fraction)
     if n_valid == 0:
         raise ValueError(
@@ -321,12 +393,7 @@ def split_valid(data, fraction, argument="valid_data"):
     valid_idx = perm[:n_valid]
     train_idx = perm[n_valid:].sort().values
     if tensors is not None:
-        pick = (
-            (lambda idx: {k: t[idx] for k, t in tensors.items()})
-            if isinstance(tensors, dict)
-            else (lambda idx: [t[idx] for t in tensors])
-        )
-        return pick(train_idx), pick(valid_idx)
+        return nested.map_tensors(lambda t: t[train_idx], tensors), nested.map_tensors(lambda t: t[valid_idx], tensors)
     return Subset(data, train_idx.tolist()), Subset(data, valid_idx.tolist())
 
 

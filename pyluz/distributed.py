@@ -34,8 +34,11 @@ What the engine does (all from ``Accelerator.prepare``, so a hand-written loop g
      order is drawn exactly as one process draws it (same torch RNG use) and rank 0's is broadcast.
    - A ``DataLoader`` (built by pyluz from a Dataset, or passed by the user) whose sampler is the
      plain sequential/random one is rebuilt with a ``DistributedSampler`` (same batch size,
-     ``drop_last``, workers, collate_fn, ...; the shuffle seed is drawn from torch's RNG and
-     broadcast from rank 0). A DataLoader that already has a ``DistributedSampler`` is used as is.
+     ``drop_last``, workers, collate_fn, ...). A shuffled one gets a :class:`OneProcessOrderSampler`:
+     the epoch's order is drawn as one process's ``RandomSampler`` draws it (same torch RNG use)
+     and rank 0's is broadcast, so it too trains like one process with the global batch and the
+     same seed. A DataLoader that already has a ``DistributedSampler`` is used as is (its own
+     order, which one process reads only through that sampler).
    - Anything else (custom samplers or batch samplers, IterableDatasets, DataLoader subclasses,
      plain iterables) is used as is, with a warning: shard it yourself with :func:`rank` and
      :func:`world_size`. Every rank must yield the same number of batches.
@@ -76,7 +79,8 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from .data import TensorBatches
+from . import nested
+from .data import TensorBatches, draw_seed
 
 DEFAULT_TIMEOUT_S = 600
 _created_group = False  # True when pyluz initialised the default process group (it then destroys it)
@@ -256,6 +260,50 @@ def shard_sizes(n, world, drop_last):
     return per_rank * world, per_rank
 
 
+def rank_share(order, rank, world, drop_last):
+    """Rank `rank`'s rows of an epoch's global `order`: cut or padded (by repeating it) to a multiple
+    of `world`, as DistributedSampler does, then every `world`-th row from `rank` on."""
+    n = order.shape[0]
+    total, _ = shard_sizes(n, world, drop_last)
+    if total > n:
+        order = order.repeat(math.ceil(total / n))
+    return order[:total][rank::world]
+
+
+class OneProcessOrderSampler(DistributedSampler):
+    """A DistributedSampler whose shuffled epoch order is the one a single process would read.
+
+    Each epoch it draws a permutation exactly as ``RandomSampler`` does in one process (a seed from
+    torch's RNG, or the loader's generator), takes rank 0's (broadcast, so the ranks agree), and
+    gives this rank its share (:func:`rank_share`). So a shuffled map-style Dataset trained on
+    N ranks with batch ``b`` reads the batches of one process with batch ``N * b`` and the same
+    seed: weights and records match that run. ``set_epoch`` is accepted and changes nothing (the
+    RNG moves on by itself, as in one process).
+
+    Example (one process of one rank reads RandomSampler's order)::
+
+        torch.manual_seed(0); one = list(RandomSampler(range(6)))
+        torch.manual_seed(0); assert list(OneProcessOrderSampler(range(6), 1, 0, drop_last=False)) == one
+    """
+
+    def __init__(self, dataset, num_replicas, rank, drop_last=False, generator=None):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, drop_last=drop_last)
+        self.generator = generator
+
+    def __iter__(self):
+        n = len(self.dataset)
+        generator = self.generator
+        if generator is None:
+            generator = torch.Generator()
+            generator.manual_seed(draw_seed())
+        order = torch.randperm(n, generator=generator)
+        if self.generator is not None:
+            torch.randperm(n, generator=self.generator)  # RandomSampler's draw for its (empty) tail
+        if self.num_replicas > 1 and is_initialized():
+            order = broadcast_from_main(order)
+        return iter(rank_share(order, self.rank, self.num_replicas, self.drop_last).tolist())
+
+
 class ShardedTensorBatches(TensorBatches):
     """This rank's batches of in-memory tensors (see the module docstring for the rule).
 
@@ -283,24 +331,14 @@ class ShardedTensorBatches(TensorBatches):
             order = torch.arange(self.n)
         elif self.world_size > 1 and is_initialized():
             order = broadcast_from_main(order)  # ranks agree even if their RNGs differ
-        total, _ = shard_sizes(self.n, self.world_size, self.drop_last)
-        if total > self.n:  # pad by repeating the order, as DistributedSampler does
-            order = order.repeat(math.ceil(total / self.n))
-        return order[:total][self.rank :: self.world_size]
+        return rank_share(order, self.rank, self.world_size, self.drop_last)
 
     def __iter__(self):
-        rows = self.rows()
-        tensors = self.tensors
-        is_dict = isinstance(tensors, dict)
-        rows = rows.to(next(iter(tensors.values() if is_dict else tensors)).device)
+        rows = self.rows().to(nested.tensors(self.tensors)[0].device)
         m, bs = rows.shape[0], self.batch_size
         stop = m - m % bs if self.drop_last else m
         for start in range(0, stop, bs):
-            idx = rows[start : start + bs]
-            if is_dict:
-                yield {k: t.index_select(0, idx) for k, t in tensors.items()}
-            else:
-                yield [t.index_select(0, idx) for t in tensors]
+            yield self.take(rows[start : start + bs])
 
     def subset(self, indices):
         return ShardedTensorBatches(super().subset(indices), self.rank, self.world_size)
@@ -334,17 +372,13 @@ def _rebuildable(loader):
 
 
 def _rebuild(loader, rank, world):
-    """The same DataLoader with a DistributedSampler; the shuffle seed is shared by all ranks."""
-    shuffle = isinstance(loader.sampler, RandomSampler)
-    seed = 0
-    if shuffle:
-        generator = loader.sampler.generator
-        seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
-        if world > 1 and is_initialized():
-            seed = int(broadcast_from_main(torch.tensor(seed)))
-    sampler = DistributedSampler(
-        loader.dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=loader.drop_last
-    )
+    """The same DataLoader with a DistributedSampler (shuffled: a `OneProcessOrderSampler`)."""
+    if isinstance(loader.sampler, RandomSampler):
+        sampler = OneProcessOrderSampler(loader.dataset, world, rank, loader.drop_last, loader.sampler.generator)
+    else:
+        sampler = DistributedSampler(
+            loader.dataset, num_replicas=world, rank=rank, shuffle=False, drop_last=loader.drop_last
+        )
     return DataLoader(
         loader.dataset,
         batch_size=loader.batch_size,
@@ -566,7 +600,7 @@ def _gather_rows(tensors):
     all_counts = torch.stack(all_counts).cpu()  # [rank, tensor]
     longest = all_counts.max(dim=0).values.tolist()
     chunks = []
-    for t, rows in zip(moved, longest):
+    for t, rows in zip(moved, longest, strict=True):
         if t.shape[0] < rows:  # pad to the longest rank's rows, so every rank sends as many bytes
             t = torch.cat([t, t.new_zeros((rows - t.shape[0], *t.shape[1:]))])
         chunks.append(t.contiguous().view(torch.uint8).reshape(-1))  # any dtype, bool included, as bytes
@@ -574,7 +608,7 @@ def _gather_rows(tensors):
     parts = [torch.empty_like(buffer) for _ in range(world)]
     dist.all_gather(parts, buffer)
     out, offset = [], 0
-    for j, (t, original, rows) in enumerate(zip(moved, tensors, longest)):
+    for j, (t, original, rows) in enumerate(zip(moved, tensors, longest, strict=True)):
         size = chunks[j].numel()
         shape = (rows, *t.shape[1:])
         per_rank = [p[offset : offset + size].view(t.dtype).reshape(shape) for p in parts]

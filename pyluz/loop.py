@@ -5,6 +5,7 @@ Reads like luz's loop (the contract is in docs/loop.md); callbacks do everything
 
 import torch
 
+from .context import check_batch_keys
 from .control import CallbackError, ControlFlow, SkipEpoch, StopTraining
 
 
@@ -110,6 +111,8 @@ def note_where(error, ctx, phase):
 
 def default_step(ctx):
     """luz's step: train (one forward, loss, backward, step per optimizer) or validation."""
+    if ctx.target is None:
+        check_batch_keys(ctx.batch)  # a dict batch it can't split is an error, not a None target
     if ctx.training:
         train_step(ctx)
     else:

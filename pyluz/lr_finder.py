@@ -143,8 +143,8 @@ class LRFinderCallback(Callback):
 
     def on_train_batch_begin(self):
         lr = self.lrs[self.i]
-        for opt, bases in zip(self.ctx.optimizers.values(), self.base):
-            for group, base in zip(opt.param_groups, bases):
+        for opt, bases in zip(self.ctx.optimizers.values(), self.base, strict=True):
+            for group, base in zip(opt.param_groups, bases, strict=True):
                 group["lr"] = lr if base == self.start_lr else base * (lr / self.start_lr)
 
     def on_train_batch_end(self):

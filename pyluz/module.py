@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .accelerator import Accelerator
+from .checks import check_callable
 from .metrics import as_metric_set
 from .results import Fitted
 from .runner import run_fit
@@ -167,10 +168,7 @@ def check_module_methods(module, loss, optimizer):
 
 def check_training_args(loss=None, optimizer=None, metrics=None, backward=None):
     """Validate setup()'s `loss`, `optimizer`, `metrics` and `backward` (also used by `pyluz.load`)."""
-    if loss is not None and not callable(loss):
-        raise TypeError(
-            f"`loss` must be an nn.Module or a callable (pred, target) -> tensor, got {type(loss).__name__}."
-        )
+    check_callable(loss, "loss", "an nn.Module or a callable (pred, target) -> tensor", allow_none=True)
     if isinstance(loss, type):
         raise TypeError(f"`loss` is the class {loss.__name__}; pass an instance such as {loss.__name__}().")
     if isinstance(optimizer, torch.optim.Optimizer):
@@ -178,12 +176,10 @@ def check_training_args(loss=None, optimizer=None, metrics=None, backward=None):
             "`optimizer` must be a factory such as torch.optim.Adam, not an optimizer instance; set its "
             "arguments with set_opt_hparams()."
         )
-    if optimizer is not None and not callable(optimizer):
-        raise TypeError(
-            f"`optimizer` must be a factory f(params, **opt_hparams) such as torch.optim.Adam, got {type(optimizer).__name__}."
-        )
-    if backward is not None and not callable(backward):
-        raise TypeError(f"`backward` must be a callable (loss) -> None, got {type(backward).__name__}.")
+    check_callable(
+        optimizer, "optimizer", "a factory f(params, **opt_hparams) such as torch.optim.Adam", allow_none=True
+    )
+    check_callable(backward, "backward", "a callable (loss) -> None", allow_none=True)
     as_metric_set(metrics)
 
 

@@ -92,8 +92,29 @@ class Fitted:
     ) -> Any:
         """Run the model (or its `predict()` method, with `kwargs`) over `newdata` without gradients.
 
+        `predict` takes inputs only. In-memory `newdata` is all input: one array, or for a model
+        with several inputs a tuple/list or dict of arrays (nested as the model takes them), which
+        the model gets whole, batch by batch (``predict((num, cat))`` calls
+        ``model((num_batch, cat_batch))``; a tuple of one array is that array). A Dataset or
+        DataLoader gives batches laid out as in `fit` (``(x, y, ...)``, ``{"x": ..., "y": ...}``):
+        the input is ``x``, the rest is ignored; to predict a multi-input model from a loader,
+        yield ``((a, b),)`` or ``{"x": (a, b)}``.
+
         `stack=True` concatenates batch outputs (tensors, or tuples/dicts of tensors) along dim 0;
         other outputs come back as the list of per-batch results.
+
+        >>> class TwoInputs(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.a, self.b = nn.Linear(2, 1), nn.Linear(3, 1)
+        ...     def forward(self, inputs):
+        ...         a, b = inputs
+        ...         return self.a(a) + self.b(b)
+        >>> a, b, y = torch.randn(8, 2), torch.randn(8, 3), torch.randn(8, 1)
+        >>> model = pyluz.setup(TwoInputs, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)
+        >>> fitted = model.fit(((a, b), y), epochs=1, verbose=False, dataloader_options={"batch_size": 4})
+        >>> fitted.predict((a, b), verbose=False).shape
+        torch.Size([8, 1])
         """
         check_bool(stack, "stack")
         return run_predict(
@@ -132,7 +153,7 @@ class Fitted:
         """DataFrame[set, metric, epoch, value] of every recorded metric."""
         return metrics_frame(self.records)
 
-    def plot(self):
+    def plot(self) -> Any:
         """A matplotlib figure: one panel per metric, train and valid curves over epochs."""
         return plot_metrics(self.get_metrics())
 
@@ -161,7 +182,7 @@ class Fitted:
             front_end=front_end,
         )
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         profile = self.records.get("profile", {})
         lines = ["A `luz_module_fitted`", _rule("Time")]
         if profile.get("fit"):

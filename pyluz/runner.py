@@ -399,8 +399,7 @@ def run_predict(
 
 def predict_zero_rows(ctx, loader, predict_fn, kwargs):
     """The model's output for 0 rows (e.g. shape (0, C)), so predicting nothing has the usual columns."""
-    tensors = loader.tensors
-    batch = {k: t[:0] for k, t in tensors.items()} if isinstance(tensors, dict) else [t[:0] for t in tensors]
+    batch = loader.take(slice(0, 0))
     ctx.batch = move_to_device(batch, ctx.accelerator.device) if ctx.accelerator.device_placement else batch
     with torch.no_grad():
         return predict_fn(ctx.input, **kwargs)

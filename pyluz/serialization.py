@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from .checks import check_bool
+from .checks import check_bool, check_type
 from .files import UnsafeFileError
 from .model_file import model_of, read_fitted, read_metadata, read_state_file, load_state, write_weights
 from .module import LuzModule, check_training_args
@@ -37,8 +37,7 @@ def save_fitted(fitted: Fitted, path: str | os.PathLike, front_end: dict[str, st
     'model.safetensors'
     >>> again = pyluz.load("model.safetensors", module=nn.Linear(4, 2))
     """
-    if not isinstance(fitted, Fitted):
-        raise TypeError(f"`fitted` must be a pyluz.Fitted (what fit() returns), got {type(fitted).__name__}.")
+    check_type(fitted, "fitted", Fitted, "a pyluz.Fitted (what fit() returns)")
     return fitted.save(path, front_end=front_end)
 
 

@@ -98,9 +98,11 @@ def test_records_api_on_a_bare_context():
     assert ctx.get_log("nothing", "train") is None and ctx.get_log("metrics", "train", 5) is None
     with pytest.raises(AttributeError):
         ctx.records = {}
-    with pytest.raises(TypeError, match="`what` and `set` must be strings"):
+    with pytest.raises(TypeError, match=r"^ctx.log: `what` must be a string \(e.g. 'lr'\), got int.$"):
         ctx.log(5, "train", 1.0)
-    with pytest.raises(ValueError, match="`index` must be None or a 1-based int"):
+    with pytest.raises(TypeError, match="ctx.log: `set` must be a string"):
+        ctx.log("lr", None, 1.0)
+    with pytest.raises(ValueError, match=r"^ctx.log: `index` must be an integer >= 1, got 0.$"):
         ctx.log("lr", "train", 1.0, index=0)
 
 

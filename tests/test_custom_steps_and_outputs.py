@@ -143,7 +143,7 @@ def test_valid_data_as_dataset_iterable_dataset_or_dataloader(xy):
 
     class Stream(IterableDataset):
         def __iter__(self):
-            yield from zip(*xy)
+            yield from zip(*xy, strict=True)
 
     x, y = xy
     model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)

@@ -28,7 +28,7 @@ def test_fast_path_yields_dataloader_batches_and_rng_use():
         assert isinstance(fast, TensorBatches)
         got = batches_of(fast)
         assert len(got) == len(ref) == len(fast)
-        for (a, b), (c, d) in zip(ref, got):
+        for (a, b), (c, d) in zip(ref, got, strict=True):
             assert torch.equal(a, c) and torch.equal(b, d)
         assert torch.equal(torch.rand(1), after_ref)  # same RNG consumption as a DataLoader
 

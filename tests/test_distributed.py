@@ -16,7 +16,7 @@ import pyluz
 from pyluz import distributed
 from pyluz.accelerator import DeviceLoader
 from pyluz.data import TensorBatches
-from pyluz.distributed import ShardedTensorBatches, shard_loader
+from pyluz.distributed import OneProcessOrderSampler, ShardedTensorBatches, shard_loader
 from pyluz.metrics import Accuracy
 from helpers import Net
 
@@ -37,7 +37,7 @@ def no_launcher(monkeypatch):
 def assert_records_close(got, want, tol):
     """Per-epoch metric dicts of one phase, equal within `tol`."""
     assert len(got) == len(want) > 0
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert g.keys() == w.keys() and g == pytest.approx(w, abs=tol)
 
 
@@ -97,7 +97,7 @@ def test_ranks_batches_together_are_one_processs_global_batch(n, world, shuffle,
         assert len(batches) == len(shard)
         per_rank.append(batches)
     assert len({len(batches) for batches in per_rank}) == 1  # same number of batches everywhere
-    together = [sorted(sum(parts, [])) for parts in zip(*per_rank)]
+    together = [sorted(sum(parts, [])) for parts in zip(*per_rank, strict=True)]
     if drop_last or n % world == 0:  # no padding: exactly one process's batches
         assert together == [sorted(x) for x in reference]
     else:  # padded with the first rows of the epoch's order, as DistributedSampler pads
@@ -144,17 +144,34 @@ def test_plain_dataloader_is_rebuilt_with_a_distributed_sampler():
         loader = DataLoader(Rows(), batch_size=4, shuffle=True, drop_last=True, collate_fn=collate)
         sharded = shard_loader(loader, rank=r, world_size=2)
         sampler = sharded.sampler
-        assert isinstance(sampler, DistributedSampler) and sharded is not loader
+        assert isinstance(sampler, OneProcessOrderSampler) and isinstance(sampler, DistributedSampler)
+        assert sharded is not loader
         assert (sampler.num_replicas, sampler.rank, sampler.shuffle, sampler.drop_last) == (2, r, True, True)
         assert (sharded.batch_size, sharded.drop_last, sharded.collate_fn) == (4, True, collate)
-        parts.append(sampler.seed)
         distributed.set_epoch(DeviceLoader(sharded, torch.device("cpu")), 5)  # reaches through DeviceLoader
         assert sampler.epoch == 5
-        parts.append([ids(x) for x in sharded])
-    seed0, rank0, seed1, rank1 = parts
-    assert seed0 == seed1  # same torch seed, same shuffle on both ranks
-    assert len(rank0) == len(rank1) == 2
-    assert sorted(sum(rank0 + rank1, [])) == sorted(set(sum(rank0 + rank1, [])))  # disjoint shards
+        parts.append([[ids(x) for x in sharded] for _ in range(2)])  # two epochs
+        parts.append(torch.rand(1))
+    rank0, after0, rank1, after1 = parts
+    # One process with the global batch and the same seed reads the same rows: its k-th batch,
+    # every other row, is each rank's k-th batch, epoch after epoch; the RNG ends in the same state.
+    torch.manual_seed(3)
+    one = DataLoader(Rows(), batch_size=8, shuffle=True, drop_last=True, collate_fn=collate)
+    one_epochs = [[ids(x) for x in one] for _ in range(2)]
+    assert torch.equal(torch.rand(1), after0) and torch.equal(after0, after1)
+    for epoch, batches in enumerate(one_epochs):
+        assert len(batches) == len(rank0[epoch]) == len(rank1[epoch]) == 2
+        for k, batch in enumerate(batches):
+            assert batch[0::2] == rank0[epoch][k] and batch[1::2] == rank1[epoch][k]
+
+
+def test_a_shuffled_loader_with_a_generator_reads_one_process_order():
+    g_one, g_ddp = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    one = DataLoader(Rows(), batch_size=4, shuffle=True, generator=g_one, collate_fn=collate)
+    sharded = shard_loader(DataLoader(Rows(), batch_size=4, shuffle=True, generator=g_ddp, collate_fn=collate), 0, 1)
+    for _ in range(2):
+        assert [ids(x) for x in sharded] == [ids(x) for x in one]
+    assert torch.equal(g_one.get_state(), g_ddp.get_state())
 
 
 def test_unshardable_loaders_are_used_as_is_with_a_warning():

@@ -61,13 +61,13 @@ def test_gradient_clip_matches_torch_clipping(norm_type):
     )
     assert len(after.seen) == 10
     clipped_any = False
-    for raw, got in zip(before.seen, after.seen):
+    for raw, got in zip(before.seen, after.seen, strict=True):
         assert total_norm(got, norm_type) <= 0.5 + 1e-5
         ref = [nn.Parameter(torch.zeros_like(g)) for g in raw]
-        for p, g in zip(ref, raw):
+        for p, g in zip(ref, raw, strict=True):
             p.grad = g.clone()
         torch.nn.utils.clip_grad_norm_(ref, 0.5, norm_type)
-        for p, g in zip(ref, got):
+        for p, g in zip(ref, got, strict=True):
             torch.testing.assert_close(g, p.grad, rtol=0, atol=0)
         clipped_any |= bool(total_norm(raw, norm_type) > 0.5)
     assert clipped_any
@@ -145,7 +145,7 @@ class Stream(IterableDataset):
         self.x, self.y = x, y
 
     def __iter__(self):
-        return iter(zip(self.x, self.y))
+        return iter(zip(self.x, self.y, strict=True))
 
 
 def test_accumulation_with_unknown_length_flushes_the_last_group():

@@ -254,5 +254,5 @@ def test_per_batch_scheduler_steps_with_the_optimizer_under_gradient_accumulatio
     held = [s["opt"] for s in used.seen]  # before_step runs for every batch; the lr changes only after a step
     assert len(held) == epochs * 10
     assert [held[e * 10 + b] for e in range(epochs) for b in (3, 7, 9)] == pytest.approx(lrs, rel=1e-12)
-    for got, want in zip(fitted.model.parameters(), model.parameters()):
+    for got, want in zip(fitted.model.parameters(), model.parameters(), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)

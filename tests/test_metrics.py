@@ -445,11 +445,11 @@ def test_update_does_no_host_sync(monkeypatch):
     with pytest.raises(AssertionError, match="host sync"):
         bool(torch.tensor(1))  # the patch is active
     for _ in range(3):
-        for m, (p, t) in zip(metrics, samples):
+        for m, (p, t) in zip(metrics, samples, strict=True):
             m.update(p, t)
         loss.update(None, None)
     monkeypatch.undo()
-    for m, (p, t) in zip(metrics, samples):
+    for m, (p, t) in zip(metrics, samples, strict=True):
         ref = m.fresh()
         for _ in range(3):
             ref.update(p, t)
@@ -532,7 +532,7 @@ def test_metric_set_for_phase_order_and_freshness():
     assert train[1] is not acc and train[1].index_base == 1 and math.isnan(train[1].compute())
     assert valid[2].num_thresholds == 10
     again = ms.for_phase("train")
-    assert all(a is not b for a, b in zip(train, again))
+    assert all(a is not b for a, b in zip(train, again, strict=True))
     assert [type(m) for m in MetricSet().for_phase("valid")] == [LossAverage]
     with pytest.raises(ValueError, match="phase"):
         ms.for_phase("test")

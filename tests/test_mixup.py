@@ -130,7 +130,7 @@ def test_mixup_is_reproducible_with_torch_seed():
             in_features=4, out_features=2
         ).set_opt_hparams(lr=0.1).fit((x, y), epochs=1, callbacks=[MixUp(alpha=0.2), see], verbose=False)
         runs.append(see.seen)
-    for a, b in zip(*runs):
+    for a, b in zip(*runs, strict=True):
         torch.testing.assert_close(a[2], b[2], rtol=0, atol=0)
         torch.testing.assert_close(a[3][1], b[3][1], rtol=0, atol=0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..checks import check_type
 from ..events import HookTable
 
 __all__ = ["Callback", "HookTable", "check_callbacks", "order_callbacks"]
@@ -58,16 +59,14 @@ def check_callbacks(callbacks, argument="callbacks"):
         return []
     if isinstance(callbacks, Callback) or isinstance(callbacks, type):
         callbacks = [callbacks]
-    if not isinstance(callbacks, (list, tuple)):
-        raise TypeError(f"`{argument}` must be a list of Callback instances, got {type(callbacks).__name__}.")
+    check_type(callbacks, argument, (list, tuple), "a list of Callback instances")
     for i, cb in enumerate(callbacks):
         if isinstance(cb, type) and issubclass(cb, Callback):
             raise TypeError(
                 f"`{argument}[{i}]` is the class {cb.__name__}, not an instance. "
                 "Did you forget to instantiate the callback?"
             )
-        if not isinstance(cb, Callback):
-            raise TypeError(f"`{argument}[{i}]` must be a Callback instance, got {type(cb).__name__}.")
+        check_type(cb, f"{argument}[{i}]", Callback, "a Callback instance")
     return list(callbacks)
 
 

@@ -89,7 +89,7 @@ class MetricsCallback(Callback):
         ctx = self.ctx
         if distributed.is_ddp(ctx.model):  # DDP: sum the state over ranks so compute() is global
             distributed.reduce_metrics(ctx.metrics[phase])
-        for key, m in zip(self.keys[phase], ctx.metrics[phase]):
+        for key, m in zip(self.keys[phase], ctx.metrics[phase], strict=True):
             try:
                 value = m.compute()
             except Exception as e:

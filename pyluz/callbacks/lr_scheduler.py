@@ -4,6 +4,7 @@ import inspect
 
 import torch
 
+from ..checks import check_callable, check_optional_str, check_type
 from ..events import BATCH_EVENTS, TRAIN_BATCH_EVENTS, check_event
 from .base import Callback
 from .gradients import HOLDING_STEP
@@ -75,18 +76,16 @@ class LRScheduler(Callback):
     """
 
     def __init__(self, scheduler, call_on="on_epoch_end", opt_name=None, report=None, **kwargs):
-        if not callable(scheduler):
-            raise TypeError(
-                "LRScheduler: `scheduler` must be a scheduler class or a factory f(optimizer, **kwargs) "
-                f"such as torch.optim.lr_scheduler.StepLR, got {type(scheduler).__name__}."
-            )
-        if not isinstance(call_on, str):
-            raise TypeError(f"LRScheduler: `call_on` must be a breakpoint name (str), got {type(call_on).__name__}.")
+        check_callable(
+            scheduler,
+            "scheduler",
+            "a scheduler class or a factory f(optimizer, **kwargs) such as torch.optim.lr_scheduler.StepLR",
+            owner="LRScheduler",
+        )
+        check_type(call_on, "call_on", str, "a breakpoint name (str)", owner="LRScheduler")
         check_event(call_on, "call_on")
-        if opt_name is not None and not isinstance(opt_name, str):
-            raise TypeError(f"LRScheduler: `opt_name` must be None or an optimizer name (str), got {opt_name!r}.")
-        if report is not None and not callable(report):
-            raise TypeError(f"LRScheduler: `report` must be None or a function, got {type(report).__name__}.")
+        check_optional_str(opt_name, "opt_name", "None or an optimizer name (str)", owner="LRScheduler")
+        check_callable(report, "report", "None or a function", owner="LRScheduler", allow_none=True)
         self.scheduler_fn = scheduler
         self.report = report
         self.steps = 0

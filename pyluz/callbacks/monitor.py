@@ -8,7 +8,7 @@ the keys actually recorded in `ctx.records["metrics"][set][epoch - 1]`.
 
 import math
 
-from ..checks import check_real, fail
+from ..checks import check_real, check_type, fail
 from ..records import flat_metrics
 from .base import Callback
 
@@ -26,8 +26,7 @@ def check_min_delta(min_delta, argument="min_delta"):
 
 
 def check_monitor(monitor, argument="monitor"):
-    if not isinstance(monitor, str):
-        raise TypeError(f"`{argument}` must be a string such as 'valid_loss', got {type(monitor).__name__}.")
+    check_type(monitor, argument, str, "a string such as 'valid_loss'")
     set_name, sep, metric = monitor.partition("_")
     if not (set_name and sep and metric):
         raise ValueError(

@@ -242,7 +242,7 @@ class Progress(Callback):
             metrics = self.ctx.metrics.get(phase) or []
             values = self.ctx.get_metrics(phase, self.ctx.epoch)
             # Looked up by records key (callbacks may log other values there too); shown by abbrev.
-            shown = {m.name: values[k] for m, k in zip(metrics, metric_keys(metrics)) if k in values}
+            shown = {m.name: values[k] for m, k in zip(metrics, metric_keys(metrics), strict=True) if k in values}
             if shown:
                 self.renderer.epoch_metrics(phase, format_metrics(shown))
         self.renderer.epoch_end()

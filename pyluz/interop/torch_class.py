@@ -271,7 +271,7 @@ def attach(obj, names, fns):
     """Attach R closures as guarded instance attributes (bypasses nn.Module.__setattr__)."""
     d = obj.__dict__
     label = type(obj).__name__
-    for n, f in zip(names, fns):
+    for n, f in zip(names, fns, strict=True):
         d[_DATASET_ATTRS.get(n, n)] = guard(f, f"{label}.{n}")
     return None
 

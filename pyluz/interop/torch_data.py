@@ -109,7 +109,7 @@ class RNamedTensorDataset(TensorDataset):
         self.names = list(names)
 
     def __getitem__(self, index):
-        return PositionalDict((n, t[index]) for n, t in zip(self.names, self.tensors))
+        return PositionalDict((n, t[index]) for n, t in zip(self.names, self.tensors, strict=True))
 
 
 def tensor_dataset(tensors, names=None):

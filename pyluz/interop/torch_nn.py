@@ -140,17 +140,17 @@ def new_layer(name, **kwargs):
 
 
 def named(items, names):
-    return OrderedDict(zip(names, items))
+    return OrderedDict(zip(names, items, strict=True))
 
 
 def sequential(modules, names=None):
     if names:
-        return nn.Sequential(OrderedDict(zip(names, modules)))
+        return nn.Sequential(OrderedDict(zip(names, modules, strict=True)))
     return nn.Sequential(*modules)
 
 
 def module_dict(modules, names):
-    return nn.ModuleDict(OrderedDict(zip(names, modules)))
+    return nn.ModuleDict(OrderedDict(zip(names, modules, strict=True)))
 
 
 def module_list(modules):

@@ -162,7 +162,7 @@ class Functional:
             if len(args) > len(names):
                 raise TypeError(f"nnf_{self.name}(): pass options by name")
             kwargs = dict(kwargs)
-            kwargs.update(zip(names, args))
+            kwargs.update(zip(names, args, strict=False))
         return nnf(self.name, input, **kwargs)
 
     def __repr__(self):

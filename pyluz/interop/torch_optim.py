@@ -133,7 +133,7 @@ def update_param_groups(optimizer, groups):
     (R hands back a converted copy; parameters themselves are not replaced)."""
     if len(groups) != len(optimizer.param_groups):
         raise ValueError("param_groups can't be added or removed this way; use opt$add_param_group()")
-    for group, new in zip(optimizer.param_groups, groups):
+    for group, new in zip(optimizer.param_groups, groups, strict=True):
         for k, v in dict(new).items():
             if k == "params":
                 continue

@@ -22,6 +22,7 @@ import functools
 
 import torch
 
+from ..checks import check_callable, check_optional_str, fail
 from .base import Metric, _torchmetrics_classes, host_ratio
 
 __all__ = ["TorchMetric", "FunctionMetric", "as_metric"]
@@ -61,8 +62,7 @@ class TorchMetric(Metric):
             raise TypeError(
                 f"TorchMetric: `metric` must be a torchmetrics.Metric instance, got {type(metric).__name__}"
             )
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"TorchMetric: `name` must be a string or None, got {name!r}")
+        check_optional_str(name, "name", owner="TorchMetric")
         self.metric = metric
         self.abbrev = name or type(metric).__name__
 
@@ -134,10 +134,10 @@ class FunctionMetric(Metric):
     """
 
     def __init__(self, fn, name=None):
-        if not callable(fn) or isinstance(fn, type):
-            raise TypeError(f"FunctionMetric: `fn` must be a function fn(preds, target) -> tensor, got {fn!r}")
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"FunctionMetric: `name` must be a string or None, got {name!r}")
+        if isinstance(fn, type):  # a class is callable, but builds an object instead of computing a value
+            fail("fn", "a function fn(preds, target) -> tensor, not a class", fn, "FunctionMetric", TypeError)
+        check_callable(fn, "fn", "a function fn(preds, target) -> tensor", owner="FunctionMetric")
+        check_optional_str(name, "name", owner="FunctionMetric")
         self.fn = fn
         self.abbrev = name if name is not None else function_name(fn)
         self.total = torch.zeros((), dtype=torch.float64)

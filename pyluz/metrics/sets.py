@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..checks import check_choice
 from .adapters import as_metric
 from .base import LossAverage
 
@@ -42,7 +43,7 @@ class MetricSet:
         elif phase == "valid":
             extra = self.valid_metrics
         else:
-            raise ValueError(f'MetricSet.for_phase: `phase` must be "train" or "valid", got {phase!r}')
+            check_choice(phase, "phase", ("train", "valid"), owner="MetricSet.for_phase")
         return [LossAverage(), *(m.fresh() for m in self.metrics), *(m.fresh() for m in extra)]
 
     def __repr__(self) -> str:

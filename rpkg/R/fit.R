@@ -128,6 +128,9 @@ predict.luz_module_fitted <- function(object, newdata, ..., callbacks = list(), 
     rlang::abort("Extra arguments of `predict()` go to the module's `predict()` method and must be named.",
                  class = "value_error")
   }
+  # luz's layout: a list is (x, y, ...) and only x is predicted from (the engine's predict()
+  # takes in-memory data as the inputs only).
+  if (is.list(newdata) && !is_py(newdata)) newdata <- newdata[1]
   engine_call_kwargs(object$py$predict, list(as_engine_data(newdata, "newdata")), c(list(
     stack = isTRUE(stack),
     callbacks = as_engine_callbacks(callbacks),

@@ -24,7 +24,7 @@ os.environ.setdefault("PYLUZ_DDP_TIMEOUT", "120")  # a peer that never arrives f
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, Dataset, DistributedSampler  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 import pyluz  # noqa: E402
 from pyluz import distributed  # noqa: E402
@@ -157,7 +157,7 @@ def compare_records(got, want, problems):
                 problems.append(f"{phase} epoch {epoch}: metrics {list(g)} != {list(w)}")
                 continue
             for key in w:
-                for (name, gv), (_, wv) in zip(flat(key, g[key]), flat(key, w[key])):
+                for (name, gv), (_, wv) in zip(flat(key, g[key]), flat(key, w[key]), strict=True):
                     if not abs(gv - wv) <= TOL:
                         problems.append(f"{phase} epoch {epoch} {name}: {gv:.7f} != {wv:.7f}")
 
@@ -186,7 +186,7 @@ def check_fast_path(problems):
 
 
 class SamplerSpy(pyluz.Callback):
-    """Records the training loader's DistributedSampler each epoch (runs after TrainValid's set_epoch)."""
+    """Records the training loader's sampler each epoch (runs after TrainValid's set_epoch)."""
 
     def __init__(self):
         self.seen = []
@@ -205,29 +205,18 @@ class SamplerSpy(pyluz.Callback):
 
 
 def check_dataset_path(problems):
-    """A map-style Dataset: pyluz's DataLoader gets a DistributedSampler, set_epoch is called each epoch."""
+    """A shuffled map-style Dataset: pyluz's DataLoader gets a OneProcessOrderSampler (set_epoch is called
+    each epoch), so N ranks read the rows of one process with the global batch and the same seed."""
     world = distributed.world_size()
     spy = SamplerSpy()
     ddp = fit(classifier(), Rows(X, Y), B, valid_data=Rows(XV, YV), callbacks=[spy])
     names = [s[0] for s in spy.seen]
     epochs = [s[1] for s in spy.seen]
-    if names != ["DistributedSampler"] * 3 or epochs != [1, 2, 3] or {s[3:] for s in spy.seen} != {(world, B)}:
+    if names != ["OneProcessOrderSampler"] * 3 or epochs != [1, 2, 3] or {s[3:] for s in spy.seen} != {(world, B)}:
         problems.append(f"train sampler per epoch: {spy.seen}")
-    seed = spy.seen[0][2]
-    gathered = [None] * world
-    dist.all_gather_object(gathered, seed)
-    if len(set(gathered)) != 1:
-        problems.append(f"shuffle seeds differ between ranks: {gathered}")
-    # Reference: one process, batch 2b, the same global order (a DistributedSampler of one replica)
-    train = Rows(X, Y)
-    sampler = DistributedSampler(train, num_replicas=1, rank=0, shuffle=True, seed=seed, drop_last=True)
+    # Reference: one process, batch N * b, the same seed, pyluz's own shuffled DataLoader.
     with single_process():
-        ref = fit(
-            classifier(),
-            DataLoader(train, batch_size=world * B, sampler=sampler, drop_last=True),
-            None,
-            valid_data=DataLoader(Rows(XV, YV), batch_size=world * B),
-        )
+        ref = fit(classifier(), Rows(X, Y), world * B, valid_data=Rows(XV, YV))
     compare_fits(ddp, ref, problems)
 
 
