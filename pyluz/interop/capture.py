@@ -126,6 +126,7 @@ class TracedForward:
         self.max_programs = max_programs
         self.programs = {}  # key -> program, or None where the key runs eagerly
         self.report = {}  # description of a key -> "traced" or the reason
+        self.dropped = []  # why the programs were dropped, once per time
         self._static_reason = False  # not checked yet
         self._tracing = False
 
@@ -147,7 +148,7 @@ class TracedForward:
     def invalidate(self, reason="a module field was assigned after tracing"):
         """Drop every program (the next call with each key traces again)."""
         self.programs.clear()
-        self.report = {k: f"{v} (programs dropped: {reason})" for k, v in self.report.items()}
+        self.dropped.append(reason)
         self._static_reason = False
 
     @property
