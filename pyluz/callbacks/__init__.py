@@ -20,6 +20,7 @@ from .mixup import MixUp, MixupLoss, mixup
 from .checkpoint import KeepBestModel, ModelCheckpoint
 from .early_stopping import EarlyStopping
 from .resume import AutoResume, ResumeFromCheckpoint
+from .trace_forward import TraceForward
 
 __all__ = [
     "Callback",
@@ -45,4 +46,4 @@ __all__ += [
     "TerminateOnNaN",
     "mixup",
 ]
-__all__ += ["AutoResume", "EarlyStopping", "KeepBestModel", "ModelCheckpoint", "ResumeFromCheckpoint"]
+__all__ += ["AutoResume", "EarlyStopping", "KeepBestModel", "ModelCheckpoint", "ResumeFromCheckpoint", "TraceForward"]

@@ -15,11 +15,30 @@
 #' @param accelerator An [accelerator()]; by default the fastest device available.
 #' @param verbose Whether to print progress; `NULL` means `interactive()`.
 #' @param ... Must be empty.
+#' @param capture Whether to trace the forward of an `nn_module()` defined in R (see "Tracing");
+#'   `NULL` takes the value given to [setup()] (`FALSE` by default).
 #' @param dataloader_options Dataloader arguments (e.g. `list(batch_size = 64)`) for data that
 #'   is not a dataloader. Defaults: batch size 32; training data shuffled, last incomplete batch
 #'   dropped.
-#' @return A `luz_module_fitted` object: `$model`, `$records`, `$ctx`; use it with
+#' @return A `luz_module_fitted` object: `$model`, `$records`, `$ctx`, `$capture` (with
+#'   `capture = TRUE`: one row per traced key); use it with
 #'   [predict()][predict.luz_module_fitted], [evaluate()], [get_metrics()], `print()`, `plot()`.
+#' @section Tracing:
+#' Every tensor operation of an R `forward()` crosses from R to Python. With `capture = TRUE`, the
+#' forward of an `nn_module()` defined in R is traced once per key -- training or evaluation mode
+#' and the input's shapes, dtypes and devices -- like `jit_trace()`: the tensor operations it runs are
+#' recorded, with the module's live parameters and buffers as inputs, and later batches with that key
+#' replay the recording without running R. Parameters, buffers, `state_dict()` and
+#' `train()`/`eval()` stay those of the module; dropout draws the same random numbers and the
+#' trained weights are the same, bit for bit, as without tracing.
+#'
+#' A key runs the R forward instead (the reason is in `fitted$capture`, and printed when
+#' `verbose`) when the forward reads a value back into R (`$item()`, `as_array()`, `if` on a
+#' tensor), uses `ctx`, `private`, `<<-`, R's random numbers, prints, or assigns `self$...` fields;
+#' after more than 8 input signatures (variable-length inputs); or when tracing fails. Assigning a
+#' module field after tracing drops the recordings. What tracing can't see: in-place edits of a
+#' parameter's `$data`, attributes set from Python, values read from global variables (frozen when
+#' traced), and autocast (mixed precision) regions.
 #' @examples
 #' \dontrun{
 #' fitted <- net %>%
@@ -33,8 +52,10 @@ fit <- function(object, ...) UseMethod("fit")
 #' @rdname fit
 #' @export
 fit.luz_module_generator <- function(object, data, epochs = 10, callbacks = NULL, valid_data = NULL,
-                                     accelerator = NULL, verbose = NULL, ..., dataloader_options = NULL) {
+                                     accelerator = NULL, verbose = NULL, ..., capture = NULL,
+                                     dataloader_options = NULL) {
   rlang::check_dots_empty()
+  trace <- capture_callback(as_capture(capture, null_ok = TRUE) %||% isTRUE(object$r_setup$capture))
   # A few rows of the model's input, kept so `luz_save()` can export an nn_module() as a program.
   keep_example <- engine_module("callbacks")$KeepExampleInput()
   py <- engine_call(
@@ -42,14 +63,17 @@ fit.luz_module_generator <- function(object, data, epochs = 10, callbacks = NULL
     object$py,
     as_engine_data(data, "data"),
     epochs = as_epochs(epochs),
-    callbacks = c(as_engine_callbacks(callbacks), list(keep_example), ctx_binder(object$ctx_env)),
+    callbacks = c(as_engine_callbacks(callbacks), list(keep_example), ctx_binder(object$ctx_env), trace),
     valid_data = as_engine_valid(valid_data),
     accelerator = as_engine_accelerator(accelerator),
     verbose = as_verbose(verbose),
     dataloader_options = as_py_dataloader_options(dataloader_options)
   )
   reticulate::py_set_attr(py, "example_input", reticulate::py_get_attr(keep_example, "example"))
-  new_fitted(py, object$r_setup)
+  fitted <- new_fitted(py, object$r_setup)
+  fitted$capture <- capture_frame(trace)
+  if (!is.null(trace) && isTRUE(as_verbose(verbose))) cli::cat_line("Tracing: ", capture_summary(fitted$capture))
+  fitted
 }
 
 #' @export

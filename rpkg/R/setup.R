@@ -15,6 +15,9 @@
 #' @param metrics A list of metrics (e.g. `list(luz_metric_accuracy())`) or a
 #'   [luz_metric_set()]. The loss is always tracked.
 #' @param backward A function `function(loss)` replacing `loss$backward()`.
+#' @param capture Whether [fit()] traces the forward of an `nn_module()` defined in R (as
+#'   `jit_trace()` would) and replays the recorded tensor operations instead of running R code at
+#'   every batch; the default of `fit(capture =)`. See the "Tracing" section of [fit()].
 #' @return A `luz_module_generator`.
 #' @examples
 #' \dontrun{
@@ -23,7 +26,9 @@
 #'         metrics = list(luz_metric_accuracy()))
 #' }
 #' @export
-setup <- function(module, loss = NULL, optimizer = NULL, metrics = NULL, backward = NULL) {
+setup <- function(module, loss = NULL, optimizer = NULL, metrics = NULL, backward = NULL,
+                  capture = FALSE) {
+  capture <- as_capture(capture)
   ctx_env <- NULL
   if (!is.null(backward) && is.function(backward) && !is_py(backward)) {
     # luz makes `backward` a method of the module, so it sees `ctx`: give it an enclosure where
@@ -41,7 +46,7 @@ setup <- function(module, loss = NULL, optimizer = NULL, metrics = NULL, backwar
   )
   # What luz_save() stores to rebuild an R-defined model in another R session (see serialize.R).
   r_setup <- list(module = module, loss = loss, loss_call = substitute(loss), optimizer = optimizer,
-                  metrics = metrics, backward = backward)
+                  metrics = metrics, backward = backward, capture = capture)
   apply_pending_hparams(new_luz_module(py, module, ctx_env, r_setup), attr(module, "pyluz_pending", exact = TRUE))
 }
 

@@ -490,6 +490,7 @@ rtorch_bind_ctx <- function(module, ctx) {
   } else {
     assign(name, value, envir = st$pub)
   }
+  if (isTRUE(st$watched)) .capture_field_assigned(x)  # a traced forward may have read the old value
   x
 }
 

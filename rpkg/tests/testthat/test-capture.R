@@ -1,0 +1,206 @@
+# capture = TRUE: an nn_module()'s forward traced once per key and replayed; the fit must equal
+# the eager R fit bit for bit, and every hazard must fall back with its reason.
+
+capture_fit <- function(module, data, capture, epochs = 2, batch_size = 32, valid_data = NULL,
+                        callbacks = NULL, lr = 0.01, setup_capture = FALSE) {
+  torch_manual_seed(7)
+  module %>%
+    setup(loss = nn_cross_entropy_loss(), optimizer = optim_adam, capture = setup_capture) %>%
+    set_opt_hparams(lr = lr) %>%
+    fit(data, epochs = epochs, verbose = FALSE, capture = capture, valid_data = valid_data,
+        callbacks = callbacks, dataloader_options = list(batch_size = batch_size, drop_last = FALSE))
+}
+
+expect_same_weights <- function(a, b) {
+  pa <- a$model$state_dict()
+  pb <- b$model$state_dict()
+  expect_identical(names(pa), names(pb))
+  for (nm in names(pa)) expect_true(torch_equal(pa[[nm]], pb[[nm]]), label = paste("parameter", nm))
+}
+
+mlp_data <- function(n = 160) {
+  torch_manual_seed(3)
+  list(torch_randn(n, 32), torch_randint(1, 11, n)$to(dtype = torch_long()))
+}
+
+mlp_with <- function(forward, private = NULL, initialize = NULL) {
+  nn_module(
+    "CaptureMLP",
+    initialize = initialize %||% function() {
+      self$fc1 <- nn_linear(32, 64)
+      self$fc2 <- nn_linear(64, 10)
+      self$calls <- 0
+    },
+    forward = forward,
+    private = private
+  )
+}
+
+bench_mlp <- mlp_with(function(x) self$fc2(nnf_relu(self$fc1(x))))
+
+test_that("a captured fit of the bench MLP equals the eager R fit bit for bit, and is traced", {
+  skip_if_no_engine()
+  data <- mlp_data()
+  valid <- mlp_data(40)
+  eager <- capture_fit(bench_mlp, data, capture = FALSE, valid_data = valid)
+  traced <- capture_fit(bench_mlp, data, capture = TRUE, valid_data = valid)
+  expect_same_weights(eager, traced)
+  expect_null(eager$capture)
+  expect_true(all(traced$capture$traced))
+  expect_setequal(traced$capture$key, c("train, input [32, 32]", "eval (no grad), input [32, 32]",
+                                        "eval (no grad), input [8, 32]"))
+  # setup(capture = TRUE) is fit()'s default; fit(capture = FALSE) overrides it
+  from_setup <- capture_fit(bench_mlp, data, capture = NULL, setup_capture = TRUE, valid_data = valid)
+  expect_true(all(from_setup$capture$traced))
+  expect_same_weights(eager, from_setup)
+  expect_null(capture_fit(bench_mlp, data, capture = FALSE, setup_capture = TRUE)$capture)
+  expect_error(capture_fit(bench_mlp, data, capture = NA), "`capture` must be TRUE or FALSE or NULL")
+})
+
+test_that("luz's get-started CNN: captured fit equals the eager fit (dropout draws alike)", {
+  skip_if_no_engine()
+  convnet <- nn_module(
+    "Net",
+    initialize = function() {
+      self$conv1 <- nn_conv2d(1, 8, 3, 1)
+      self$conv2 <- nn_conv2d(8, 16, 3, 1)
+      self$dropout1 <- nn_dropout(0.25)
+      self$dropout2 <- nn_dropout(0.5)
+      self$fc1 <- nn_linear(2304, 32)
+      self$fc2 <- nn_linear(32, 10)
+    },
+    forward = function(x) {
+      x %>%
+        self$conv1() %>% nnf_relu() %>%
+        self$conv2() %>% nnf_relu() %>%
+        nnf_max_pool2d(2) %>%
+        self$dropout1() %>%
+        torch_flatten(start_dim = 2) %>%
+        self$fc1() %>% nnf_relu() %>%
+        self$dropout2() %>%
+        self$fc2()
+    }
+  )
+  torch_manual_seed(5)
+  data <- list(torch_randn(48, 1, 28, 28), torch_randint(1, 11, 48)$to(dtype = torch_long()))
+  eager <- capture_fit(convnet, data, capture = FALSE, batch_size = 16)
+  traced <- capture_fit(convnet, data, capture = TRUE, batch_size = 16)
+  expect_true(all(traced$capture$traced))
+  expect_same_weights(eager, traced)
+})
+
+test_that("BatchNorm + dropout with a last partial batch: captured fit equals eager (buffers too)", {
+  skip_if_no_engine()
+  bn_net <- nn_module(
+    "BNNet",
+    initialize = function() {
+      self$fc1 <- nn_linear(32, 16)
+      self$bn <- nn_batch_norm1d(16)
+      self$drop <- nn_dropout(0.3)
+      self$fc2 <- nn_linear(16, 10)
+    },
+    forward = function(x) self$fc2(self$drop(nnf_relu(self$bn(self$fc1(x)))))
+  )
+  data <- mlp_data(100)  # batches of 32, 32, 32, 4
+  valid <- mlp_data(20)
+  eager <- capture_fit(bn_net, data, capture = FALSE, valid_data = valid)
+  traced <- capture_fit(bn_net, data, capture = TRUE, valid_data = valid)
+  expect_true(all(traced$capture$traced))
+  expect_true("train, input [4, 32]" %in% traced$capture$key)
+  expect_same_weights(eager, traced)  # state_dict: running_mean/var, num_batches_tracked
+  expect_equal(as.numeric(as_array(traced$model$bn$num_batches_tracked)), 8)
+})
+
+hazards <- list(
+  item = list(function(x) self$fc2(nnf_relu(self$fc1(x))) * (1 + 0 * x$sum()$item()),
+              "reads a value back to the host \\(`\\$item\\(\\)`\\)"),
+  as_array = list(function(x) self$fc2(nnf_relu(self$fc1(x))) * (1 + 0 * sum(as_array(x$mean()))),
+                  "reads a value back to the host \\(`as_array\\(\\)`"),
+  if_tensor = list(function(x) {
+    y <- self$fc2(nnf_relu(self$fc1(x)))
+    if (as.logical(x$sum() > -1e9)) y else -y
+  }, "reads a value back to the host"),
+  ctx = list(function(x) {
+    if (is.null(ctx)) stop("no ctx")
+    self$fc2(nnf_relu(self$fc1(x)))
+  }, "uses `ctx`"),
+  private = list(function(x) self$fc2(nnf_relu(self$fc1(x))) * private$k, "uses `private`"),
+  superassign = list(function(x) {
+    capture_counter <<- capture_counter + 1
+    self$fc2(nnf_relu(self$fc1(x)))
+  }, "assigns with `<<-`"),
+  r_rng = list(function(x) self$fc2(nnf_relu(self$fc1(x))) * (1 + 0 * runif(1)),
+               "uses R's random numbers \\(`runif\\(\\)`\\)"),
+  print = list(function(x) {
+    cat("")
+    self$fc2(nnf_relu(self$fc1(x)))
+  }, "prints \\(`cat\\(\\)`\\)"),
+  self_assign = list(function(x) {
+    self$calls <- self$calls + 1
+    self$fc2(nnf_relu(self$fc1(x)))
+  }, "assigns a module field \\(`self\\$calls <-`\\)"),
+  helper = list(function(x) self$helper(x), "uses R's random numbers \\(`sample\\(\\)`\\)")
+)
+
+test_that("each hazard runs the R forward eagerly, with its reason, and the fit equals eager", {
+  skip_if_no_engine()
+  capture_counter <<- 0
+  on.exit(rm("capture_counter", envir = globalenv()))
+  data <- mlp_data(64)
+  for (name in names(hazards)) {
+    h <- hazards[[name]]
+    module <- if (name == "helper") {
+      nn_module(
+        "CaptureHelper",
+        initialize = function() {
+          self$fc1 <- nn_linear(32, 64)
+          self$fc2 <- nn_linear(64, 10)
+        },
+        helper = function(x) self$fc2(nnf_relu(self$fc1(x))) * (1 + 0 * sample(1)),
+        forward = h[[1]]
+      )
+    } else {
+      mlp_with(h[[1]], private = if (name == "private") list(k = 1))
+    }
+    eager <- capture_fit(module, data, capture = FALSE)
+    traced <- capture_fit(module, data, capture = TRUE)
+    expect_false(any(traced$capture$traced), label = name)
+    expect_match(traced$capture$reason, h[[2]], label = name)
+    expect_same_weights(eager, traced)
+  }
+  expect_gt(capture_counter, 0)
+})
+
+test_that("assigning a module field after capture drops the programs", {
+  skip_if_no_engine()
+  scaled <- nn_module(
+    "Scaled",
+    initialize = function() {
+      self$fc <- nn_linear(32, 10)
+      self$scale <- 1
+    },
+    forward = function(x) self$fc(x) * self$scale
+  )
+  rescale <- luz_callback("rescale", on_epoch_end = function() ctx$model$scale <- ctx$model$scale * 3)
+  data <- mlp_data(64)
+  eager <- capture_fit(scaled, data, capture = FALSE, epochs = 3, callbacks = list(rescale()))
+  traced <- capture_fit(scaled, data, capture = TRUE, epochs = 3, callbacks = list(rescale()))
+  expect_true(all(traced$capture$traced))
+  expect_equal(traced$model$scale, 27)
+  expect_same_weights(eager, traced)
+  # without dropping, the replay would keep scale = 1: the fits would differ
+})
+
+test_that("the number of programs is capped: new input signatures beyond it run eagerly", {
+  skip_if_no_engine()
+  m <- bench_mlp()
+  tf <- pyluz:::engine_module("interop.capture")$TracedForward(m, max_programs = 2L)
+  outs <- lapply(1:3, function(n) {
+    x <- torch_randn(n, 32)
+    list(tf(x), m(x))
+  })
+  for (o in outs) expect_true(torch_equal(o[[1]], o[[2]]))
+  report <- tf$report
+  expect_equal(unname(unlist(report[1:2])), c("traced", "traced"))
+  expect_match(report[[3]], "more than 2 input signatures")
+})
