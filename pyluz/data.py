@@ -83,6 +83,10 @@ class TensorBatches:
         return torch.randperm(self.n, generator=generator)
 
     def __iter__(self):
+        return self.batches_from(0)
+
+    def batches_from(self, start):
+        """The batches from the `start`-th on (0-based), with the RNG draws of a full pass (to resume mid-epoch)."""
         order = self._order()
         n, bs = self.n, self.batch_size
         stop = n - n % bs if self.drop_last else n
@@ -90,15 +94,15 @@ class TensorBatches:
         is_dict = isinstance(tensors, dict)
         if order is not None:
             order = order.to(next(iter(tensors.values() if is_dict else tensors)).device)
-        for start in range(0, stop, bs):
+        for row in range(start * bs, stop, bs):
             if order is None:
-                sl = slice(start, start + bs)
+                sl = slice(row, row + bs)
                 if is_dict:
                     yield {k: t[sl] for k, t in tensors.items()}
                 else:
                     yield [t[sl] for t in tensors]
             else:
-                idx = order[start : start + bs]
+                idx = order[row : row + bs]
                 if is_dict:
                     yield {k: t.index_select(0, idx) for k, t in tensors.items()}
                 else:

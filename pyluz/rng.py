@@ -11,6 +11,17 @@ import random
 import numpy as np
 import torch
 
+# Generators of the language driving the engine (R's `.Random.seed`): name -> (get, set).
+_SOURCES = {}
+
+
+def register_rng_source(name, get, set):
+    """Save and restore another generator with the others: `get()` returns its state as a sequence of
+    ints (or None when it has none yet), `set(state)` receives an int32 numpy array. The R package
+    registers R's `.Random.seed` this way when R drives a fit.
+    """
+    _SOURCES[str(name)] = (get, set)
+
 
 def _loader_generators(ctx):
     """{"train"/"valid": torch.Generator} used by the fit's loaders (when they have their own)."""
@@ -54,6 +65,13 @@ def get_rng_states(ctx=None):
     generators = _loader_generators(ctx)
     if generators:
         states["generators"] = {k: g.get_state() for k, g in generators.items()}
+    sources = {}
+    for name, (get, _) in _SOURCES.items():
+        state = get()
+        if state is not None:
+            sources[name] = torch.from_numpy(np.asarray(state, dtype=np.int64).reshape(-1).copy())
+    if sources:
+        states["sources"] = sources
     return states
 
 
@@ -78,6 +96,9 @@ def set_rng_states(states, ctx=None):
     for name, generator in _loader_generators(ctx).items():
         if name in saved:
             generator.set_state(saved[name])
+    for name, state in (states.get("sources") or {}).items():
+        if name in _SOURCES:
+            _SOURCES[name][1](state.numpy().astype(np.int32))
 
 
-__all__ = ["get_rng_states", "set_rng_states"]
+__all__ = ["get_rng_states", "set_rng_states", "register_rng_source"]

@@ -123,6 +123,13 @@ class GradientAccumulation(Callback):
     def on_train_batch_end(self):
         self.pending = 0 if not self.holding else self.pending + 1
 
+    def state_dict(self):
+        # Where the epoch in progress is in its accumulation cycle (for a checkpoint inside an epoch).
+        return {"group_start": int(getattr(self, "group_start", 1)), "pending": int(getattr(self, "pending", 0))}
+
+    def load_state_dict(self, state):
+        self.group_start, self.pending = int(state["group_start"]), int(state["pending"])
+
     def on_train_end(self):
         ctx = self.ctx
         ctx.step_opt = self._inner_step_opt
