@@ -99,7 +99,9 @@ class AutoResume(Callback):
         self.every_n_steps = (
             None if every_n_steps is None else check_int(every_n_steps, "every_n_steps", "AutoResume", min_value=1)
         )
-        self.every_seconds = None if every_seconds is None else check_positive(every_seconds, "every_seconds", "AutoResume")
+        self.every_seconds = (
+            None if every_seconds is None else check_positive(every_seconds, "every_seconds", "AutoResume")
+        )
         self.mid_epoch = self.every_n_steps is not None or self.every_seconds is not None
         self.resume_epoch = 0
         self.interrupted = False
