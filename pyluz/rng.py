@@ -50,7 +50,11 @@ def get_rng_states(ctx=None):
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     states = {
-        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss},
+        "python": {
+            "version": int(version),
+            "state": torch.from_numpy(np.array(internal, dtype=np.int64)),
+            "gauss_next": gauss,
+        },
         "numpy": {
             "kind": str(kind),
             "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),

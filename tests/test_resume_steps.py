@@ -132,7 +132,7 @@ def test_sigkill_at_random_steps_then_rerun_is_bit_identical(tmp_path, scenario)
     picks = random.Random(f"kill-{scenario}").sample(range(1, EPOCHS * BATCHES), TRIALS)
     for trial, at in enumerate(picks):
         path = str(tmp_path / f"state-{trial}.pt")
-        assert in_child(lambda: fit(path, scenario, [KillAfter(at)])) == signal.SIGKILL
+        assert in_child(lambda path=path, at=at: fit(path, scenario, [KillAfter(at)])) == signal.SIGKILL
         kept = steps_kept(path) if os.path.exists(path) else 0
         # A write still in flight at the kill leaves the one before it: at most N more steps lost.
         assert at - 2 * EVERY <= kept <= at, (at, kept)
@@ -146,18 +146,17 @@ def test_kill_during_a_checkpoint_write_resumes_from_the_previous_one(tmp_path):
     path = str(tmp_path / "state.pt")
 
     def die_in_third_write():
-        real_save, writes = torch.save, [0]
+        real_replace, writes = os.replace, [0]
 
-        def save_half_then_die(obj, f, *args, **kwargs):
+        def half_then_die(src, dst, *args, **kwargs):
             writes[0] += 1
             if writes[0] == 3:  # steps 4, 8 (epoch end), 12: die halfway through writing step 12
-                real_save(obj, f, *args, **kwargs)
-                f.truncate(f.tell() // 2)
-                f.flush()
+                with open(src, "r+b") as f:
+                    f.truncate(os.path.getsize(src) // 2)
                 os.kill(os.getpid(), signal.SIGKILL)
-            return real_save(obj, f, *args, **kwargs)
+            return real_replace(src, dst, *args, **kwargs)
 
-        torch.save = save_half_then_die
+        os.replace = half_then_die
         fit(path, "memory")
 
     assert in_child(die_in_third_write) == signal.SIGKILL

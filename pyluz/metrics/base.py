@@ -452,6 +452,19 @@ class LossAverage(Metric):
         self._fold_all()
         super().reduce_state(all_reduce)
 
+    def state_dict(self) -> dict:
+        # The waiting batch losses as one stacked tensor per key (cheap to copy and to save);
+        # not folded, so a resumed epoch sums them in the same groups as an uninterrupted one.
+        return {
+            "sums": {k: v.clone() for k, v in self.sums.items()},
+            "counts": {k: v.clone() for k, v in self.counts.items()},
+            "pending": {k: torch.stack(v) if v else None for k, v in self.pending.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
+        self.pending = {k: list(v.unbind()) if v is not None else [] for k, v in state["pending"].items()}
+
     def update(self, preds=None, target=None):
         ctx = self.ctx
         if ctx is None:
