@@ -59,6 +59,15 @@ class KillAfter(pyluz.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class KillAfterWrites(KillAfter):
+    """KillAfter, but only once AutoResume's writes in flight are on disk (a known checkpoint to resume)."""
+
+    def on_train_batch_end(self):
+        if self.count + 1 == self.at:
+            next(cb for cb in self.ctx.callbacks if isinstance(cb, AutoResume))._wait_for_writes()
+        super().on_train_batch_end()
+
+
 def fit(path, scenario, extra=()):
     torch.manual_seed(3)
     random.seed(3)
@@ -168,8 +177,7 @@ def test_kill_during_a_checkpoint_write_resumes_from_the_previous_one(tmp_path):
 
 def test_resume_log_line_names_the_position(tmp_path, capsys):
     path = str(tmp_path / "state.pt")
-    assert in_child(lambda: fit(path, "memory", [KillAfter(15)])) == signal.SIGKILL
-    position = read_checkpoint(path).get("position")
+    assert in_child(lambda: fit(path, "memory", [KillAfterWrites(15)])) == signal.SIGKILL
     model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(dropout=0.3)
     model = model.set_opt_hparams(lr=0.02)
     torch.manual_seed(3)
@@ -183,10 +191,7 @@ def test_resume_log_line_names_the_position(tmp_path, capsys):
         callbacks=[NoisyLoss(), AutoResume(path, every_n_steps=EVERY)],
     )
     text = capsys.readouterr().err
-    if position is not None:  # the step-12 write, unless it was still in flight at the kill
-        assert f"Resumed from {path} at epoch 2, step {position['consumed']} of {BATCHES}." in text
-    else:
-        assert f"Resumed from {path} after epoch 1 of {EPOCHS}." in text
+    assert f"Resumed from {path} at epoch 2, step 4 of {BATCHES}." in text
 
 
 def test_metric_state_round_trips():
@@ -203,3 +208,66 @@ def test_mid_epoch_arguments_are_checked(tmp_path):
     with pytest.raises(ValueError, match=r"AutoResume: `every_seconds` must be a positive finite number"):
         AutoResume(str(tmp_path / "s.pt"), every_seconds=-1)
     assert "every_n_steps=5" in repr(AutoResume(str(tmp_path / "s.pt"), every_n_steps=5))
+
+
+class CrashAfter(pyluz.Callback):
+    """Raises after the `at`-th training step, as a bug would."""
+
+    def __init__(self, at):
+        self.at, self.count = at, 0
+
+    def on_train_batch_end(self):
+        self.count += 1
+        if self.count == self.at:
+            raise RuntimeError("simulated crash")
+
+
+def test_every_seconds_checkpoints_inside_epochs(tmp_path, monkeypatch):
+    reference = fit(str(tmp_path / "ref.pt"), "memory")
+    path = str(tmp_path / "state.pt")
+    every_step = [AutoResume(path, every_seconds=1e-9)]
+    x, y = classification_data(n=160, seed=1)
+
+    def run(extra=()):
+        torch.manual_seed(3)
+        random.seed(3)
+        np.random.seed(3)
+        model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
+        model = model.set_hparams(dropout=0.3).set_opt_hparams(lr=0.02)
+        return model.fit(
+            (x, y),
+            epochs=EPOCHS,
+            valid_data=0.2,
+            verbose=False,
+            dataloader_options={"batch_size": 16},
+            callbacks=[NoisyLoss(), *extra, *every_step],
+        )
+
+    with pytest.raises(pyluz.CallbackError, match="simulated crash"):
+        run([CrashAfter(13)])
+    every_step[0]._wait_for_writes()
+    assert steps_kept(path) == 12  # written after every step (the 13th raised before AutoResume saw it)
+    assert_same_run(reference, run())
+
+
+def test_a_mid_epoch_state_needs_mid_epoch_settings(tmp_path):
+    path = str(tmp_path / "state.pt")
+    assert in_child(lambda: fit(path, "memory", [KillAfterWrites(15)])) == signal.SIGKILL
+    assert read_checkpoint(path)["position"]["consumed"] == 4  # step 12 = epoch 2, batch 4
+    x, y = classification_data(n=160, seed=1)
+    model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(dropout=0.3)
+    with pytest.raises(Exception, match="written inside an epoch"):
+        model.set_opt_hparams(lr=0.02).fit(
+            (x, y),
+            epochs=EPOCHS,
+            valid_data=0.2,
+            verbose=False,
+            dataloader_options={"batch_size": 16},
+            callbacks=[NoisyLoss(), AutoResume(path)],
+        )
+
+
+def test_mid_epoch_checkpoints_are_refused_under_ddp(tmp_path, monkeypatch):
+    monkeypatch.setattr(pyluz.callbacks.resume, "world_size", lambda: 2)
+    with pytest.raises(Exception, match="aren't supported under DDP"):
+        fit(str(tmp_path / "state.pt"), "memory")
