@@ -456,7 +456,7 @@ VARIANTS = [
 ]
 TARGETS = {"c": ("<=", 1.10), "d": ("<", 1.00)}
 # The rows `--instructions` counts (each costs a minute or two under valgrind).
-INSTRUCTION_ROWS = ("a", "b", "c", "d", "r1", "r2")
+INSTRUCTION_ROWS = ("a", "b", "c", "d", "dr", "r1", "r2")
 
 
 def run_child(key, cfg):
