@@ -18,8 +18,20 @@ _SOURCES = {}
 def register_rng_source(name, get, set):
     """Save and restore another generator with the others: `get()` returns its state as a sequence of
     ints (or None when it has none yet), `set(state)` receives an int32 numpy array. The R package
-    registers R's `.Random.seed` this way when R drives a fit.
+    registers R's `.Random.seed` this way when R drives a fit. `get=None` removes the source.
+
+    >>> seed = {"state": [1, 2, 3]}
+    >>> register_rng_source("demo", lambda: seed["state"], lambda s: seed.update(state=s.tolist()))
+    >>> saved = get_rng_states()
+    >>> seed["state"] = [9]
+    >>> set_rng_states(saved)
+    >>> seed["state"]
+    [1, 2, 3]
+    >>> register_rng_source("demo", None, None)
     """
+    if get is None:
+        _SOURCES.pop(str(name), None)
+        return
     _SOURCES[str(name)] = (get, set)
 
 
