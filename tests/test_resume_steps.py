@@ -271,3 +271,29 @@ def test_mid_epoch_checkpoints_are_refused_under_ddp(tmp_path, monkeypatch):
     monkeypatch.setattr(pyluz.callbacks.resume, "world_size", lambda: 2)
     with pytest.raises(Exception, match="aren't supported under DDP"):
         fit(str(tmp_path / "state.pt"), "memory")
+
+
+def test_the_lock_of_a_killed_fit_is_not_kept_by_its_forked_children(tmp_path):
+    """DataLoader workers outlive a SIGKILLed fit for a while; they must not keep its lock (as `flock` did)."""
+    from pyluz.callbacks.resume import hold_lock, release_lock
+
+    path = str(tmp_path / "state.pt")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child: lock, fork a long-lived "worker", die
+        try:
+            hold_lock(path)
+            if os.fork() == 0:
+                os.close(w)
+                os.read(r, 1)  # lives until the test closes its end of the pipe
+                os._exit(0)
+            os.kill(os.getpid(), signal.SIGKILL)
+        finally:
+            os._exit(3)
+    os.close(r)
+    try:
+        assert os.waitpid(pid, 0)[1] & 0x7F == signal.SIGKILL
+        hold_lock(path)  # the "worker" still has the lock file open: not refused
+        release_lock(path)
+    finally:
+        os.close(w)
