@@ -376,6 +376,40 @@ model <- bench$make_model(cfg)
 t0 <- start_clock()
 report(t0, train(model, x, y, metrics = list(accuracy())))
 """,
+    # the same R metric with update_every = 8: one R update per 8 batches, on their concatenation
+    "r_r_metric_k": R_PRELUDE
+    + r"""
+accuracy <- luz_metric(
+  abbrev = "Acc",
+  initialize = function() {
+    self$correct <- 0
+    self$total <- 0
+  },
+  update = function(preds, target) {
+    pred <- torch_argmax(preds, dim = 2)
+    self$correct <- self$correct + (pred == target)$to(dtype = torch_float())$sum()$item()
+    self$total <- self$total + pred$numel()
+  },
+  compute = function() self$correct / self$total,
+  update_every = 8
+)
+invisible(train(bench$make_model(cfg), x_warm, y_warm, metrics = list(accuracy())))
+model <- bench$make_model(cfg)
+t0 <- start_clock()
+report(t0, train(model, x, y, metrics = list(accuracy())))
+""",
+    # the Python model plus an R callback reading ctx$loss every train batch
+    "r_r_ctx_loss": R_PRELUDE
+    + r"""
+read_loss <- luz_callback(
+  "read_loss",
+  on_train_batch_end = function() self$last <- ctx$loss
+)
+invisible(train(bench$make_model(cfg), x_warm, y_warm, callbacks = list(read_loss())))
+model <- bench$make_model(cfg)
+t0 <- start_clock()
+report(t0, train(model, x, y, callbacks = list(read_loss())))
+""",
 }
 
 
@@ -453,6 +487,8 @@ VARIANTS = [
     ("r2", "pyluz from R, R model", _run_r("r_r_model"), True),
     ("r3", "pyluz from R, R callbacks", _run_r("r_r_callbacks"), True),
     ("r4", "pyluz from R, R metric (luz accuracy)", _run_r("r_r_metric"), True),
+    ("r4k", "pyluz from R, R metric, update_every = 8", _run_r("r_r_metric_k"), True),
+    ("r5", "pyluz from R, R callback reading ctx$loss", _run_r("r_r_ctx_loss"), True),
 ]
 TARGETS = {"c": ("<=", 1.10), "d": ("<", 1.00)}
 # The rows `--instructions` counts (each costs a minute or two under valgrind).

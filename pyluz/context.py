@@ -5,11 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from .events import HookTable
+from .nested import PositionalDict
 from .records import empty_records, int32_safe
 
 
 def split_batch(batch):
-    """Return (input, target) of a batch: `(x, y, ...)`, `{"x", "y"}`/`{"input", "target"}`, or `x`."""
+    """Return (input, target) of a batch: `(x, y, ...)`, `{"x", "y"}`/`{"input", "target"}`, or `x`.
+
+    A `PositionalDict` (an R named list) splits by position, as luz does in R.
+    """
+    if isinstance(batch, PositionalDict):
+        batch = list(batch.values())
     if isinstance(batch, (tuple, list)):
         if len(batch) >= 2:
             return batch[0], batch[1]
@@ -79,6 +85,8 @@ class Context:
         self._batch = self.input = self.target = None
         self._opt = self._opt_name = None
         self._records = empty_records()
+        # (what, set, first 0-based index changed) per `log()`: front ends convert only what changed
+        self.records_edits = []
         self.callbacks = callbacks
         self._hooks = HookTable(callbacks)
         for cb in callbacks:
@@ -147,6 +155,7 @@ class Context:
         if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 1):
             raise ValueError(f"ctx.log: `index` must be None or a 1-based int, got {index!r}.")
         entries = self._records.setdefault(what, {}).setdefault(set, [])
+        self.records_edits.append((what, set, len(entries) if index is None else min(len(entries), index - 1)))
         if index is None:
             entries.append(value)
             return
@@ -187,6 +196,7 @@ class Context:
     def set_records(self, records: dict) -> None:
         """Replace all records (used when restoring checkpoints)."""
         self._records = records
+        self.records_edits = []
 
     # -- end of life ------------------------------------------------------------------------
     def clean(self):

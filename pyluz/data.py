@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
 from .checks import check_bool, check_int, check_type, message
+from .nested import PositionalDict
 
 DEFAULT_BATCH_SIZE = 32
 # Options the fast path honours itself; any other option means a real DataLoader.
@@ -46,7 +47,7 @@ class TensorBatches:
     """
 
     def __init__(self, tensors, batch_size=DEFAULT_BATCH_SIZE, shuffle=False, drop_last=False, generator=None):
-        self.tensors = tensors  # a tuple/list or dict of tensors sharing the first dim
+        self.tensors = tensors  # a tuple/list or dict (its type kept) of tensors sharing the first dim
         self.batch_size = check_batch_size(batch_size, "batch_size")
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -65,7 +66,7 @@ class TensorBatches:
     def to(self, device):
         """Move the stored tensors to `device` once, so batches need no transfer."""
         if isinstance(self.tensors, dict):
-            self.tensors = {k: t.to(device) for k, t in self.tensors.items()}
+            self.tensors = type(self.tensors)((k, t.to(device)) for k, t in self.tensors.items())
         else:
             self.tensors = [t.to(device) for t in self.tensors]
         return self
@@ -98,13 +99,13 @@ class TensorBatches:
             if order is None:
                 sl = slice(row, row + bs)
                 if is_dict:
-                    yield {k: t[sl] for k, t in tensors.items()}
+                    yield type(tensors)((k, t[sl]) for k, t in tensors.items())
                 else:
                     yield [t[sl] for t in tensors]
             else:
                 idx = order[row : row + bs]
                 if is_dict:
-                    yield {k: t.index_select(0, idx) for k, t in tensors.items()}
+                    yield type(tensors)((k, t.index_select(0, idx)) for k, t in tensors.items())
                 else:
                     yield [t.index_select(0, idx) for t in tensors]
         if order is not None and self.generator is not None:
@@ -115,7 +116,7 @@ class TensorBatches:
     def subset(self, indices):
         """A TensorBatches over the rows `indices` (used for the valid split)."""
         if isinstance(self.tensors, dict):
-            tensors = {k: t[indices] for k, t in self.tensors.items()}
+            tensors = type(self.tensors)((k, t[indices]) for k, t in self.tensors.items())
         else:
             tensors = [t[indices] for t in self.tensors]
         return TensorBatches(tensors, self.batch_size, self.shuffle, self.drop_last, self.generator)
@@ -157,8 +158,8 @@ def in_memory_tensors(data, argument):
     if isinstance(data, TensorDataset):
         tensors = list(data.tensors)
         names = getattr(data, "names", None)  # a TensorDataset whose items are dicts (e.g. named in R)
-        if names:
-            tensors = dict(zip(names, tensors))
+        if names:  # batches split by position, as an R named list does (nested.PositionalDict)
+            tensors = PositionalDict(zip(names, tensors))
     elif _is_array_like(data):
         tensors = [to_tensor(data, argument)]
     elif isinstance(data, (tuple, list)) and any(_is_array_like(x) for x in data):

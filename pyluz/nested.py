@@ -20,6 +20,16 @@ tensor([2., 2.])
 import torch
 
 
+class PositionalDict(dict):
+    """A dict whose entries also count by position: an R named list (R front end's batches).
+
+    luz splits a batch by position (`batch[[1]]` is the input whatever the names), so
+    `context.split_batch` does for this type; `rebuild` keeps the type through device moves.
+    """
+
+    __slots__ = ()
+
+
 def is_namedtuple(value):
     """Whether `value` is a namedtuple instance (a tuple with `_fields`)."""
     return isinstance(value, tuple) and hasattr(value, "_fields")
@@ -28,7 +38,8 @@ def is_namedtuple(value):
 def rebuild(value, items):
     """A container of `value`'s kind holding `items` (for a dict: values in its key order)."""
     if isinstance(value, dict):
-        return dict(zip(value.keys(), items, strict=True))
+        out = dict(zip(value.keys(), items, strict=True))
+        return PositionalDict(out) if isinstance(value, PositionalDict) else out
     if is_namedtuple(value):
         return type(value)(*items)
     if isinstance(value, tuple):

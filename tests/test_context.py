@@ -6,6 +6,7 @@ from torch import nn
 
 import pyluz
 from pyluz.context import split_batch
+from pyluz.nested import PositionalDict, to_device
 from helpers import Net
 
 CTX_ATTRIBUTES = [
@@ -132,6 +133,17 @@ def test_opt_resolution_with_several_optimizers():
 )
 def test_split_batch(batch, expected):
     assert split_batch(batch) == expected
+
+
+def test_positional_dict_splits_by_position_and_survives_device_moves():
+    # an R named list: the first entry is the input whatever the names (luz's batch[[1]])
+    batch = PositionalDict(ids=torch.ones(2, 3), labels=torch.zeros(2))
+    moved = to_device(batch, torch.device("cpu"))
+    assert type(moved) is PositionalDict and list(moved) == ["ids", "labels"]
+    x, y = split_batch(moved)
+    assert x is moved["ids"] and y is moved["labels"]
+    assert split_batch(PositionalDict(only=5)) == (5, None)
+    assert split_batch({"ids": 1, "labels": 2}) == ({"ids": 1, "labels": 2}, None)  # Python dicts: by name
 
 
 def test_ctx_is_cleaned_after_fit(xy):

@@ -162,6 +162,55 @@ def test_rmetric_fresh_instance_per_epoch_and_phase_matches_builtin():
             assert rec["racc"] == pytest.approx(rec["acc"], abs=1e-12)
 
 
+def test_rmetric_update_every_buffers_batches_and_flushes_on_compute():
+    calls = []
+
+    def factory():
+        st = {"correct": 0, "total": 0}
+
+        def update(preds, target):
+            calls.append(len(target))
+            assert not preds.requires_grad
+            st["correct"] += int((preds.argmax(1) == target).sum())
+            st["total"] += target.numel()
+
+        return {"abbrev": "RAcc", "update": update, "compute": lambda: st["correct"] / st["total"]}
+
+    x, y = _data(100)  # 4 batches of 25 a epoch: one flush at 3, the last batch flushed by compute()
+    torch.manual_seed(0)
+    fitted = (
+        pyluz.setup(
+            nn.Linear,
+            loss=nn.CrossEntropyLoss(),
+            optimizer=torch.optim.SGD,
+            metrics=[RMetric(factory, label="racc", update_every=3), pyluz.metrics.Accuracy()],
+        )
+        .set_hparams(in_features=4, out_features=2)
+        .set_opt_hparams(lr=0.1)
+        .fit((x, y), epochs=2, verbose=False, dataloader_options={"batch_size": 25})
+    )
+    assert calls == [75, 25, 75, 25]
+    for rec in fitted.records["metrics"]["train"]:
+        assert rec["racc"] == pytest.approx(rec["acc"], abs=1e-12)
+
+
+def test_rmetric_update_every_joins_nested_values_or_updates_one_by_one():
+    seen = []
+    parts = {"update": lambda p, t: seen.append((p, t)), "compute": lambda: 0.0}
+    m = RMetric(lambda: parts, update_every=2).fresh()
+    m.update({"a": torch.ones(2, 1)}, torch.zeros(2))
+    m.update({"a": torch.ones(3, 1)}, torch.zeros(3))
+    assert seen[0][0]["a"].shape == (5, 1) and seen[0][1].shape == (5,)
+    m.update([torch.ones(1)], torch.zeros(1))
+    m.compute()  # a lone pending batch
+    assert isinstance(seen[1][0], list) and seen[1][0][0].shape == (1,)
+    m.update(torch.ones(1), torch.zeros(1))
+    m.update([torch.ones(1)], torch.zeros(1))  # structures differ: one update each
+    assert len(seen) == 4
+    with pytest.raises(ValueError, match="update_every"):
+        RMetric(lambda: parts, update_every=0)
+
+
 def test_rmetric_checks_parts():
     with pytest.raises(ValueError, match="update"):
         RMetric(lambda: {"abbrev": "x", "compute": lambda: 1.0}).fresh()

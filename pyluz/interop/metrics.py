@@ -22,13 +22,22 @@ and targets' bytes in one buffer; measured 4-8 ms a batch with 2 gloo ranks on a
 machine, batches of 8 to 256 rows), and each rank's R `update` sees ``world_size`` times the rows
 (the metric's work is repeated on every rank, not split). Summing an additive state would cost one
 small ``all_reduce`` an epoch instead; R metrics can't declare such a state yet.
+
+``update_every = K`` (opt-in, ``luz_metric(update_every = K)``): every R call costs tens of µs, so
+the metric keeps K batches of (detached, on-device) predictions and targets and calls the R
+`update` once on their concatenation (`nested.concat`, along dim 0); `compute` flushes first, so
+the epoch's value and every progress refresh see every batch. Under DDP the buffered batches are
+the gathered global ones. This keeps the value of a metric whose state is a sum over samples
+(counts of correct rows, sums of errors) and changes one that averages per-batch values or reads
+``ctx$iter``: the R side documents which.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .. import distributed
+from .. import distributed, nested
+from ..checks import check_int
 from ..metrics.base import Metric
 from .callbacks import BindsRContext
 from .guard import guard
@@ -59,9 +68,11 @@ class RMetric(BindsRContext, Metric):
     A template (no instance yet) only knows `label`; `fresh()` gives usable metrics.
     """
 
-    def __init__(self, factory, label="r_metric", parts=None):
+    def __init__(self, factory, label="r_metric", parts=None, update_every=1):
         if not callable(factory):
             raise TypeError(f"RMetric: `factory` must be an R function, got {type(factory).__name__}.")
+        self._every = check_int(update_every, "update_every", owner=f"R metric {label!r}", min_value=1)
+        self._pending = []  # (preds, target) not yet given to R (update_every > 1)
         self._factory = guard(factory, f"{label}.new")
         self._label = str(label)
         self._ctx = None
@@ -89,7 +100,7 @@ class RMetric(BindsRContext, Metric):
 
     # -- engine protocol -----------------------------------------------------------------------
     def fresh(self):
-        return RMetric(self._factory, self._label, parts=self._factory())
+        return RMetric(self._factory, self._label, parts=self._factory(), update_every=self._every)
 
     def _need_instance(self):
         if not self._fns:
@@ -100,6 +111,28 @@ class RMetric(BindsRContext, Metric):
             preds, target = _global_batch(self._ctx, preds, target)
         else:
             self._local_updates = True
+        if self._every > 1:
+            self._pending.append((nested.detach(preds), nested.detach(target)))
+            if len(self._pending) >= self._every:
+                self._flush()
+            return
+        self._update_r(preds, target)
+
+    def _flush(self):
+        """Give the buffered batches to R: one `update` on their concatenation (one per batch when
+        their structures differ and can't be joined)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        preds = nested.concat([p for p, _ in pending])
+        target = nested.concat([t for _, t in pending])
+        if len(pending) > 1 and (type(preds) is list or type(target) is list):
+            for p, t in pending:  # `concat` returns its list unchanged when it can't join it
+                self._update_r(p, t)
+            return
+        self._update_r(preds, target)
+
+    def _update_r(self, preds, target):
         fast = self._update_tensors
         if fast is not None and type(preds) is _Tensor and type(target) is _Tensor:
             fast(preds, target)
@@ -109,6 +142,7 @@ class RMetric(BindsRContext, Metric):
 
     def compute(self):
         self._need_instance()
+        self._flush()
         return self._fns["compute"]()
 
     def to(self, device):
@@ -118,6 +152,7 @@ class RMetric(BindsRContext, Metric):
         return self
 
     def reduce_state(self, all_reduce):
+        self._flush()
         # The R state was updated on the gathered global batches (see `update`): nothing to sum.
         if self._local_updates:
             raise NotImplementedError(

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data._utils.collate import default_collate, default_collate_fn_map
 
+from ..nested import PositionalDict
 from .guard import guard
 from .torch_indices import to_0_based, to_int
 from .torch_tensor import from_r
@@ -62,7 +63,16 @@ def _is_number(v):
 
 
 def r_item(obj):
-    """R value -> tensors, R-torch style (doubles -> float32, integers -> int64)."""
+    """An R dataset's item -> tensors, R-torch style (doubles -> float32, integers -> int64).
+
+    An item that is a named list becomes a :class:`~pyluz.nested.PositionalDict`: its batches
+    split by position, as luz's (``batch[[1]]`` is the input, whatever the names).
+    """
+    out = _r_value(obj)
+    return PositionalDict(out) if type(out) is dict else out
+
+
+def _r_value(obj):
     if isinstance(obj, torch.Tensor):
         return obj
     if isinstance(obj, float):
@@ -74,11 +84,11 @@ def r_item(obj):
     if isinstance(obj, np.ndarray):
         return from_r(obj)
     if isinstance(obj, dict):
-        return {k: r_item(v) for k, v in obj.items()}
+        return {k: _r_value(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         if obj and all(_is_number(v) for v in obj):
             return from_r(list(obj))  # an R atomic vector
-        return [r_item(v) for v in obj]
+        return [_r_value(v) for v in obj]
     return obj
 
 
@@ -99,7 +109,7 @@ class RNamedTensorDataset(TensorDataset):
         self.names = list(names)
 
     def __getitem__(self, index):
-        return {n: t[index] for n, t in zip(self.names, self.tensors)}
+        return PositionalDict((n, t[index]) for n, t in zip(self.names, self.tensors))
 
 
 def tensor_dataset(tensors, names=None):

@@ -48,16 +48,22 @@ def to_0_based(i, size=None, zero_message=ZERO_INDEX):
     return size + i if size is not None else i
 
 
+def _recording():
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 def index_tensor(t, size=None):
     """The same rule for an integer tensor of R indices (bool masks pass through).
 
-    Zeros are checked only on CPU (a device read per call would sync accelerators).
+    Zeros are checked only on CPU (a device read per call would sync accelerators) and not
+    while torch.export or torch.jit.trace records the model (the check reads the data, which a
+    program can't: export would fail on it, tracing would warn).
     """
     if t.dtype == torch.bool:
         return t
     if t.dtype != torch.int64:
         t = t.long()
-    if t.device.type == "cpu" and t.numel() and bool((t == 0).any()):
+    if t.device.type == "cpu" and not _recording() and t.numel() and bool((t == 0).any()):
         raise ValueError(ZERO_INDEX)
     return torch.where(t > 0, t - 1, t if size is None else t + size)
 

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from .torch_indices import index, to_0_based, to_int
 from .torch_nn_args import convert_kwargs
-from .torch_nnf import class_loss, float_target, py_ignore_index
+from .torch_nnf import class_loss, feature_dropout, float_target, py_ignore_index
 from .torch_print import str_tensor
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "RBCELoss",
     "RBCEWithLogitsLoss",
     "REmbedding",
+    "RDropout2d",
 ]
 
 
@@ -108,7 +109,16 @@ class REmbedding(nn.Embedding):
         return super().forward(index(input))
 
 
+class RDropout2d(nn.Dropout2d):
+    """``nn.Dropout2d`` as R torch's ``nn_dropout2d``: channel dropout of any input (see
+    :func:`.torch_nnf.feature_dropout`)."""
+
+    def forward(self, input):
+        return feature_dropout(input, self.p, self.training, self.inplace)
+
+
 _LAYERS = {
+    "Dropout2d": RDropout2d,
     "CrossEntropyLoss": RCrossEntropyLoss,
     "NLLLoss": RNLLLoss,
     "BCELoss": RBCELoss,

@@ -107,6 +107,13 @@ def _bce_logits(input, target, weight=None, reduction="mean", pos_weight=None):
     )
 
 
+def feature_dropout(input, p=0.5, training=True, inplace=False):
+    """R torch's dropout2d: channel dropout of any input, as libtorch's ``feature_dropout``
+    (PyTorch's ``F.dropout2d`` warns on a 2-D input and then drops whole rows instead)."""
+    fn = torch.feature_dropout_ if inplace else torch.feature_dropout
+    return fn(input, float(p), bool(training))
+
+
 def _pad(input, pad, mode="constant", value=None):
     return F.pad(input, to_int(pad if isinstance(pad, (list, tuple)) else [pad]), mode=mode, value=value)
 
@@ -126,6 +133,7 @@ _NNF = {
     "binary_cross_entropy": _bce,
     "binary_cross_entropy_with_logits": _bce_logits,
     "pad": _pad,
+    "dropout2d": feature_dropout,
     "embedding": _embedding,
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,

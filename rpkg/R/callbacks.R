@@ -138,30 +138,3 @@ r_callback_hook <- function(bp, cb) {
     NULL
   }, convert = FALSE)
 }
-
-# `ctx$iter`, `ctx$epoch`, ... in callbacks run every batch: for the plain fields of the engine's
-# Context, one attribute read and conversion (about half of reticulate's generic `$`); anything
-# else (methods, tensors, records, ...) goes through reticulate's `$` as before.
-.ctx_plain_fields <- c("iter", "epoch", "min_epochs", "max_epochs", "training", "verbose")
-
-# luz's ctx methods whose engine counterpart has another name or returns a Python object.
-.ctx_luz_methods <- list(
-  get_metrics_df = function(ctx) function() get_metrics(ctx),
-  get_formatted_metrics = function(ctx) function(set, epoch = NULL) {
-    values <- ctx$get_metrics(set, epoch)
-    lapply(values, format_metric_value)
-  },
-  unsafe_set_records = function(ctx) function(records) ctx$set_records(records),
-  set_verbose = function(ctx) function(verbose = NULL) {
-    reticulate::py_set_attr(ctx, "verbose", as_verbose(verbose))
-    invisible(NULL)
-  }
-)
-
-#' @export
-`$.pyluz.context.Context` <- function(x, name) {
-  if (name %in% .ctx_plain_fields) return(reticulate::py_to_r(reticulate::py_get_attr(x, name)))
-  method <- .ctx_luz_methods[[name]]
-  if (!is.null(method)) return(method(x))
-  NextMethod()
-}

@@ -36,8 +36,24 @@ format_metric_value <- function(x) {
 #' @param private,active Private and active members, as in [R6::R6Class()].
 #' @param parent_env Enclosing environment of the methods.
 #' @param inherit Another `luz_metric()` definition (e.g. [luz_metric_mse]) to inherit from.
+#' @param update_every Call `update()` once every `update_every` batches, on their predictions
+#'   and targets concatenated along the first dimension (opt-in; `NULL`: that of `inherit`,
+#'   else 1, luz's one call per batch). Every call into R costs tens of microseconds, so a
+#'   metric that is cheap per row gets cheaper per batch. The pending batches are kept on the
+#'   device, detached, and `compute()` (end of the epoch, each refresh of the progress bar)
+#'   gives them to `update()` first, so no batch is left out. Under distributed data parallel
+#'   training the pending batches are the global ones, as `update()` sees without it.
+#'
+#'   This gives luz's values for a metric whose state is a sum over samples, e.g. the count of
+#'   correct rows of an accuracy or the sum of absolute errors of a mean absolute error: the
+#'   sum over a concatenation is the sum of the batch sums. It changes the value of a metric
+#'   that averages per-batch values (the mean of batch means weighs each call, now `update_every`
+#'   batches, as one), of one whose `update()` reads `ctx$iter` or other per-batch fields of
+#'   `ctx` (they describe the last batch of the group), and of one that needs every batch's
+#'   rows on their own.
 #' @return A function with the arguments of `initialize`; calling it gives a
 #'   `luz_metric_generator` to pass to [setup()] (`metrics = list(...)`).
+#' @seealso `vignette("get-started")` shows a metric whose state stays a tensor.
 #' @examples
 #' luz_metric_accuracy2 <- luz_metric(
 #'   abbrev = "Acc",
@@ -58,17 +74,44 @@ format_metric_value <- function(x) {
 #'   }
 #' )
 #' metric <- luz_metric_accuracy2()
+#'
+#' # The same counts, kept as tensors and updated once every 8 batches
+#' luz_metric_accuracy3 <- luz_metric(
+#'   abbrev = "Acc",
+#'   initialize = function() {
+#'     self$correct <- torch_zeros(1)
+#'     self$total <- 0
+#'   },
+#'   update = function(preds, target) {
+#'     self$correct <- self$correct + (torch_argmax(preds, dim = 2) == target)$sum()
+#'     self$total <- self$total + target$numel()
+#'   },
+#'   compute = function() self$correct$item() / self$total,
+#'   update_every = 8
+#' )
 #' @family luz_metrics
 #' @export
 luz_metric <- function(name = NULL, ..., private = NULL, active = NULL, parent_env = parent.frame(),
-                       inherit = NULL) {
+                       inherit = NULL, update_every = NULL) {
   public <- rlang::list2(...)
   cls <- make_r6_class(name, public, private, active, parent_env,
                        inherit_class(inherit, LuzMetric, "luz_metric"))
-  gen <- constructor_with_formals(cls, new_metric_generator)
+  every <- check_update_every(update_every %||% attr(inherit, "update_every") %||% 1L)
+  gen <- constructor_with_formals(cls, function(r6_class, ...) {
+    structure(new_metric_generator(r6_class, ...), update_every = every)
+  })
   attr(gen, "r6_class") <- cls
+  attr(gen, "update_every") <- every
   class(gen) <- c("luz_metric_fn", "function")
   gen
+}
+
+check_update_every <- function(x) {
+  if (!is.numeric(x) || length(x) != 1 || is.na(x) || x < 1 || x != round(x)) {
+    rlang::abort(sprintf("`update_every` must be a whole number >= 1, got %s.",
+                         paste(format(x), collapse = ", ")), class = "value_error")
+  }
+  as.integer(x)
 }
 
 new_metric_generator <- function(r6_class, ...) {
@@ -175,7 +218,8 @@ as_engine_metric <- function(m, argument = "metrics") {
   if (!is.null(builtin)) return(builtin)
   label <- m$r6_class$classname %||% "metric"
   factory <- r_callable(function() r_metric_parts(m$new(), label))
-  engine_module("interop.metrics")$RMetric(factory, label = label)
+  engine_module("interop.metrics")$RMetric(factory, label = label,
+                                           update_every = attr(m, "update_every") %||% 1L)
 }
 
 # The functions of one R metric instance, for the engine (see pyluz/interop/metrics.py).

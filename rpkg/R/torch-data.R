@@ -63,6 +63,13 @@ iterable_dataset <- function(name = NULL, inherit = NULL, ..., private = NULL, a
   is.symbol(x) && identical(as.character(x), ".__exhausted__.")
 }
 
+# A batch of an R dataset (a named list on the Python side, split by position as luz splits
+# it) comes back to R as the named list it was.
+#' @export
+py_to_r.pyluz.nested.PositionalDict <- function(x) {
+  reticulate::py_to_r(reticulate::import_builtins(convert = FALSE)$dict(x))
+}
+
 #' @export
 `[.pyluz.interop.torch_class.RDataset` <- function(x, i) {
   st <- .rstate(x)

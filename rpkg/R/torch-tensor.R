@@ -381,12 +381,13 @@ Math.torch_tensor <- function(x, ...) .pycall(.py("ops", "mathop"), .Generic, x,
 #' Is a usable torch available?
 #'
 #' R torch's guard for examples (`if (torch_is_installed()) ...`): here, whether
-#' Python's torch can be imported by the Python reticulate uses.
+#' the engine (and with it Python's torch) loads in the Python reticulate uses. It loads
+#' the engine the package's way, so torch keeps its own BLAS afterwards.
 #' @return `TRUE` or `FALSE`.
 #' @examples
 #' torch_is_installed()
 #' @export
-torch_is_installed <- function() reticulate::py_module_available("torch")
+torch_is_installed <- function() pyluz_engine_available()
 
 #' Save and load tensors, modules and lists of them
 #'

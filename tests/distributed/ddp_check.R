@@ -69,6 +69,8 @@ prob_err <- luz_metric(  # mean absolute error of the true class's probability
   },
   compute = function() self$total / self$rows
 )
+# the same counts, updated once every 3 batches (on the gathered global batches under DDP)
+hits3 <- luz_metric(inherit = hits, abbrev = "Hits3", update_every = 3)
 
 # an R callback: keeps each epoch's valid loss and counts the batches it saw
 tracker <- luz_callback(
@@ -85,7 +87,7 @@ fit_once <- function(batch_size, cb, verbose = FALSE) {
   torch_manual_seed(SEED)
   net %>%
     setup(loss = nn_cross_entropy_loss(), optimizer = optim_adam,
-          metrics = list(hits(), prob_err(), luz_metric_accuracy())) %>%
+          metrics = list(hits(), prob_err(), hits3(), luz_metric_accuracy())) %>%
     set_opt_hparams(lr = 0.05) %>%
     fit(list(train$x, train$y), epochs = 3, valid_data = list(valid$x, valid$y), callbacks = list(cb),
         verbose = verbose, dataloader_options = list(batch_size = batch_size))

@@ -31,3 +31,14 @@ py_functions <- function(code) {
   names(out) <- names
   out
 }
+
+# Run `code` in a new R session (this package's library paths); its stdout and stderr as one
+# string, so output written by Python or C (which capture.output() misses) is seen too.
+run_fresh_r <- function(code) {
+  rscript <- file.path(R.home("bin"), "Rscript")
+  out <- withr::with_envvar(
+    c(R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep)),
+    system2(rscript, c("-e", shQuote(code)), stdout = TRUE, stderr = TRUE)
+  )
+  paste(out, collapse = "\n")
+}

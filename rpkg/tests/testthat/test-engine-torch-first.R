@@ -1,14 +1,5 @@
 # torch imported before the engine binds its matrix products to R's BLAS: pyluz says so, once.
 
-run_fresh_r <- function(code) {
-  rscript <- file.path(R.home("bin"), "Rscript")
-  out <- withr::with_envvar(
-    c(R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep)),
-    system2(rscript, c("-e", shQuote(code)), stdout = TRUE, stderr = TRUE)
-  )
-  paste(out, collapse = "\n")
-}
-
 test_that("importing torch before the engine warns once with what to do", {
   skip_if_no_torch()
   out <- run_fresh_r(paste(
@@ -31,6 +22,19 @@ test_that("no warning when the engine imports torch itself", {
     "library(pyluz)",
     "n <- 0",
     "withCallingHandlers({ x <- torch_randn(2, 2); invisible(reticulate::import('torch')); pyluz_engine() },",
+    "  warning = function(w) { n <<- n + 1; invokeRestart('muffleWarning') })",
+    "cat('warnings:', n, '\\n')",
+    sep = "\n"
+  ))
+  expect_match(out, "warnings: 0", fixed = TRUE)
+})
+
+test_that("the torch_is_installed() guard of examples loads torch the package's way", {
+  skip_if_no_torch()
+  out <- run_fresh_r(paste(
+    "library(pyluz)",
+    "n <- 0",
+    "withCallingHandlers({ stopifnot(torch_is_installed()); x <- torch_randn(2, 2) },",
     "  warning = function(w) { n <<- n + 1; invokeRestart('muffleWarning') })",
     "cat('warnings:', n, '\\n')",
     sep = "\n"

@@ -5,8 +5,6 @@
 
 test_that("luz's get started example runs verbatim", {
   skip_if_no_engine()
-  # luz's example gives nn_dropout2d() a 2-d input, which torch now warns about
-  reticulate::import("warnings")$filterwarnings("ignore", message = "dropout2d")
   library(pyluz)
 
   # -- data (instead of torchvision's MNIST) ---------------------------------------------------

@@ -111,6 +111,62 @@ test_that("a custom luz_metric gives the same records as the built-in and as R",
   expect_equal(fitted$records$metrics$valid[[3]]$mymae, mean(abs(preds - d$y[1:20, ])), tolerance = 1e-5)
 })
 
+test_that("update_every keeps a sum metric's values and changes a mean of batch means, as documented", {
+  skip_if_no_engine()
+  d <- regression_data()
+  calls <- new.env()
+  calls$rows <- integer()
+  sum_mae <- function(update_every) luz_metric(
+    abbrev = "SumMAE",
+    initialize = function() {
+      self$sum <- torch_zeros(1)
+      self$n <- 0
+    },
+    update = function(preds, target) {
+      calls$rows <- c(calls$rows, target$size(1))
+      self$sum <- self$sum + torch_sum(torch_abs(preds - target))
+      self$n <- self$n + target$numel()
+    },
+    compute = function() self$sum$item() / self$n,
+    update_every = update_every
+  )
+  mean_of_means <- function(update_every) luz_metric(
+    abbrev = "MeanMAE",
+    initialize = function() self$means <- numeric(),
+    update = function(preds, target) {
+      self$means <- c(self$means, torch_mean(torch_abs(preds - target))$item())
+    },
+    compute = function() mean(self$means),
+    update_every = update_every
+  )
+  run <- function(k) {
+    torch_manual_seed(5)
+    regression_model(list(sum_mae(k)(), mean_of_means(k)(), luz_metric_mae())) %>%
+      fit(list(d$x, d$y), epochs = 2, valid_data = list(d$x[1:20, ], d$y[1:20, , drop = FALSE]),
+          verbose = FALSE, dataloader_options = list(batch_size = 12))
+  }
+  plain <- run(1)
+  expect_equal(calls$rows[1:8], c(rep(12, 6), 12, 8))  # epoch 1: 6 training batches (the last short one dropped), 2 valid
+  calls$rows <- integer()
+  grouped <- run(4)
+  # groups of 4 batches; compute() hands over the rest (training: 2 batches; validation: both)
+  expect_equal(calls$rows[1:3], c(48, 24, 20))
+  for (set in c("train", "valid")) {
+    for (i in 1:2) {
+      a <- plain$records$metrics[[set]][[i]]
+      b <- grouped$records$metrics[[set]][[i]]
+      expect_equal(b$summae, a$summae, tolerance = 1e-6)  # a sum over samples: luz's value
+      expect_equal(b$summae, b$mae, tolerance = 1e-6)
+    }
+  }
+  # the mean of batch means weighs a group of 3 batches (or a short last batch) as one mean
+  expect_false(isTRUE(all.equal(grouped$records$metrics$train[[1]]$meanmae,
+                                plain$records$metrics$train[[1]]$meanmae, tolerance = 1e-6)))
+  expect_error(luz_metric(update = function(preds, target) NULL, update_every = 0), "update_every")
+  child <- luz_metric(inherit = sum_mae(4), name = "child")
+  expect_equal(attr(child, "update_every"), 4L)
+})
+
 test_that("inherit and super$ work, also from built-in metrics", {
   skip_if_no_engine()
   d <- regression_data()

@@ -118,3 +118,38 @@ test_that("forked DataLoader workers run R datasets and get distinct R seeds", {
   u <- unlist(lapply(batches, function(b) as_array(b$u)))
   expect_equal(length(unique(round(u, 6))), 8)   # workers don't repeat R's random stream
 })
+
+test_that("a batch that is a named list splits by position in fit(), as luz's, whatever its names", {
+  skip_if_no_torch()
+  torch_manual_seed(5)
+  x <- torch_randn(24, 3)
+  y <- x$sum(dim = 2, keepdim = TRUE)
+  # names that are neither x/y nor input/target, and the target's name first in the other one
+  tokens <- dataset(
+    initialize = function() {},
+    .getitem = function(i) list(features = x[i, ], answer = y[i, ]),
+    .length = function() 24
+  )
+  swapped <- tensor_dataset(b_in = x, a_out = y)
+  seen <- new.env()
+  peek <- luz_callback(on_train_batch_begin = function() {
+    seen$names <- names(ctx$batch)
+    seen$input_shape <- ctx$input$shape
+    seen$target_shape <- ctx$target$shape
+  })
+  for (ds in list(tokens(), swapped)) {
+    fitted <- nn_linear %>% setup(loss = nnf_mse_loss, optimizer = optim_sgd) %>%
+      set_hparams(in_features = 3, out_features = 1) %>% set_opt_hparams(lr = 0.1) %>%
+      fit(ds, epochs = 1, verbose = FALSE, callbacks = list(peek()),
+          dataloader_options = list(batch_size = 8))
+    expect_equal(seen$input_shape, c(8L, 3L))
+    expect_equal(seen$target_shape, c(8L, 1L))
+    expect_equal(length(get_metrics(fitted)$value), 1L)
+  }
+  expect_equal(seen$names, c("b_in", "a_out"))
+  # an R dataset's item and batch come back to R as the named lists they were
+  expect_equal(names(tokens()[2]), c("features", "answer"))
+  b <- dataloader_next(dataloader_make_iter(dataloader(tokens(), batch_size = 4)))
+  expect_equal(names(b), c("features", "answer"))
+  expect_equal(as_array(b$answer), as_array(y[1:4, ]))
+})

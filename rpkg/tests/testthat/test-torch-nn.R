@@ -344,3 +344,43 @@ test_that("super$parameters in a module inheriting a layer (luz's two-optimizer 
   expect_equal(dim(opts$weight$param_groups[[1]]$params[[1]]), c(3L, 2L))
   expect_equal(dim(opts$bias$param_groups[[1]]$params[[1]]), 3L)
 })
+
+test_that("dropout2d drops channels as R torch's does, of a 2-d or 3-d input too, silently", {
+  skip_if_no_torch()
+  torch_manual_seed(3)
+  # PyTorch's dropout2d warns on these inputs (once per call site); R torch's doesn't
+  expect_no_warning(nn_dropout2d(0.5)(torch_ones(8, 4)))
+  expect_no_warning(nnf_dropout2d(torch_ones(2, 8, 4), p = 0.5))
+  # (N, C) input: each element on its own
+  a <- as_array(nn_dropout2d(0.5)(torch_ones(50, 40)))
+  expect_setequal(unique(as.vector(a)), c(0, 2))
+  expect_true(any(apply(a, 1, function(r) length(unique(r)) == 2)))
+  # (N, C, H, W) input: whole channels
+  a <- as_array(nnf_dropout2d(torch_ones(4, 6, 3, 3), p = 0.5))
+  expect_true(all(apply(a, c(1, 2), function(ch) length(unique(as.vector(ch))) == 1)))
+  expect_true(inherits(nn_dropout2d(0.5), "nn_dropout2d"))
+  m <- nn_dropout2d(0.5)
+  m$eval()
+  expect_equal(as_array(m(torch_ones(2, 3))), matrix(1, 2, 3))
+})
+
+test_that("an nn_embedding (1-based ids) is exported and traced silently, with the same values", {
+  skip_if_no_torch()
+  # the zero-id check reads the data; while a program is recorded it is skipped (torch.export
+  # would print a graph and a data-dependent warning, tracing a TracerWarning; pyluz traces
+  # without check_trace)
+  out <- run_fresh_r(paste(
+    "library(pyluz)",
+    "emb <- nn_embedding(10, 3)",
+    "x <- torch_tensor(matrix(c(1L, 5L, 10L, 2L), 2))",
+    "te <- reticulate::import('torch')",
+    "ep <- te$export$export(emb, reticulate::tuple(x))",
+    "tr <- te$jit$trace(emb, reticulate::tuple(x), check_trace = FALSE)",
+    "stopifnot(isTRUE(all.equal(as_array(ep$module()(x)), as_array(emb(x)))))",
+    "stopifnot(isTRUE(all.equal(as_array(tr(x)), as_array(emb(x)))))",
+    "cat('done\\n')",
+    sep = "\n"
+  ))
+  expect_equal(out, "done")
+  expect_error(nn_embedding(10, 3)(torch_tensor(c(0L, 1L))), "1-based|0")
+})

@@ -1,0 +1,91 @@
+# ctx$<field> from R callbacks: the kept copies (rpkg/R/context.R) always equal what a fresh
+# conversion of the engine's value gives, through writes, logs and replaced records; luz's
+# custom-backward idiom (`ctx$loss_grad <- ...` under `with_enable_grad()`) reaches the backward.
+
+fresh <- function(ctx, name) reticulate::py_to_r(reticulate::py_get_attr(ctx, name))
+
+same_tensor <- function(a, b) {
+  inherits(a, "torch_tensor") && identical(class(a), class(b)) &&
+    isTRUE(all.equal(as_array(a$detach()), as_array(b$detach())))
+}
+
+test_that("kept ctx fields equal fresh conversions: iter, epoch, loss, pred, target, opt, records", {
+  skip_if_no_engine()
+  d <- make_class_data(64)
+  problems <- character()
+  check <- function(ctx, where) {
+    bad <- function(what) problems <<- c(problems, paste(where, what))
+    if (!identical(ctx$iter, fresh(ctx, "iter"))) bad("iter")
+    if (!identical(ctx$epoch, fresh(ctx, "epoch"))) bad("epoch")
+    if (!identical(ctx$records, fresh(ctx, "records"))) bad("records")
+    loss <- ctx$loss
+    want <- fresh(ctx, "loss")
+    if (!identical(names(loss), names(want)) || !all(mapply(same_tensor, loss, want))) bad("loss")
+    for (f in c("pred", "target")) {
+      got <- do.call(`$`, list(ctx, f))
+      if (!same_tensor(got, fresh(ctx, f))) bad(f)
+    }
+    if (!identical(reticulate::py_id(ctx$opt), reticulate::py_id(fresh(ctx, "opt")))) bad("opt")
+  }
+  probe <- luz_callback(
+    "probe",
+    on_train_batch_end = function() {
+      check(ctx, sprintf("train %d.%d", ctx$epoch, ctx$iter))
+      ctx$log("seen", "train", ctx$iter)               # a new `what`, appended every batch
+      check(ctx, "after log")
+      ctx$loss <- list(opt = torch_tensor(42))         # a write: the next read sees it
+      check(ctx, "after write")
+      if (as_array(ctx$loss$opt) != 42) problems <<- c(problems, "write lost")
+    },
+    on_valid_batch_end = function() check(ctx, "valid"),
+    on_epoch_end = function() {
+      check(ctx, "epoch end")
+      ctx$log("extra", "valid", list(a = 1, b = NULL), index = ctx$epoch + 1L)  # padded with {}
+      check(ctx, "after padded log")
+      if (ctx$epoch == 2) {
+        ctx$unsafe_set_records(list(metrics = list(train = list(list(loss = 1)), valid = list())))
+        check(ctx, "after set_records")
+      }
+    }
+  )
+  torch_manual_seed(1)
+  fitted <- nn_linear %>%
+    setup(loss = nn_cross_entropy_loss(), optimizer = optim_sgd, metrics = list(luz_metric_accuracy())) %>%
+    set_hparams(in_features = 4, out_features = 3) %>%
+    set_opt_hparams(lr = 0.05) %>%
+    fit(list(d$x, d$y + 1L), epochs = 3, valid_data = 0.25, callbacks = list(probe()), verbose = FALSE,
+        dataloader_options = list(batch_size = 16))
+  expect_identical(problems, character())
+  expect_length(fitted$records$metrics$train, 3)
+})
+
+test_that("ctx$loss_grad <- ... under with_enable_grad() changes the gradients, as in luz", {
+  skip_if_no_engine()
+  set.seed(2)
+  x <- matrix(rnorm(64), 16, 4)
+  y <- matrix(rnorm(16), 16, 1)
+  run <- function(lr, callbacks = NULL) {
+    torch_manual_seed(3)
+    fitted <- nn_linear %>%
+      setup(loss = nn_mse_loss(), optimizer = optim_sgd) %>%
+      set_hparams(in_features = 4, out_features = 1) %>%
+      set_opt_hparams(lr = lr) %>%
+      fit(list(x, y), epochs = 2, callbacks = callbacks, verbose = FALSE,
+          dataloader_options = list(batch_size = 8))
+    as_array(fitted$model$weight$detach())
+  }
+  double_loss <- luz_callback(
+    "double_loss",
+    on_train_batch_before_backward = function() {
+      loss <- ctx$loss_grad                             # read through the kept copies first
+      with_enable_grad(ctx$loss_grad <- loss * 2)
+      if (!isTRUE(ctx$loss_grad$requires_grad)) stop("the new loss_grad lost its graph")
+    }
+  )
+  # plain SGD: twice the loss is twice the learning rate
+  expect_equal(run(0.05, list(double_loss())), run(0.1), tolerance = 1e-6)
+  expect_false(isTRUE(all.equal(run(0.05), run(0.1))))
+  # without with_enable_grad() the callback runs without gradients, as in luz: backward fails
+  no_grad <- luz_callback(on_train_batch_before_backward = function() ctx$loss_grad <- ctx$loss_grad * 2)
+  expect_error(run(0.05, list(no_grad())), "does not require grad")
+})
