@@ -195,6 +195,20 @@ def run_pyluz_tensors_acc(cfg, data):
     return _pyluz_fit(cfg, lambda: data, metrics=[pyluz.metrics.Accuracy()])
 
 
+def run_pyluz_tensors_resume(cfg, data):
+    # (d) with AutoResume checkpointing every 100 steps inside the epochs (copy here, write in a thread)
+    import pyluz
+
+    model = make_model(cfg)
+    opt = optimizer_factory(cfg)
+    luz = pyluz.setup(model, loss=nn.CrossEntropyLoss(), optimizer=lambda params: opt(params))
+    with tempfile.TemporaryDirectory() as tmp:
+        resume = pyluz.callbacks.AutoResume(os.path.join(tmp, "state.pt"), every_n_steps=100)
+        start = Clock()
+        fitted = luz.fit(data, epochs=cfg.epochs, verbose=False, callbacks=[resume])
+        return start.stop(), fitted.model
+
+
 # -- peers, when installed ---------------------------------------------------------------------
 
 
@@ -481,6 +495,7 @@ VARIANTS = [
     ("c", "pyluz, DataLoader", run_pyluz_dataloader, True),
     ("d", "pyluz, in-memory tensors (fast path)", run_pyluz_tensors, True),
     ("d+", "pyluz, in-memory tensors + Accuracy metric", run_pyluz_tensors_acc, True),
+    ("dr", "pyluz, in-memory tensors + AutoResume every 100 steps", run_pyluz_tensors_resume, True),
     ("lt", "PyTorch Lightning, DataLoader", run_lightning, True),
     ("po", "poutyne, DataLoader", run_poutyne, True),
     # pyluz from R: placeholders until rpkg and the scripts in R_SCRIPTS exist.
@@ -496,7 +511,7 @@ TARGETS = {"c": ("<=", 1.10), "d": ("<", 1.00)}
 # Targets between two rows: (row, other row, ratio row / other row must not exceed).
 PAIR_TARGETS = [("r2c", "r1", 1.30)]
 # The rows `--instructions` counts (each costs a minute or two under valgrind).
-INSTRUCTION_ROWS = ("a", "b", "c", "d", "r1", "r2", "r2c")
+INSTRUCTION_ROWS = ("a", "b", "c", "d", "dr", "r1", "r2", "r2c")
 
 
 def run_child(key, cfg):

@@ -15,7 +15,10 @@ tensors, numbers, strings, None and dicts/lists/tuples::
              "numpy": {"kind", "keys" (int64 tensor), "pos", "has_gauss", "cached_gaussian"},
              "torch": ByteTensor, "cuda": [ByteTensor, ...] (when CUDA was in use),
              "generators": {"train"|"valid": ByteTensor} (torch.Generators the loaders use)},
-     "hparams": {...}, "opt_hparams": {...}}   # as JSON-like values (model_file.to_json), for AutoResume
+     "hparams": {...}, "opt_hparams": {...},   # as JSON-like values (model_file.to_json), for AutoResume
+     "position": {"epoch": 4, "consumed": 120, "epoch_rng": {...}, "metrics": [metric.state_dict(), ...]}}
+     # "position" only in checkpoints AutoResume takes inside an epoch ("epoch" then counts the
+     # finished ones); "rng" may also hold "sources" (e.g. R's .Random.seed, see rng.register_rng_source)
 
 It is written to a temporary file in the same directory, flushed to disk and renamed over the
 target with `os.replace`, so a crash at any moment leaves either the old or the new checkpoint.
@@ -29,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checks import check_bool
+from .checks import check_bool, message
 from .context import Context
 from .distributed import unwrap
 from .files import atomic_write, check_existing, looks_like_safetensors, torch_load
@@ -184,6 +187,15 @@ def check_structure(state, path, argument="path"):
     for key in ("hparams", "opt_hparams"):
         if not isinstance(state.get(key, {}), dict):
             raise bad(f"{key!r} is not a dict")
+    position = state.get("position")  # a checkpoint taken inside an epoch (AutoResume every_n_steps)
+    if position is not None:
+        ok = isinstance(position, dict) and all(
+            isinstance(position.get(k), int) and not isinstance(position.get(k), bool) for k in ("epoch", "consumed")
+        )
+        ok = ok and position["epoch"] == epoch + 1 and position["consumed"] >= 0
+        ok = ok and isinstance(position.get("epoch_rng"), dict) and isinstance(position.get("metrics", []), list)
+        if not ok:
+            raise bad("'position' is not {'epoch': int, 'consumed': int, 'epoch_rng': dict, 'metrics': list}")
 
 
 def _restore_optimizers(optimizers, saved, path):
@@ -306,7 +318,7 @@ def load_checkpoint(
     1
     """
     if not isinstance(obj, (Context, nn.Module)) and not isinstance(getattr(obj, "model", None), nn.Module):
-        raise TypeError(f"`obj` must be a pyluz.Fitted, a pyluz.Context or an nn.Module, got {type(obj).__name__}.")
+        raise TypeError(message("obj", "a pyluz.Fitted, a pyluz.Context or an nn.Module", type(obj).__name__))
     in_loop = isinstance(obj, Context)
     flags = dict(
         restore_model_state=restore_model_state,

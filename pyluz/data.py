@@ -108,13 +108,17 @@ class TensorBatches:
         return torch.randperm(self.n, generator=generator)
 
     def __iter__(self):
+        return self.batches_from(0)
+
+    def batches_from(self, start):
+        """The batches from the `start`-th on (0-based), with the RNG draws of a full pass (to resume mid-epoch)."""
         order = self._order()
         n, bs = self.n, self.batch_size
         stop = n - n % bs if self.drop_last else n
         if order is not None:
             order = order.to(_first_tensor(self.tensors).device)
-        for start in range(0, stop, bs):
-            yield self.take(slice(start, start + bs) if order is None else order[start : start + bs])
+        for row in range(start * bs, stop, bs):
+            yield self.take(slice(row, row + bs) if order is None else order[row : row + bs])
         if order is not None and self.generator is not None:
             # A finished RandomSampler draws one more permutation from its generator (for the
             # `num_samples % n` tail); do the same so a shared generator stays in step.

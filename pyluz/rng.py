@@ -11,6 +11,29 @@ import random
 import numpy as np
 import torch
 
+# Generators of the language driving the engine (R's `.Random.seed`): name -> (get, set).
+_SOURCES = {}
+
+
+def register_rng_source(name, get, set):
+    """Save and restore another generator with the others: `get()` returns its state as a sequence of
+    ints (or None when it has none yet), `set(state)` receives an int32 numpy array. The R package
+    registers R's `.Random.seed` this way when R drives a fit. `get=None` removes the source.
+
+    >>> seed = {"state": [1, 2, 3]}
+    >>> register_rng_source("demo", lambda: seed["state"], lambda s: seed.update(state=s.tolist()))
+    >>> saved = get_rng_states()
+    >>> seed["state"] = [9]
+    >>> set_rng_states(saved)
+    >>> seed["state"]
+    [1, 2, 3]
+    >>> register_rng_source("demo", None, None)
+    """
+    if get is None:
+        _SOURCES.pop(str(name), None)
+        return
+    _SOURCES[str(name)] = (get, set)
+
 
 def _loader_generators(ctx):
     """{"train"/"valid": torch.Generator} used by the fit's loaders (when they have their own)."""
@@ -39,7 +62,11 @@ def get_rng_states(ctx=None):
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     states = {
-        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss},
+        "python": {
+            "version": int(version),
+            "state": torch.from_numpy(np.array(internal, dtype=np.int64)),
+            "gauss_next": gauss,
+        },
         "numpy": {
             "kind": str(kind),
             "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
@@ -54,6 +81,13 @@ def get_rng_states(ctx=None):
     generators = _loader_generators(ctx)
     if generators:
         states["generators"] = {k: g.get_state() for k, g in generators.items()}
+    sources = {}
+    for name, (get, _) in _SOURCES.items():
+        state = get()
+        if state is not None:
+            sources[name] = torch.from_numpy(np.asarray(state, dtype=np.int64).reshape(-1).copy())
+    if sources:
+        states["sources"] = sources
     return states
 
 
@@ -78,6 +112,9 @@ def set_rng_states(states, ctx=None):
     for name, generator in _loader_generators(ctx).items():
         if name in saved:
             generator.set_state(saved[name])
+    for name, state in (states.get("sources") or {}).items():
+        if name in _SOURCES:
+            _SOURCES[name][1](state.numpy().astype(np.int32))
 
 
-__all__ = ["get_rng_states", "set_rng_states"]
+__all__ = ["get_rng_states", "set_rng_states", "register_rng_source"]

@@ -196,7 +196,7 @@ def test_resume_message_when_verbose(tmp_path, capsys):
     model.fit(
         rr.data(), epochs=rr.EPOCHS, valid_data=0.2, callbacks=cbs, verbose=True, dataloader_options={"batch_size": 16}
     )
-    assert "Resuming training from" in capsys.readouterr().err
+    assert f"Resumed from {state} after epoch 1 of {rr.EPOCHS}." in capsys.readouterr().err
 
 
 def test_state_from_another_model_is_a_clear_error(tmp_path):
@@ -213,7 +213,9 @@ def test_state_from_another_model_is_a_clear_error(tmp_path):
 
 
 def test_argument_errors(tmp_path):
-    with pytest.raises(ValueError, match="`path` must be a file path such as './state.pt', got the directory"):
+    with pytest.raises(
+        ValueError, match="AutoResume: `path` must be a file path such as './state.pt', not a directory, got"
+    ):
         AutoResume(str(tmp_path))
     with pytest.raises(TypeError, match="`path` must be a file path"):
         AutoResume(3)

@@ -123,6 +123,25 @@ class GradientAccumulation(Callback):
     def on_train_batch_end(self):
         self.pending = 0 if not self.holding else self.pending + 1
 
+    def state_dict(self):
+        # Where the epoch in progress is in its accumulation cycle, with the gradients accumulated
+        # so far (for a checkpoint inside an epoch; at an epoch's end nothing is pending).
+        pending = int(getattr(self, "pending", 0))
+        grads = None
+        if pending and self.ctx is not None:
+            grads = [None if p.grad is None else p.grad.detach().clone() for p in self._params()]
+        return {"group_start": int(getattr(self, "group_start", 1)), "pending": pending, "grads": grads}
+
+    def load_state_dict(self, state):
+        self.group_start, self.pending = int(state["group_start"]), int(state["pending"])
+        grads = state.get("grads")
+        if grads is not None and self.ctx is not None:
+            for p, g in zip(self._params(), grads, strict=True):
+                p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype).clone()
+
+    def _params(self):
+        return [p for opt in self.ctx.optimizers.values() for group in opt.param_groups for p in group["params"]]
+
     def on_train_end(self):
         ctx = self.ctx
         ctx.step_opt = self._inner_step_opt

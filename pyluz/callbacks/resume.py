@@ -1,23 +1,34 @@
 """`AutoResume` and `ResumeFromCheckpoint` (luz_callback_auto_resume / luz_callback_resume_from_checkpoint)."""
 
+import errno
+import io
 import os
+import queue
 import sys
+import threading
+import time
 import warnings
 import weakref
 
+import torch
+
 from ..checkpoints import (
+    _restore_callbacks,
     apply_checkpoint,
+    checkpoint_state,
     load_checkpoint,
     read_checkpoint,
     settings_differences,
     settings_entry,
     write_checkpoint,
 )
+from ..checks import check_bool, check_int, check_path, check_positive, fail
 from ..control import SkipEpoch
-from ..distributed import is_main_process
-from ..checks import check_bool, check_path
-from ..files import remove_temp_files
+from ..distributed import is_main_process, world_size
+from ..files import atomic_write, remove_temp_files
+from ..positions import PositionedLoader
 from .base import Callback
+from .defaults import metric_device
 
 
 def _message(ctx, text):
@@ -44,45 +55,89 @@ class AutoResume(Callback):
     resumes. Weight `inf`; list it after EarlyStopping so its checkpoint includes the early
     stopping state of the same epoch.
 
+    Inside an epoch: with `every_n_steps=N` (training batches since the last write) and/or
+    `every_seconds=T` it also checkpoints during the epoch: besides the above, the running metric
+    and loss states of the epoch in progress, the callbacks' states within it (e.g.
+    GradientAccumulation's place in its cycle, a per-batch LR schedule, the GradScaler), the RNG
+    states at the epoch's start (which give the epoch's data order again) and the number of
+    batches trained on. A re-run then draws the same order, skips those batches without loading
+    them and continues with the same random numbers, so a crash loses at most N steps and the
+    result is the same as without it. The training thread only copies the state (serialized into
+    memory, about 0.5 ms for a small MLP); a persistent background thread writes it to the file
+    (a write still in progress when the next one is due is waited for).
+    Mid-epoch checkpoints aren't supported under DDP (epoch-end ones are). During such a fit
+    `ctx.train_data` is a `pyluz.positions.PositionedLoader` around the loader (its attributes
+    are the loader's). With a DataLoader whose Dataset draws random numbers in `__getitem__`,
+    the batches after a resume are spread over the workers differently, so those draws differ.
+
     Safety: resuming **raises ValueError** when the re-run's hparams or opt_hparams differ from
     those the file was written with (e.g. `lr=0.5` now, `0.1` then): the restored optimizer state
     would silently keep the old values. Restore the settings or delete the file. While a fit runs,
-    it holds an exclusive lock (`fcntl.flock` on `.<name>.lock` next to `path`, released by the
-    kernel even after SIGKILL), so a second live process on the same file is refused with an error
-    naming its pid; a fit in the same process takes the lock over (after a fit that raised, the
-    lock stays with this process until this callback is garbage-collected, the next fit on `path`
-    ends, or the process exits). Temp files are removed only when the process that wrote them is dead.
+    it holds an exclusive lock (a POSIX record lock, `fcntl.lockf`, on `.<name>.lock` next to
+    `path`: released by the kernel even after SIGKILL and not inherited by DataLoader worker
+    processes, which may outlive a killed fit), so a second live process on the same file is
+    refused with an error naming its pid; a fit in the same process takes the lock over (after a
+    fit that raised, the lock stays with this process until this callback is garbage-collected,
+    the next fit on `path` ends, or the process exits). Temp files are removed only when the
+    process that wrote them is dead.
 
     Example:
 
     >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
     >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
     >>> fitted = model.fit((x, y), epochs=3, verbose=False, callbacks=[pyluz.callbacks.AutoResume("run1/state.pt")])
+    >>> every_5 = pyluz.callbacks.AutoResume("run2/state.pt", every_n_steps=5)   # also inside epochs
+    >>> fitted = model.fit((x, y), epochs=3, verbose=False, dataloader_options={"batch_size": 4}, callbacks=[every_5])
 
-    Killed at epoch 17 of 50? Run the same script again: it continues from the end of epoch 16.
+    Killed at epoch 17 of 50? Run the same script again: it continues from the end of epoch 16
+    (with `every_n_steps`, from the last checkpoint inside epoch 17).
     """
 
     weight = float("inf")
 
-    def __init__(self, path="./state.pt"):
-        path = check_path(path)
+    def __init__(self, path="./state.pt", every_n_steps=None, every_seconds=None):
+        path = check_path(path, owner="AutoResume")
         if path.endswith(("/", os.sep)) or os.path.isdir(path):
-            raise ValueError(f"`path` must be a file path such as './state.pt', got the directory {path!r}.")
+            fail("path", "a file path such as './state.pt', not a directory", path, "AutoResume")
         self.path = path
+        self.every_n_steps = (
+            None if every_n_steps is None else check_int(every_n_steps, "every_n_steps", "AutoResume", min_value=1)
+        )
+        self.every_seconds = (
+            None if every_seconds is None else check_positive(every_seconds, "every_seconds", "AutoResume")
+        )
+        self.mid_epoch = self.every_n_steps is not None or self.every_seconds is not None
         self.resume_epoch = 0
         self.interrupted = False
+        self._position = None
+        self._writer = None
+
+    def hook(self, name):
+        if name == "on_train_batch_end" and not self.mid_epoch:
+            return None  # epoch-end only: no call per batch
+        return super().hook(name)
 
     def on_fit_begin(self):
         ctx = self.ctx
+        self._wait_for_writes(quiet=True)  # from an earlier fit of this callback that raised
         self.resume_epoch = 0
         self.interrupted = False
+        self._position = None
         self._check_order()
+        if self.mid_epoch and world_size() > 1:
+            raise ValueError(
+                "AutoResume: `every_n_steps` / `every_seconds` (checkpoints inside an epoch) aren't supported "
+                "under DDP yet; leave them unset to checkpoint at every epoch's end."
+            )
         if is_main_process():
             hold_lock(self.path, self)  # before touching the state file: one live fit per file
             if getattr(self, "_release", None) is None or not self._release.alive:
                 # A fit that raises never reaches on_fit_end: the lock then goes with this callback.
                 self._release = weakref.finalize(self, release_lock, self.path, id(self))
             remove_temp_files(self.path)  # left by a process killed while writing
+        if self.mid_epoch and not isinstance(ctx.train_data, PositionedLoader):
+            ctx.train_data = PositionedLoader(ctx.train_data, ctx)
+        self._since_write, self._last_write = 0, time.monotonic()
         if not os.path.exists(self.path):
             return
         try:
@@ -91,6 +146,13 @@ class AutoResume(Callback):
         except BaseException:
             release_lock(self.path, id(self))
             raise
+        position = state.get("position")
+        if position is not None and not isinstance(ctx.train_data, PositionedLoader):
+            release_lock(self.path, id(self))
+            raise ValueError(
+                f"AutoResume: {self.path!r} was written inside an epoch (with `every_n_steps` / `every_seconds`); "
+                "resume it with the same AutoResume settings, or delete it to start fresh."
+            )
         try:
             apply_checkpoint(
                 ctx,
@@ -108,7 +170,16 @@ class AutoResume(Callback):
                 "model or setup? Delete the file to start fresh."
             ) from e
         self.resume_epoch = int(state.get("epoch", 0))
-        _message(ctx, f"Resuming training from {self.path} (epoch {self.resume_epoch} of {ctx.max_epochs} done).")
+        if position is None:
+            _message(ctx, f"Resumed from {self.path} after epoch {self.resume_epoch} of {ctx.max_epochs}.")
+            return
+        self._position = dict(position, callbacks=state.get("callbacks"))
+        ctx.train_data.resume_at(position["epoch_rng"], position["consumed"], state.get("rng") or {})
+        total = len(ctx.train_data) if hasattr(ctx.train_data.loader, "__len__") else "?"
+        _message(
+            ctx,
+            f"Resumed from {self.path} at epoch {position['epoch']}, step {position['consumed']} of {total}.",
+        )
 
     def _check_settings(self, state):
         ctx = self.ctx
@@ -144,14 +215,86 @@ class AutoResume(Callback):
         if self.ctx.epoch <= self.resume_epoch:
             raise SkipEpoch()
 
+    def on_train_begin(self):
+        position = self._position
+        if position is None or self.ctx.epoch != position["epoch"]:
+            return
+        # Last to run: the other callbacks have started the epoch; now put back their state inside it.
+        self._position = None
+        ctx = self.ctx
+        _restore_callbacks(ctx.callbacks, position["callbacks"])
+        metrics = ctx.metrics["train"]
+        saved = position.get("metrics") or []
+        if len(saved) != len(metrics):
+            raise RuntimeError(
+                f"AutoResume: {self.path!r} holds the state of {len(saved)} training metrics, this fit has "
+                f"{len(metrics)}; resume with the same metrics or delete the file."
+            )
+        device = metric_device(ctx)
+        for metric, state in zip(metrics, saved):
+            metric.load_state_dict(state)
+            metric.to(device)
+        ctx.iter = int(position["consumed"])  # the loop counts on from the batches already trained on
+
+    def on_train_batch_end(self):
+        self._since_write += 1
+        due = (self.every_n_steps is not None and self._since_write >= self.every_n_steps) or (
+            self.every_seconds is not None and time.monotonic() - self._last_write >= self.every_seconds
+        )
+        if due and is_main_process():
+            self._write_inside_epoch()
+
+    def _write_inside_epoch(self):
+        ctx = self.ctx
+        loader = ctx.train_data
+        if not isinstance(loader, PositionedLoader) or loader.epoch_rng is None:
+            return
+        try:
+            if ctx.iter >= len(loader):
+                return  # the epoch's end writes in a moment
+        except TypeError:
+            pass
+        state = checkpoint_state(ctx)
+        state["epoch"] = int(ctx.epoch) - 1  # finished epochs
+        state["position"] = {
+            "epoch": int(ctx.epoch),
+            "consumed": int(ctx.iter),
+            "epoch_rng": loader.epoch_rng,  # made fresh at the epoch's start, never changed
+            "metrics": [m.state_dict() for m in ctx.metrics["train"]],
+        }
+        if self._writer is None:
+            self._writer = BackgroundWriter()
+        self._writer.submit(self.path, serialized(state))
+        self._since_write, self._last_write = 0, time.monotonic()
+
+    def _wait_for_writes(self, quiet=False):
+        if self._writer is not None:
+            try:
+                self._writer.wait()
+            except RuntimeError:
+                if not quiet:
+                    raise
+
     def on_epoch_end(self):
         if is_main_process():
+            self._wait_for_writes()  # a mid-epoch write must not land after this one
             write_checkpoint(self.ctx, self.path)
+        self._since_write, self._last_write = 0, time.monotonic()
 
     def on_interrupt(self):
         self.interrupted = True
 
     def on_fit_end(self):
+        ctx = self.ctx
+        if isinstance(ctx.train_data, PositionedLoader):
+            ctx.train_data = ctx.train_data.loader
+        if is_main_process():
+            try:
+                self._wait_for_writes()
+            finally:
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
         if not self.interrupted and is_main_process():
             try:
                 os.remove(self.path)
@@ -160,14 +303,74 @@ class AutoResume(Callback):
         if is_main_process():
             release_lock(self.path, id(self))
         self.resume_epoch = 0
+        self._position = None
 
     def __repr__(self):
-        return f"AutoResume(path={self.path!r})"
+        extra = ""
+        if self.every_n_steps is not None:
+            extra += f", every_n_steps={self.every_n_steps}"
+        if self.every_seconds is not None:
+            extra += f", every_seconds={self.every_seconds:g}"
+        return f"AutoResume(path={self.path!r}{extra})"
+
+
+def serialized(state):
+    """`state` as the bytes of a checkpoint file: the copy the training thread makes (no clones needed)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+class BackgroundWriter:
+    """One thread that writes checkpoint bytes to files (atomically) while training goes on.
+
+    The thread only does file I/O (write, fsync, rename), which runs without the GIL, so it
+    hardly competes with training. `submit` waits for the previous write, so at most one copy is
+    held; an error in the thread is raised again by the next `submit` / `wait`.
+    """
+
+    def __init__(self):
+        self._jobs = queue.Queue()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name="pyluz-checkpoint-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            path, data = job
+            try:
+                atomic_write(path, lambda f, data=data: f.write(data))
+            except BaseException as e:  # handed to the training thread
+                self._error = e
+            finally:
+                del data, job
+                self._idle.set()
+
+    def wait(self):
+        """Block until the write in progress (if any) is done; raise its error."""
+        self._idle.wait()
+        error, self._error = self._error, None
+        if error is not None:
+            raise RuntimeError(f"AutoResume: writing a checkpoint failed ({error}).") from error
+
+    def submit(self, path, state):
+        self.wait()
+        self._idle.clear()
+        self._jobs.put((path, state))
+
+    def close(self):
+        self._jobs.put(None)
+        self._thread.join()
 
 
 # -- one live fit per state file ------------------------------------------------------------------
 
-_HELD = {}  # lock path -> [open file whose flock this process holds, id of the AutoResume owning it]
+_HELD = {}  # lock path -> [open file whose lockf lock this process holds, id of the AutoResume owning it]
 
 
 def _lock_path(path):
@@ -178,8 +381,9 @@ def _lock_path(path):
 def hold_lock(path, owner=None):
     """Take the exclusive lock of state file `path`, or raise RuntimeError naming the live process that has it.
 
-    `flock` locks die with their process (SIGKILL included), so a stale lock file never blocks; the
-    pid written into it only serves the message. In this process a new `owner` takes a held lock
+    POSIX record locks (`lockf`) die with their process (SIGKILL included) and, unlike `flock`, are
+    not inherited by forked children (DataLoader workers may outlive a killed fit), so a stale lock
+    file never blocks; the pid written into it only serves the message. In this process a new `owner` takes a held lock
     over. Without `fcntl` (Windows) nothing is locked.
     """
     try:
@@ -194,8 +398,11 @@ def hold_lock(path, owner=None):
     while True:
         f = open(lock, "a+")
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EAGAIN):
+                f.close()
+                raise
             f.seek(0)
             owner = f.read().strip() or "unknown"
             f.close()
@@ -233,7 +440,7 @@ def release_lock(path, owner_id=None):
         os.unlink(_lock_path(path))
     except OSError:
         pass
-    f.close()  # closing the descriptor releases the flock
+    f.close()  # closing the descriptor releases the lock
 
 
 def latest_checkpoint(path):

@@ -153,6 +153,29 @@ def _fresh_argument(value):
     return value
 
 
+_NOT_COPYABLE = object()
+
+
+def _copy_state(value):
+    """A copy of `value` when it is state a checkpoint can hold (tensors, numbers, strings, None and
+    dicts/lists/tuples of them), else `_NOT_COPYABLE` (e.g. a function or a wrapped metric)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if value is None or isinstance(value, (bool, numbers.Number, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_copy_state(v) for v in value]
+        if any(v is _NOT_COPYABLE for v in items):
+            return _NOT_COPYABLE
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        items = {k: _copy_state(v) for k, v in value.items()}
+        if any(v is _NOT_COPYABLE for v in items.values()) or not all(isinstance(k, (str, int)) for k in items):
+            return _NOT_COPYABLE
+        return items
+    return _NOT_COPYABLE
+
+
 def _sorted_keys(d):
     try:
         return sorted(d)
@@ -300,6 +323,32 @@ class Metric:
                         slots.append((value, k))
         return slots
 
+    def state_dict(self) -> dict:
+        """A copy of the running state (tensor attributes, also in dicts/lists, and plain numbers), so
+        a checkpoint taken inside an epoch can continue it with :meth:`load_state_dict`.
+
+        >>> m = LossAverage()
+        >>> m.ctx = type("Ctx", (), {"loss": {"opt": torch.tensor(2.0)}})()
+        >>> m.update()
+        >>> again = LossAverage()
+        >>> again.load_state_dict(m.state_dict())
+        >>> again.compute()
+        2.0
+        """
+        state = {}
+        for key, value in vars(self).items():
+            if key in _NOT_STATE or key.startswith("__"):
+                continue
+            copied = _copy_state(value)
+            if copied is not _NOT_COPYABLE:
+                state[key] = copied
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Put back what :meth:`state_dict` returned (then :meth:`to` moves it to the device in use)."""
+        for key, value in state.items():
+            setattr(self, key, value)
+
     def reduce_state(self, all_reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Sum the state across processes (DDP): ``all_reduce(t)`` is called on
         every state tensor and must sum it in place. State must be additive."""
@@ -387,6 +436,14 @@ class LossAverage(Metric):
             self.counts[key] += len(pending)
             pending.clear()
 
+    def _totals(self, key):
+        """(sum, count) including the pending losses, as `_fold` would make them."""
+        total, count, pending = self.sums[key], self.counts[key], self.pending[key]
+        if pending:
+            total = total + torch.stack([v.to(total.device) for v in pending]).sum().to(total.dtype)
+            count = count + len(pending)
+        return total, count
+
     def _fold_all(self):
         for key in self.pending:
             self._fold(key)
@@ -394,6 +451,19 @@ class LossAverage(Metric):
     def reduce_state(self, all_reduce) -> None:
         self._fold_all()
         super().reduce_state(all_reduce)
+
+    def state_dict(self) -> dict:
+        # The waiting batch losses as one stacked tensor per key (cheap to copy and to save);
+        # not folded, so a resumed epoch sums them in the same groups as an uninterrupted one.
+        return {
+            "sums": {k: v.clone() for k, v in self.sums.items()},
+            "counts": {k: v.clone() for k, v in self.counts.items()},
+            "pending": {k: torch.stack(v) if v else None for k, v in self.pending.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
+        self.pending = {k: list(v.unbind()) if v is not None else [] for k, v in state["pending"].items()}
 
     def update(self, preds=None, target=None):
         ctx = self.ctx
@@ -412,8 +482,9 @@ class LossAverage(Metric):
     def compute(self):
         if not self.sums:
             return math.nan
-        self._fold_all()  # same value, summed in one place
-        values = {k: host_ratio(self.sums[k], self.counts[k]) for k in self.sums}
+        # Without folding: the sums then group the batch losses the same way however often the
+        # progress bar asks, so the epoch's value never depends on display timing (or a resume).
+        values = {k: host_ratio(*self._totals(k)) for k in self.sums}
         if len(values) == 1:
             return next(iter(values.values()))
         return values

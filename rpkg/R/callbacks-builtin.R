@@ -212,16 +212,29 @@ luz_callback_mixed_precision <- function(...) {
 #' `path`, it continues from the last finished epoch (same final weights as an uninterrupted
 #' run). The file is removed when training finishes.
 #'
+#' With `every_n_steps` and/or `every_seconds` it also writes checkpoints inside an epoch (the
+#' running metrics, the position in the epoch's data order and every RNG state, R's
+#' `.Random.seed` included), so a crash loses at most those steps and the re-run still ends
+#' with the weights of an uninterrupted run. They are written by a background thread; training
+#' waits only while the state is copied.
+#'
 #' @param path Checkpoint file.
+#' @param every_n_steps,every_seconds `NULL` (the default: only at the end of each epoch), or
+#'   also checkpoint inside an epoch after this many training steps / seconds since the last write.
 #' @return An engine callback to pass to [fit()].
 #' @examples
 #' if (pyluz_engine_available()) {
 #'   cb <- luz_callback_auto_resume(path = file.path(tempdir(), "state.pt"))
+#'   every_100 <- luz_callback_auto_resume(file.path(tempdir(), "state2.pt"), every_n_steps = 100)
 #' }
 #' @family luz_callbacks
 #' @export
-luz_callback_auto_resume <- function(path = "./state.pt") {
-  engine_callback("AutoResume", list(path = path.expand(path)))
+luz_callback_auto_resume <- function(path = "./state.pt", every_n_steps = NULL, every_seconds = NULL) {
+  engine_callback("AutoResume", list(
+    path = path.expand(path),
+    every_n_steps = every_n_steps,
+    every_seconds = every_seconds
+  ))
 }
 
 #' Resume from a checkpoint

@@ -196,5 +196,15 @@ configure_engine <- function() {
     tqdm$tqdm$monitor_interval <- 0L
   }
   engine_module("interop.progress")$use_r_renderer(r_callable(new_progress_renderer))
+  # R's RNG is saved and restored with the engine's (AutoResume checkpoints, restore_rng_state).
+  engine_module("rng")$register_rng_source(
+    "R",
+    py_function(get_r_seed, "reading R's .Random.seed"),
+    py_function(set_r_seed, "setting R's .Random.seed", returns = FALSE)
+  )
   invisible(TRUE)
 }
+
+get_r_seed <- function() get0(".Random.seed", envir = globalenv(), inherits = FALSE)
+
+set_r_seed <- function(state) assign(".Random.seed", as.integer(state), envir = globalenv())
