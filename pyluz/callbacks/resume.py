@@ -231,7 +231,7 @@ class AutoResume(Callback):
                 f"{len(metrics)}; resume with the same metrics or delete the file."
             )
         device = metric_device(ctx)
-        for metric, state in zip(metrics, saved):
+        for metric, state in zip(metrics, saved, strict=True):
             metric.load_state_dict(state)
             metric.to(device)
         ctx.iter = int(position["consumed"])  # the loop counts on from the batches already trained on

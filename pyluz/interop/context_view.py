@@ -77,7 +77,7 @@ class FieldProbe:
         if seen is not None and seen[0] is value and not isinstance(value, _CONTAINERS):
             return self._len  # the common case: the same tensor / optimizer / None
         parts = _parts(value, [])
-        if seen is None or len(seen) != len(parts) or any(a is not b for a, b in zip(seen, parts)):
+        if seen is None or len(seen) != len(parts) or any(a is not b for a, b in zip(seen, parts, strict=True)):
             keys = tuple(value) if type(value) is dict and all(type(k) is str for k in value) else None
             same_keys = keys is not None and keys == self._keys
             self._seen, self._keys = parts, keys
