@@ -2,6 +2,7 @@
 caller drops it (a hyperparameter loop, a script, a notebook cell). The control keeps 10 fitted
 models and must grow by about their size, so the measurement can fail."""
 
+import ctypes
 import gc
 import os
 
@@ -15,8 +16,10 @@ WIDTH = 1024  # a 1024 x 1024 linear layer: 4 MiB of weights per fitted model
 
 
 def rss():
-    """Resident memory of this process, in bytes (after a full collection)."""
+    """Resident memory of this process, in bytes (after a full collection and malloc_trim: freed heap
+    goes back to the OS, so memory other tests freed can't hide the control's growth)."""
     gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 

@@ -126,7 +126,9 @@ test_that("memory stays flat over 50 fits inside one function; 10 kept models sh
   skip_if_no_engine()
   rss_mib <- function() {
     invisible(gc())
-    reticulate::py_run_string("import gc; gc.collect()")
+    # malloc_trim: freed heap goes back to the OS, so RSS counts live memory (else earlier tests'
+    # freed memory is reused and the control can't grow)
+    reticulate::py_run_string("import gc, ctypes; gc.collect(); ctypes.CDLL('libc.so.6').malloc_trim(0)")
     as.numeric(strsplit(readLines("/proc/self/statm"), " ")[[1]][2]) * 4096 / 2^20
   }
   skip_if_not(file.exists("/proc/self/statm"), "no /proc/self/statm")
