@@ -3,21 +3,22 @@
 A module written with R's ``nn_module()`` is a Python ``torch.nn.Module`` whose ``forward`` calls
 back into R (see ``pyluz.interop.torch_class``), so a Python process without R can't rebuild it from a
 saved file. When such a model is saved (``save_fitted`` / R's ``luz_save``), pyluz also captures
-its forward pass as a program, next to the model file:
+its forward pass as a program, stored inside the model file (a uint8 tensor, ``PROGRAM_KEY``):
 
-* ``torch.export.export`` first (``<path>.pt2``, written with ``torch.export.save``), with a
-  dynamic batch dimension (``Dim.AUTO`` on dim 0 of every input tensor). R's code calls Python
-  torch ops on the tensors it is given, so tracing through the dispatcher records them as aten
-  ops; shape reads such as ``x$size(1)`` stay symbolic.
-* If export fails (e.g. data-dependent control flow in the forward), ``torch.jit.trace``
-  (``<path>.jit.pt``), traced on one row; a traced program bakes in shapes, so it is run one row
-  at a time.
+* ``torch.export.export`` first (saved with ``torch.export.save``), with a dynamic batch
+  dimension (``Dim.AUTO`` on dim 0 of every input tensor). R's code calls Python torch ops on the
+  tensors it is given, so tracing through the dispatcher records them as aten ops; shape reads
+  such as ``x$size(1)`` stay symbolic.
+* If export fails (e.g. data-dependent control flow in the forward), ``torch.jit.trace``, traced
+  on one row; a traced program bakes in shapes, so it is run one row at a time.
 * When export succeeds but specialises the batch size, the program is exported again on one row
   and likewise run one row at a time.
 
-Every program is checked before it is written: on a perturbed copy of the example input it must
-give the same output as the model (else nothing is saved and a warning says why). The file's
-sha256 is recorded in the model file's JSON metadata (``"program"``).
+Capturing prints nothing: what torch writes meanwhile (graph dumps, logs, warnings) is kept off
+the console (``quiet``). Every program is checked before it is written: on a perturbed copy of the example input it must
+give the same output as the model (else the model file is saved without one, and its metadata
+says why: ``"program_error"``, printed only by a verbose save). The program's size and sha256 are
+recorded in the model file's JSON metadata (``"program"``).
 
 The example input is a small copy of what the fit last fed the model (``Fitted.example_input``,
 up to 2 rows). A fit keeps it only when asked to, with the ``pyluz.callbacks.KeepExampleInput``
@@ -28,26 +29,30 @@ Security: neither ``torch.export.load`` nor ``torch.jit.load`` is safe on untrus
 (``torch.export.load`` unpickles parts of the archive with ``weights_only=False`` and ``eval``s
 shape expressions with sympy; ``torch.jit.load`` runs the TorchScript ``__setstate__`` stored in
 the file, and TorchScript can write files with ``aten::save``). pyluz therefore loads a program
-only when the caller says ``trust_program=True``, and only after its sha256 matches the metadata.
+only when the caller says ``trust_program=True``, and only after its size and sha256 match the
+metadata.
 """
 
+import contextlib
 import hashlib
 import io
+import logging
 import math
 import os
+import sys
+import tempfile
 import warnings
 
 import torch
 from torch import nn
 
-from .files import atomic_write
 from .interop.errors import strip_tags
 from .interop.guard import is_r_callable
 from .nested import concat, is_namedtuple, map_structure, map_tensors, tensors
 
 EXPORT_FORMAT = "torch.export"
 JIT_FORMAT = "torch.jit"
-_SUFFIX = {EXPORT_FORMAT: ".pt2", JIT_FORMAT: ".jit.pt"}
+PROGRAM_KEY = ".pyluz.program"  # no state-dict key starts with a dot (module and parameter names are never empty)
 EXAMPLE_ROWS = 2
 
 
@@ -230,21 +235,84 @@ def capture(model, example):
     raise ExportError("; ".join(reasons))
 
 
-def save_program(model, example, path):
-    """Capture the program of `model` and write it next to the model file `path`.
+def program_entry(model, example):
+    """Capture the program of `model`: `(tensor, entry)`, the program's bytes as a uint8 tensor to store
+    under `PROGRAM_KEY` in the model file, and its metadata entry
+    `{"key", "format", "batch", "bytes", "sha256", "torch_version"}`.
 
-    Returns the metadata entry `{"file", "format", "batch", "sha256", "torch_version"}`; the file
-    name is relative to the model file's folder. Raises `ExportError` when no program can be made.
+    Nothing reaches the console (see `quiet`); raises `ExportError` when no program can be made,
+    with what torch printed in `.output`.
     """
-    data, info = capture(model, example)
-    file = os.path.basename(path) + _SUFFIX[info["format"]]
-    atomic_write(os.path.join(os.path.dirname(os.path.abspath(path)), file), lambda f: f.write(data))
-    return {
-        "file": file,
+    failure = None
+    with quiet() as out:
+        try:
+            data, info = capture(model, example)
+        except ExportError as e:
+            failure = e
+    if failure is not None:
+        failure.output = out.text()
+        raise failure
+    entry = {
+        "key": PROGRAM_KEY,
         **info,
+        "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "torch_version": torch.__version__.split("+")[0],
     }
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8), entry
+
+
+class _Output:
+    def __init__(self):
+        self.parts = []
+
+    def text(self):
+        return "".join(self.parts)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Keep what torch.export / jit.trace print (graph dumps, logs, warnings) off the console.
+
+    Python's `sys.stdout`/`sys.stderr`, file descriptors 1 and 2 (C++ logs), the `logging` module
+    and warnings are redirected while the block runs; `out.text()` gives what they got.
+    """
+    with tempfile.TemporaryFile() as file:
+        out = _Output()
+        saved = []
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a front end's replacement stream may not flush
+                pass
+        for fd in (1, 2):
+            try:
+                saved.append((fd, os.dup(fd)))
+                os.dup2(file.fileno(), fd)
+            except OSError:  # no such descriptor (embedded interpreters): nothing to redirect
+                pass
+        py_out = io.StringIO()
+        previous_disable = logging.root.manager.disable
+        logging.disable(logging.CRITICAL)
+        try:
+            with (
+                warnings.catch_warnings(record=True) as caught,
+                contextlib.redirect_stdout(py_out),
+                contextlib.redirect_stderr(py_out),
+            ):
+                warnings.simplefilter("always")
+                yield out
+        finally:
+            logging.disable(previous_disable)
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
+            file.seek(0)
+            out.parts += [
+                file.read().decode("utf-8", "replace"),
+                py_out.getvalue(),
+                *(f"{w.category.__name__}: {w.message}\n" for w in caught),
+            ]
 
 
 # -- running a saved program ----------------------------------------------------------------------
@@ -283,68 +351,56 @@ class ProgramModule(nn.Module):
         return f"{self.source_name or 'model'} as a {self.format} program ({rows})"
 
 
-def _program_path(entry, path):
-    file = entry.get("file")
-    if (
-        not isinstance(file, str)
-        or not file
-        or file in (".", "..")
-        or os.path.basename(file) != file
-        or "/" in file
-        or "\\" in file
-    ):
-        raise ValueError(
-            f"The program entry of {path!r} names {file!r}, which is not a file name next to the model "
-            "file; the file is damaged or crafted."
-        )
-    return os.path.join(os.path.dirname(os.path.abspath(path)), file)
-
-
 def check_entry(entry, path):
-    """Raise ValueError unless `entry` is a program entry as `save_program` writes it."""
+    """Raise ValueError unless `entry` is a program entry as `program_entry` writes it."""
+    if isinstance(entry, dict) and "file" in entry and "key" not in entry:
+        raise ValueError(
+            f"{path!r} was saved by an older pyluz that wrote the program to a second file "
+            f"({entry.get('file')!r}); this pyluz reads programs only from inside the model file. Load it "
+            "with `module=` (from R: luz_load(path), which uses the stored R definition) and save it again."
+        )
     if (
         not isinstance(entry, dict)
-        or entry.get("format") not in _SUFFIX
+        or entry.get("key") != PROGRAM_KEY
+        or entry.get("format") not in (EXPORT_FORMAT, JIT_FORMAT)
         or entry.get("batch") not in ("dynamic", 1)
         or not isinstance(entry.get("sha256"), str)
+        or not isinstance(entry.get("bytes"), int)
+        or isinstance(entry.get("bytes"), bool)
     ):
         raise ValueError(
-            f"The program entry of {path!r} is not one pyluz writes ({entry!r}); the file is damaged or " "crafted."
+            f"The program entry of {path!r} is not one pyluz writes ({entry!r}); the file is damaged or crafted."
         )
-    _program_path(entry, path)
     return entry
 
 
-def load_program(entry, path, name=None):
-    """A `ProgramModule` running the program that the metadata `entry` of model file `path` names.
+def load_program(entry, tensor, path, name=None):
+    """A `ProgramModule` running the program stored in model file `path` (`tensor`: its uint8 bytes).
 
-    Verifies the program file's sha256 against the metadata first, then loads the verified bytes.
+    Checks the size and sha256 against the metadata `entry` first, then loads the verified bytes.
     Only call this for files you trust (see the module docstring): loading can run code.
     """
     check_entry(entry, path)
-    file = _program_path(entry, path)
-    if not os.path.isfile(file):
-        raise FileNotFoundError(
-            f"{path!r} comes with a program in {os.path.basename(file)!r}, but there is no such "
-            "file next to it; copy both files together."
-        )
-    with open(file, "rb") as f:
-        data = f.read()
-    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+    if not isinstance(tensor, torch.Tensor) or tensor.dtype != torch.uint8 or tensor.dim() != 1:
         raise ValueError(
-            f"The program {file!r} does not match the sha256 recorded in {path!r}: it was changed or "
-            "belongs to another save; refusing to load it."
+            f"{path!r} records a program but holds no program bytes ({PROGRAM_KEY!r}, uint8); the file is "
+            "damaged or crafted."
+        )
+    data = tensor.numpy().tobytes()
+    if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise ValueError(
+            f"The program stored in {path!r} does not match the size and sha256 its metadata records: it was "
+            "changed; refusing to load it."
         )
     try:
-        if entry["format"] == EXPORT_FORMAT:
-            program = torch.export.load(io.BytesIO(data)).module()
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
+        with quiet():
+            if entry["format"] == EXPORT_FORMAT:
+                program = torch.export.load(io.BytesIO(data)).module()
+            else:
                 program = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as e:
         raise RuntimeError(
-            f"Loading the program {file!r} failed ({type(e).__name__}: {e}). It was written by torch "
+            f"Loading the program stored in {path!r} failed ({type(e).__name__}: {e}). It was written by torch "
             f"{entry.get('torch_version')}; this is torch {torch.__version__}."
         ) from e
     return ProgramModule(program, entry["format"], entry["batch"], name=name)
@@ -356,7 +412,9 @@ __all__ = [
     "example_rows",
     "is_r_backed",
     "capture",
-    "save_program",
+    "PROGRAM_KEY",
+    "program_entry",
+    "quiet",
     "check_entry",
     "load_program",
 ]

@@ -10,7 +10,9 @@ File formats
 ------------
 **Fitted model** (`Fitted.save(path)` / `write_fitted`, read by `read_fitted` / `pyluz.load`): one safetensors file.
 The tensors are the model's `state_dict()` (on CPU, contiguous; tensors sharing memory, e.g. tied
-weights, are stored once each). The safetensors header metadata (a string -> string map) holds
+weights, are stored once each), and for a model defined in R its program: the bytes of a
+`torch.export` / `torch.jit` archive as a 1-d uint8 tensor named `.pyluz.program` (no state-dict
+key starts with a dot). The safetensors header metadata (a string -> string map) holds
 `"format": "pt"` and `"pyluz"`: a JSON document::
 
     {"format": "pyluz-fitted", "format_version": 1,
@@ -21,12 +23,16 @@ weights, are stored once each). The safetensors header metadata (a string -> str
      "pyluz_version": "0.1.0", "torch_version": "2.13.0",
      # only for modules defined in R (nn_module()), which Python can't rebuild without R:
      "defined_in": "R", "class_name": "Net",
-     "program": {"file": "<name>.pt2", "format": "torch.export" | "torch.jit", "batch": "dynamic" | 1,
-                 "sha256": "...", "torch_version": "2.13.0"} | null}
+     "program": {"key": ".pyluz.program", "format": "torch.export" | "torch.jit",
+                 "batch": "dynamic" | 1, "bytes": 11825, "sha256": "...", "torch_version": "2.13.0"} | null,
+     # only when no program could be made: why, and the end of what torch printed meanwhile
+     "program_error": "torch.export: ...; torch.jit: ...", "program_output": "..."}
 
-The program (written by `pyluz.export.save_program` next to the model file) runs the model's forward
-pass without R; `load(path, trust_program=True)` checks its sha256 and returns a `Fitted` whose
-`.model` is a `pyluz.export.ProgramModule`.
+The program (made by `pyluz.export.program_entry`, silently) runs the model's forward pass without
+R; `load(path, trust_program=True)` checks its size and sha256 and returns a `Fitted` whose
+`.model` is a `pyluz.export.ProgramModule`. The weights loaders ignore it. Files of an older
+layout, with the program in a second file (`"program": {"file": ...}`), still load with `module=`
+(from R: `luz_load()`); their program is refused, with a message saying so.
 
 JSON values are plain JSON, with three tagged objects for what JSON lacks: `{"$float": "nan"|"inf"|
 "-inf"}` (non-finite numbers), `{"$tuple": [...]}` (tuples, e.g. `kernel_size=(3, 3)`) and
@@ -54,7 +60,7 @@ import torch
 from torch import nn
 
 from .distributed import unwrap
-from .export import ExportError, ProgramModule, check_entry, is_r_backed, load_program, save_program
+from .export import PROGRAM_KEY, ExportError, ProgramModule, check_entry, is_r_backed, load_program, program_entry
 from .files import (
     UnsafeFileError,
     atomic_write,
@@ -179,6 +185,7 @@ def read_state_file(path, argument="path"):
     path = check_existing(path, argument)
     if looks_like_safetensors(path):
         tensors, _ = read_safetensors(path, argument)
+        tensors.pop(PROGRAM_KEY, None)  # the program of an R-defined model is not a weight
         return tensors
     obj = torch_load(path, argument)
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
@@ -216,21 +223,33 @@ def _module_kind(module):
     return "factory"
 
 
-def write_fitted(path, model, module, hparams, opt_hparams, opt_names, records, example_input=None, front_end=None):
-    """Write a fitted model file (format above) and, for a model defined in R, its program; returns `path`.
+def write_fitted(
+    path,
+    model,
+    module,
+    hparams,
+    opt_hparams,
+    opt_names,
+    records,
+    example_input=None,
+    front_end=None,
+    verbose=False,
+):
+    """Write a fitted model file (format above), with the program of a model defined in R; returns `path`.
 
     `model` is the trained nn.Module, `module` what `setup()` got (class, factory or instance; it
     names the import path), `example_input` a small model input for exporting an R-defined model.
     `front_end`: a dict of strings a front end stores with the model and reads back itself with
     `read_metadata(path)["front_end"]` (the R package keeps an R-defined model's definition
-    there); the engine never interprets it.
+    there); the engine never interprets it. Exporting prints nothing; why a program could not be
+    made is recorded as `"program_error"` and printed only when `verbose`.
     """
     path = check_output_path(path)
     model = unwrap(model)
     if isinstance(model, ProgramModule):
         raise TypeError(
-            "This model was loaded from a program (trust_program=True) and can't be saved again; copy the "
-            "original model file and its program file instead."
+            "This model was loaded from a program (trust_program=True) and can't be saved again; keep the "
+            "original model file instead."
         )
     meta = {
         "format": FITTED_FORMAT,
@@ -250,26 +269,39 @@ def write_fitted(path, model, module, hparams, opt_hparams, opt_names, records, 
         ):
             raise TypeError("`front_end` must be None or a dict of strings.")
         meta["front_end"] = dict(front_end)
+    tensors = state_tensors(model)
     if is_r_backed(model):
         meta["defined_in"] = "R"
         meta["class_name"] = type(model).__name__
-        meta["program"] = _export_program(model, example_input, path)
-    write_safetensors(path, state_tensors(model), meta)  # after the program: the metadata holds its sha256
+        try:
+            tensors[PROGRAM_KEY], meta["program"] = program_entry(model, example_input)
+        except ExportError as e:
+            meta["program"], meta["program_error"] = None, str(e)
+            output = getattr(e, "output", "").strip()
+            if output:  # what torch printed, for `verbose` (the end of it: the error is there)
+                meta["program_output"] = output[-MAX_PROGRAM_OUTPUT:]
+    write_safetensors(path, tensors, meta)
+    if verbose and "defined_in" in meta:
+        print(program_report(meta, path))
     return path
 
 
-def _export_program(model, example_input, path):
-    """Write the program of an R-defined model next to `path` (pyluz.export); its metadata entry, or None."""
-    try:
-        return save_program(model, example_input, path)
-    except ExportError as e:
-        warnings.warn(
-            f"Saved {path!r} without a program: the forward pass of the R-defined model "
-            f"{type(model).__name__} could not be exported ({e}). Python without R can load this file only "
-            "with `module=`.",
-            stacklevel=4,
-        )
-        return None
+MAX_PROGRAM_OUTPUT = 20_000  # characters of torch's output kept in the metadata of a failed export
+
+
+def program_report(meta, path):
+    """What `verbose` saving says: whether the file at `path` holds a program, and why not (its metadata)."""
+    program = meta.get("program")
+    if program:
+        rows = "any batch size" if program.get("batch") == "dynamic" else "one row at a time"
+        return f"Saved {str(path)!r} with a {program.get('format')} program of the forward pass ({rows})."
+    text = (
+        f"Saved {str(path)!r} without a program: the forward pass of the R-defined model "
+        f"{meta.get('class_name')} could not be exported ({meta.get('program_error')}). Python without R can "
+        "load this file only with `module=`."
+    )
+    output = meta.get("program_output")
+    return text + (f"\nWhat torch printed while exporting:\n{output}" if output else "")
 
 
 def write_weights(path, model):
@@ -470,6 +502,7 @@ def read_fitted(path, module=None, trust_program=False):
             "load with pyluz.load_checkpoint()."
         )
     tensors, info = read_safetensors(path)
+    program_bytes = tensors.pop(PROGRAM_KEY, None)
     if not info or info.get("format") != FITTED_FORMAT:
         raise ValueError(
             f"`path`: {path!r} is not a fitted model file written by pyluz (weights-only files load with "
@@ -499,14 +532,14 @@ def read_fitted(path, module=None, trust_program=False):
             raise
         if not trust_program:
             error = type(e)(
-                f"{e}\nThe file comes with a program ({program.get('file')!r}, {program.get('format')}) "
+                f"{e}\nThe file holds a program ({program.get('format')}) "
                 "that runs the forward pass without the module class: pyluz.load(path, "
                 "trust_program=True). Loading a program can run code stored in it (torch.export.load "
                 "unpickles parts of it), so do this only for files you trust."
             )
             error.reason = "module_or_trust_needed"
             raise error from e
-        model = source = load_program(program, path, name=info.get("class_name"))
+        model = source = load_program(program, program_bytes, path, name=info.get("class_name"))
     else:
         load_state(model, tensors, path)
     return (
@@ -535,6 +568,7 @@ __all__ = [
     "read_state_file",
     "load_state",
     "write_fitted",
+    "program_report",
     "write_weights",
     "read_metadata",
     "NotImportedError",

@@ -157,12 +157,13 @@ class Fitted:
         """A matplotlib figure: one panel per metric, train and valid curves over epochs."""
         return plot_metrics(self.get_metrics())
 
-    def save(self, path: str | os.PathLike, front_end: dict[str, str] | None = None) -> str:
-        """Save weights and metadata (records, hparams) to `path`; read back with `pyluz.load(path)`.
+    def save(self, path: str | os.PathLike, front_end: dict[str, str] | None = None, verbose: bool = False) -> str:
+        """Save weights and metadata (records, hparams) to `path`, one file; read back with `pyluz.load(path)`.
 
-        A model defined in R is also exported as a program next to `path` (see `pyluz.export`),
-        from `example_input`. `front_end`: strings a front end keeps in the file for itself (see
-        `pyluz.model_file.write_fitted`). Returns `path`.
+        A model defined in R is also exported, silently, as a program stored in the same file (see
+        `pyluz.export`), from `example_input`; `verbose=True` prints whether that worked and, if
+        not, why (also in the file's metadata: `"program_error"`). `front_end`: strings a front end
+        keeps in the file for itself (see `pyluz.model_file.write_fitted`). Returns `path`.
 
         Under DDP only the main process (rank 0) writes, as checkpoints do: every rank holds the
         same model, and ranks writing one file would race. The others return `path` at once.
@@ -180,6 +181,7 @@ class Fitted:
             self.records,
             example_input=self.example_input,
             front_end=front_end,
+            verbose=check_bool(verbose, "verbose"),
         )
 
     def __repr__(self) -> str:

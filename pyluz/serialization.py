@@ -21,10 +21,12 @@ from .module import LuzModule, check_training_args
 from .results import Fitted
 
 
-def save_fitted(fitted: Fitted, path: str | os.PathLike, front_end: dict[str, str] | None = None) -> str:
+def save_fitted(
+    fitted: Fitted, path: str | os.PathLike, front_end: dict[str, str] | None = None, verbose: bool = False
+) -> str:
     """Save a fitted model to `path` (one safetensors file: weights + JSON metadata); read it with `pyluz.load`.
 
-    Same as `fitted.save(path)`; returns `path`. `front_end`: a dict of strings a front end stores
+    Same as `fitted.save(path, verbose=verbose)`; returns `path`. `front_end`: a dict of strings a front end stores
     with the model and reads back itself with `read_metadata(path)["front_end"]` (the R package
     keeps an R-defined model's definition there); the engine never interprets it.
 
@@ -38,7 +40,7 @@ def save_fitted(fitted: Fitted, path: str | os.PathLike, front_end: dict[str, st
     >>> again = pyluz.load("model.safetensors", module=nn.Linear(4, 2))
     """
     check_type(fitted, "fitted", Fitted, "a pyluz.Fitted (what fit() returns)")
-    return fitted.save(path, front_end=front_end)
+    return fitted.save(path, front_end=front_end, verbose=verbose)
 
 
 def load(
@@ -58,9 +60,10 @@ def load(
     `metrics` (as in `setup()`) are not stored in the file; pass them to use `evaluate()`. Loading
     never unpickles objects: a crafted file can't run code.
 
-    A model defined in R (`nn_module()`) can't be rebuilt without R. Its file comes with a program
-    (`<path>.pt2`, see `pyluz.export`) that runs the forward pass: `trust_program=True` loads it
-    (after checking its sha256 against the model file), giving a `Fitted` whose `.model` is a
+    A model defined in R (`nn_module()`) can't be rebuilt without R, and Python never runs the R
+    definition an R front end stores in the file. The file holds a program (see `pyluz.export`)
+    that runs the forward pass: `trust_program=True` loads it (after checking its size and sha256
+    against the file's metadata), giving a `Fitted` whose `.model` is a
     `pyluz.export.ProgramModule` (forward pass only, for `predict()`; `evaluate()` needs `loss=`).
     torch can run code stored in a program file while loading it, so pass `trust_program=True`
     only for files you trust. `module=` wins when given.

@@ -9,6 +9,7 @@ import collections
 import hashlib
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -115,16 +116,26 @@ def load_in_subprocess(path, x, tmp_path, trust=True):
     "kind, fmt, batch",
     [("mlp", "torch.export", "dynamic"), ("fixed_batch", "torch.export", 1), ("data_dependent", "torch.jit", 1)],
 )
-def test_r_defined_model_predicts_in_python_without_its_class(tmp_path, kind, fmt, batch):
+def test_r_defined_model_predicts_in_python_without_its_class(tmp_path, kind, fmt, batch, capfd):
     fitted = train(kind)
     path = tmp_path / "model.safetensors"
-    fitted.save(path)
+    capfd.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted.save(path)
+    assert capfd.readouterr() == ("", "")  # no graph dumps, logs or warnings on the console
+    assert os.listdir(tmp_path) == ["model.safetensors"]  # one file: the program is inside it
     meta = S.read_metadata(path)
     program = meta["program"]
     assert (meta["defined_in"], meta["class_name"]) == ("R", "RNet")
-    assert (program["format"], program["batch"]) == (fmt, batch)
-    assert program["file"] == "model.safetensors" + (".pt2" if fmt == "torch.export" else ".jit.pt")
-    assert program["sha256"] == hashlib.sha256((tmp_path / program["file"]).read_bytes()).hexdigest()
+    assert (program["key"], program["format"], program["batch"]) == (E.PROGRAM_KEY, fmt, batch)
+    stored = F.read_safetensors(str(path))[0][E.PROGRAM_KEY]
+    assert stored.dtype == torch.uint8 and program["bytes"] == stored.numel()
+    assert program["sha256"] == hashlib.sha256(stored.numpy().tobytes()).hexdigest()
+    # the weights loaders skip the program
+    other = r_like(kind)(hidden=6)
+    pyluz.load_model_weights(other, path)
+    torch.testing.assert_close(other.state_dict(), fitted.model.state_dict())
 
     x = data(37, seed=3)[0]
     expected = fitted.predict(x, verbose=False).numpy()
@@ -154,22 +165,47 @@ def test_loading_needs_trust_program_or_module(tmp_path):
     assert isinstance(again.model, fitted.luz_module.module)
 
 
-def test_models_that_cannot_be_captured_are_saved_without_a_program(tmp_path):
+def test_models_that_cannot_be_captured_are_saved_without_a_program_silently(tmp_path, capfd):
     fitted = train("numpy")
     path = tmp_path / "model.safetensors"
-    with pytest.warns(UserWarning, match="without a program.*could not be exported.*other outputs"):
+    capfd.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         fitted.save(path)
-    assert S.read_metadata(path)["program"] is None
+    assert capfd.readouterr() == ("", "")
+    meta = S.read_metadata(path)
+    assert meta["program"] is None
+    assert "torch.export:" in meta["program_error"] and "other outputs" in meta["program_error"]
+    assert E.PROGRAM_KEY not in F.read_safetensors(str(path))[0]
     with pytest.raises(ValueError, match="defined in R.*module="):
         pyluz.load(path, trust_program=True)
+    # asked for: the reason, on stdout
+    fitted.save(path, verbose=True)
+    out = capfd.readouterr().out
+    assert "without a program" in out and "other outputs" in out and "could not be exported" in out
+    with pytest.raises(TypeError, match="verbose"):
+        fitted.save(path, verbose="yes")
 
     fitted = train()
     fitted.example_input = None  # e.g. a model loaded with module=: no example to trace with
-    with pytest.warns(UserWarning, match="no example input"):
-        fitted.save(path)
-    fitted.example_input = data()[0][:3]
     fitted.save(path)
+    assert "no example input" in S.read_metadata(path)["program_error"]
+    fitted.example_input = data()[0][:3]
+    S.save_fitted(fitted, path, verbose=True)
     assert S.read_metadata(path)["program"]["batch"] == "dynamic"
+    assert "with a torch.export program" in capfd.readouterr().out
+    assert "program_error" not in S.read_metadata(path)
+
+
+def test_quiet_keeps_python_and_c_level_output(capfd):
+    with E.quiet() as out:
+        print("to stdout")
+        sys.stderr.write("to stderr\n")
+        os.write(2, b"from C\n")
+        warnings.warn("a warning", stacklevel=1)
+        logging.getLogger("torch.export").warning("a log line")
+    assert capfd.readouterr() == ("", "")
+    assert all(part in out.text() for part in ("to stdout", "to stderr", "from C", "UserWarning: a warning"))
 
 
 def test_python_defined_models_get_no_program(tmp_path):
@@ -257,33 +293,64 @@ def test_crafted_programs_are_never_loaded_without_trust(tmp_path):
     path = tmp_path / "model.safetensors"
     fitted.save(path)
     marker = tmp_path / "pwned"
-    tensors, meta = F.read_safetensors(str(path))  # the weights and the raw JSON metadata
+    tensors, meta = F.read_safetensors(str(path))  # the weights, the program and the raw JSON metadata
 
-    # A crafted program whose sha256 the (equally crafted) model file records.
-    data_bytes = evil_program(tmp_path / "model.safetensors.pt2", tmp_path / "evil.pt2", marker)
-    meta["program"].update(file="evil.pt2", sha256=hashlib.sha256(data_bytes).hexdigest())
+    # A crafted program whose size and sha256 the (equally crafted) metadata records.
+    (tmp_path / "ok.pt2").write_bytes(tensors[E.PROGRAM_KEY].numpy().tobytes())
+    evil = evil_program(tmp_path / "ok.pt2", tmp_path / "evil.pt2", marker)
+    evil_tensor = torch.frombuffer(bytearray(evil), dtype=torch.uint8)
     crafted = tmp_path / "crafted.safetensors"
-    M.write_safetensors(str(crafted), tensors, meta)
+    M.write_safetensors(
+        str(crafted),
+        {**tensors, E.PROGRAM_KEY: evil_tensor},
+        {**meta, "program": {**meta["program"], "bytes": len(evil), "sha256": hashlib.sha256(evil).hexdigest()}},
+    )
     with pytest.raises(ValueError, match="trust_program=True"):
         pyluz.load(crafted)
+    pyluz.load(crafted, module=fitted.luz_module.module)  # module= never touches the program
+    pyluz.load_model_weights(fitted, crafted)
     assert not marker.exists()
 
     # A program that is not the one recorded is refused even when trusted, before torch reads it.
-    (tmp_path / "model.safetensors.pt2").write_bytes(data_bytes)
-    with pytest.raises(ValueError, match="does not match the sha256"):
-        pyluz.load(path, trust_program=True)
+    M.write_safetensors(str(crafted), {**tensors, E.PROGRAM_KEY: evil_tensor}, meta)
+    with pytest.raises(ValueError, match="does not match the size and sha256"):
+        pyluz.load(crafted, trust_program=True)
     assert not marker.exists()
 
-    # The metadata can only name a file next to the model file.
-    for bad in ("../evil.pt2", "/tmp/evil.pt2", "sub/evil.pt2", ".."):
-        meta["program"]["file"] = bad
-        M.write_safetensors(str(crafted), tensors, meta)
-        with pytest.raises(ValueError, match="not a file name next to the model file"):
-            pyluz.load(crafted, trust_program=True)
-    for bad in ({"file": "evil.pt2", "format": "pickle", "batch": 1, "sha256": "0"}, "evil.pt2", ["evil.pt2"]):
-        meta["program"] = bad
-        M.write_safetensors(str(crafted), tensors, meta)
+    # The metadata names the program's key and nothing else; the bytes must be there, as uint8.
+    for bad in (
+        {**meta["program"], "key": "fc1.weight"},
+        {**meta["program"], "format": "pickle"},
+        {**meta["program"], "bytes": "12"},
+        "evil.pt2",
+        ["evil.pt2"],
+    ):
+        M.write_safetensors(str(crafted), tensors, {**meta, "program": bad})
         for trust in (False, True):
             with pytest.raises(ValueError, match="not one pyluz writes"):
                 pyluz.load(crafted, trust_program=trust)
+    for program_tensor in (None, torch.zeros(3), torch.zeros(2, 2, dtype=torch.uint8)):
+        parts = {k: v for k, v in tensors.items() if k != E.PROGRAM_KEY}
+        if program_tensor is not None:
+            parts[E.PROGRAM_KEY] = program_tensor
+        M.write_safetensors(str(crafted), parts, meta)
+        with pytest.raises(ValueError, match="holds no program bytes"):
+            pyluz.load(crafted, trust_program=True)
     assert not marker.exists()
+
+
+def test_files_of_the_two_file_layout_are_refused_clearly_but_load_with_module(tmp_path):
+    fitted = train()
+    path = tmp_path / "model.safetensors"
+    fitted.save(path)
+    tensors, meta = F.read_safetensors(str(path))
+    program = tensors.pop(E.PROGRAM_KEY)
+    (tmp_path / "old.safetensors.pt2").write_bytes(program.numpy().tobytes())
+    old_entry = {"file": "old.safetensors.pt2", "format": "torch.export", "batch": "dynamic", "sha256": "0"}
+    old = tmp_path / "old.safetensors"
+    M.write_safetensors(str(old), tensors, {**meta, "program": old_entry})
+    for trust in (False, True):
+        with pytest.raises(ValueError, match="older pyluz that wrote the program to a second file.*module="):
+            pyluz.load(old, trust_program=trust)
+    again = pyluz.load(old, module=fitted.luz_module.module)
+    torch.testing.assert_close(again.predict(data()[0], verbose=False), fitted.predict(data()[0], verbose=False))

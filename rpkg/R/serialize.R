@@ -9,16 +9,28 @@
 #'
 #' A model defined in R (`nn_module()`) is stored with its R definition (the module generator,
 #' and the loss, optimizer and metrics given to [setup()]), so `luz_load(path)` rebuilds it in any
-#' R session, as luz's. Like `readRDS()`, which luz uses, this runs R code from the file when
-#' the module is built: load only files you trust. A loss that is a Python object (such as
-#' `nn_mse_loss()`) is rebuilt by evaluating the `setup()` argument again (`nn_mse_loss()`) when
-#' the object itself no longer exists. A module that is a Python class is imported again.
+#' R session, fresh ones included, as luz's: the result predicts and evaluates, with its loss and
+#' metrics. A loss that is a Python object (such as `nn_mse_loss()`) is rebuilt by evaluating the
+#' `setup()` argument again (`nn_mse_loss()`) when the object itself no longer exists. A module
+#' that is a Python class is found among the modules imported in this session.
 #'
-#' From Python, an R-defined model needs `module=`; its program (see `pyluz.export`), when one
-#' was written next to the file, runs it with `trust_program=True`.
+#' **Trust.** Like `readRDS()`, which luz's `luz_load()` uses, `luz_load()` of an R-defined model
+#' runs the R code stored in the file (its `initialize()` when the module is built, its `forward()`
+#' when it predicts): load only files you trust. Python never runs that R code: `pyluz.load()`
+#' reads an R-defined model only with `module=`, or with `trust_program=True`, which runs the
+#' program stored in the file (the forward pass captured with `torch.export` when the model was
+#' saved; loading it can run code too, hence the opt-in).
+#'
+#' `luz_save()` is silent: the program is captured without printing anything, and when the
+#' forward pass can't be captured (e.g. it converts tensors to R arrays) the file is saved
+#' without one, the reason recorded in its metadata. `verbose = TRUE` says which happened, and
+#' why. Files of older pyluz versions, which kept the program in a second file (`<path>.pt2`),
+#' still load with `luz_load()`; their program is no longer read.
 #'
 #' @param obj A `luz_module_fitted` object.
 #' @param path File path.
+#' @param verbose For `luz_save()`: whether to say if the program of an R-defined model was stored
+#'   in the file and, if not, why.
 #' @param ... For `luz_save()`: must be empty. For `luz_load()`: `module` (the module definition
 #'   or Python class, instead of the stored one), `loss`, `optimizer`, `metrics` as in [setup()]
 #'   (instead of the stored ones), and `trust_program` (`TRUE` runs the program saved with an
@@ -39,11 +51,16 @@
 #'   again <- luz_load(path)
 #' }
 #' @export
-luz_save <- function(obj, path, ...) {
+luz_save <- function(obj, path, ..., verbose = FALSE) {
   rlang::check_dots_empty()
   check_fitted(obj, "luz_save")
-  engine_call(engine_module("serialization")$save_fitted, obj$py, path.expand(path),
-              front_end = r_definition_entry(obj))
+  if (!rlang::is_bool(verbose)) rlang::abort("`verbose` must be `TRUE` or `FALSE`.", class = "value_error")
+  path <- path.expand(path)
+  engine_call(engine_module("serialization")$save_fitted, obj$py, path, front_end = r_definition_entry(obj))
+  if (verbose) {
+    meta <- engine_call(engine_module("serialization")$read_metadata, path)
+    if (identical(meta$defined_in, "R")) rlang::inform(engine_module("model_file")$program_report(meta, path))
+  }
   invisible(obj)
 }
 

@@ -121,3 +121,36 @@ test_that("R-defined models are freed when dropped, not when the top-level call 
   }
   expect_equal(fits_in_one_call(5), 0)
 })
+
+test_that("memory stays flat over 50 fits inside one function; 10 kept models show up", {
+  skip_if_no_engine()
+  rss_mib <- function() {
+    invisible(gc())
+    # malloc_trim: freed heap goes back to the OS, so RSS counts live memory (else earlier tests'
+    # freed memory is reused and the control can't grow)
+    reticulate::py_run_string("import gc, ctypes; gc.collect(); ctypes.CDLL('libc.so.6').malloc_trim(0)")
+    as.numeric(strsplit(readLines("/proc/self/statm"), " ")[[1]][2]) * 4096 / 2^20
+  }
+  skip_if_not(file.exists("/proc/self/statm"), "no /proc/self/statm")
+  # a 1024 x 1024 linear layer: 4 MiB of weights per fitted model
+  net <- nn_module("SafetyRssNet", initialize = function() self$fc <- nn_linear(1024, 1024),
+                   forward = function(x) self$fc(x))
+  fits_in_one_call <- function(n, keep = 0) {
+    set.seed(1)
+    x <- matrix(rnorm(64 * 1024), 64)
+    kept <- list()
+    sizes <- numeric(n)
+    for (i in seq_len(n)) {
+      fitted <- net %>% setup(loss = nn_mse_loss(), optimizer = optim_sgd) %>% set_opt_hparams(lr = 0.01) %>%
+        fit(list(x, x), epochs = 1, verbose = FALSE, dataloader_options = list(batch_size = 64))
+      if (i <= keep) kept[[i]] <- fitted
+      rm(fitted)
+      sizes[i] <- rss_mib()
+    }
+    sizes
+  }
+  sizes <- fits_in_one_call(50)
+  expect_lt(sizes[50] - sizes[10], 15)   # measured: 553.9 -> 546.1 MiB
+  kept <- fits_in_one_call(20, keep = 10)
+  expect_gt(kept[20] - sizes[50], 25)    # the control: measured +40 MiB for 10 kept models
+})
