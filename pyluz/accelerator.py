@@ -10,7 +10,7 @@ import warnings
 import torch
 
 from . import distributed
-from .checks import check_bool, check_int, check_type, fail
+from .checks import check_bool, check_choice, check_int, check_type, fail
 from .nested import to_device
 
 
@@ -94,8 +94,7 @@ class Accelerator:
         check_bool(cpu, "cpu")
         if cuda_index is not None:
             cuda_index = check_int(cuda_index, "cuda_index", min_value=0)
-        if strategy not in (None, "ddp"):
-            raise ValueError(f"`strategy` must be None or 'ddp', got {strategy!r}.")
+        check_choice(strategy, "strategy", (None, "ddp"))
         if cuda_index is not None and not cpu and not distributed.requested(strategy):
             check_cuda_index(cuda_index)
         self.device_placement = device_placement

@@ -66,23 +66,35 @@ def check_optional_bool(value, argument, owner=None):
     return bool(value)
 
 
-def check_real(value, argument, owner=None, lo=None, hi=None, lo_open=False, expected=None):
-    """`value` as a finite float within [lo, hi] (`lo_open`: lo itself excluded), or ValueError."""
+def _real_expected(lo=None, hi=None, lo_open=False, finite=True):
+    """What `check_real` says it expected for these bounds ("a number in [0, 1]", "a number > 0", ...)."""
+    if lo is not None and hi is not None:
+        return f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+    if lo is not None:
+        return f"a number {'>' if lo_open else '>='} {lo:g}"
+    if hi is not None:
+        return f"a number <= {hi:g}"
+    return "a finite number" if finite else "a number"
+
+
+def check_real(value, argument, owner=None, lo=None, hi=None, lo_open=False, expected=None, finite=True):
+    """`value` as a float within [lo, hi] (`lo_open`: lo itself excluded), or ValueError.
+
+    NaN is always refused; infinities too unless `finite=False` (e.g. a baseline of -inf).
+
+    >>> check_real("low", "baseline", expected="None or a number", finite=False)
+    Traceback (most recent call last):
+    ...
+    ValueError: `baseline` must be None or a number, got 'low'.
+    """
     original = value
     ok = isinstance(value, numbers.Real) and not is_bool(value)
     if ok:
         value = float(value)
         above = lo is None or (value > lo if lo_open else value >= lo)
-        ok = math.isfinite(value) and above and (hi is None or value <= hi)
+        ok = (math.isfinite(value) if finite else not math.isnan(value)) and above and (hi is None or value <= hi)
     if not ok:
-        if expected is None:
-            if lo is not None and hi is not None:
-                expected = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
-            elif lo is not None:
-                expected = f"a number {'>' if lo_open else '>='} {lo:g}"
-            else:
-                expected = "a finite number"
-        fail(argument, expected, original, owner)
+        fail(argument, expected or _real_expected(lo, hi, lo_open, finite), original, owner)
     return value
 
 
@@ -91,15 +103,30 @@ def check_positive(value, argument, owner=None, expected="a positive finite numb
     return check_real(value, argument, owner, lo=0, lo_open=True, expected=expected)
 
 
-def check_int(value, argument, owner=None, min_value=None, choices=None):
-    """`value` as an int (integral floats accepted), at least `min_value` / one of `choices`, or ValueError."""
+def check_int(value, argument, owner=None, min_value=None, choices=None, max_value=None):
+    """`value` as an int (integral floats accepted), in [`min_value`, `max_value`] / one of `choices`, or
+    ValueError.
+
+    >>> check_int(2, "rank", min_value=0, max_value=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: `rank` must be an integer in [0, 1], got 2.
+    """
     ok = is_integer(value)
     if ok:
         value = int(value)
-        ok = (min_value is None or value >= min_value) and (choices is None or value in choices)
+        ok = (
+            (min_value is None or value >= min_value)
+            and (max_value is None or value <= max_value)
+            and (choices is None or value in choices)
+        )
     if not ok:
         if choices is not None:
             expected = "one of " + ", ".join(str(c) for c in choices)
+        elif min_value is not None and max_value is not None:
+            expected = f"an integer in [{min_value}, {max_value}]"
+        elif max_value is not None:
+            expected = f"an integer <= {max_value}"
         elif min_value is not None:
             expected = f"an integer >= {min_value}"
         else:
@@ -109,9 +136,17 @@ def check_int(value, argument, owner=None, min_value=None, choices=None):
 
 
 def check_choice(value, argument, choices, owner=None):
-    """One of the strings `choices`, or ValueError."""
-    if not isinstance(value, str) or value not in choices:
-        fail(argument, "one of " + ", ".join(f'"{c}"' for c in choices), value, owner)
+    """One of `choices` (strings, or None where "not given" is allowed), or ValueError.
+
+    >>> check_choice("ddpp", "strategy", (None, "ddp"))
+    Traceback (most recent call last):
+    ...
+    ValueError: `strategy` must be one of None, "ddp", got 'ddpp'.
+    """
+    if not (value is None or isinstance(value, str)) or value not in choices:
+        fail(
+            argument, "one of " + ", ".join(f'"{c}"' if isinstance(c, str) else repr(c) for c in choices), value, owner
+        )
     return value
 
 

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
 from . import nested
-from .checks import check_bool, check_int, check_type, message
+from .checks import check_bool, check_int, check_type, fail, message
 from .nested import PositionalDict
 
 DEFAULT_BATCH_SIZE = 32
@@ -373,7 +373,7 @@ def split_valid(data, fraction, argument="valid_data"):
     luz's rule: the validation rows are a random sample, the training rows keep their order.
     """
     if isinstance(fraction, bool) or not 0 <= fraction < 1:
-        raise ValueError(f"`{argument}` as a fraction must be in [0, 1), got {fraction!r}.")
+        fail(argument, "a fraction in [0, 1) (or the validation data)", fraction)
     if fraction == 0:
         return data, None
     if isinstance(data, (DataLoader, TensorBatches)):

@@ -80,6 +80,7 @@ from torch.utils.data import (
 )
 
 from . import nested
+from .checks import check_int
 from .data import TensorBatches, draw_seed
 
 DEFAULT_TIMEOUT_S = 600
@@ -315,10 +316,8 @@ class ShardedTensorBatches(TensorBatches):
 
     def __init__(self, batches, rank, world_size):
         super().__init__(batches.tensors, batches.batch_size, batches.shuffle, batches.drop_last, batches.generator)
-        self.rank = int(rank)
-        self.world_size = int(world_size)
-        if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"`rank` must be in [0, {self.world_size}), got {rank!r}.")
+        self.world_size = check_int(world_size, "world_size", min_value=1)
+        self.rank = check_int(rank, "rank", min_value=0, max_value=self.world_size - 1)
 
     def __len__(self):
         per_rank = shard_sizes(self.n, self.world_size, self.drop_last)[1]

@@ -4,6 +4,7 @@
 The order, the default step and the control flow are described in `docs/loop.md`.
 """
 
+from .checks import given, message
 from .control import CallbackError, ControlFlow, StopTraining
 
 FIT_EVENTS = (
@@ -61,7 +62,7 @@ def check_event(name, argument="call_on"):
         guess = "on_train_" + str(name)[3:] if str(name).startswith("on_batch_") else None
         close = [guess] if guess in EVENTS else difflib.get_close_matches(str(name), EVENTS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"`{argument}` must be a breakpoint name such as 'on_epoch_end', got {name!r}.{hint}")
+        raise ValueError(message(argument, "a breakpoint name such as 'on_epoch_end'", given(name)) + hint)
     return name
 
 

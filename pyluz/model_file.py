@@ -59,6 +59,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checks import fail
 from .distributed import unwrap
 from .export import PROGRAM_KEY, ExportError, ProgramModule, check_entry, is_r_backed, load_program, program_entry
 from .files import (
@@ -267,7 +268,7 @@ def write_fitted(
         if not (
             isinstance(front_end, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in front_end.items())
         ):
-            raise TypeError("`front_end` must be None or a dict of strings.")
+            fail("front_end", "None or a dict of strings", front_end, error=TypeError)
         meta["front_end"] = dict(front_end)
     tensors = state_tensors(model)
     if is_r_backed(model):

@@ -14,7 +14,7 @@ from .accelerator import Accelerator, move_to_device
 from .callbacks.base import check_callbacks, order_callbacks
 from .callbacks.defaults import default_evaluate_callbacks, default_fit_callbacks, default_predict_callbacks
 from .callbacks.progress import default_verbose
-from .checks import check_optional_bool, check_type, fail
+from .checks import check_optional_bool, check_type, fail, is_integer, message
 from .context import Context
 from .control import CallbackError, ControlFlow, InputMismatchError, PeerFailure
 from .data import TensorBatches, as_batches, num_batches, split_valid
@@ -38,17 +38,16 @@ class FitRun:
 def check_epochs(epochs):
     """An int n -> (0, n); a pair -> (min, max) with 0 <= min <= max, max >= 1."""
 
-    def is_int(x):
-        return isinstance(x, numbers.Integral) and not isinstance(x, bool) or (isinstance(x, float) and x.is_integer())
-
-    if is_int(epochs):
+    if is_integer(epochs):
         min_epochs, max_epochs = 0, int(epochs)
-    elif isinstance(epochs, (tuple, list)) and len(epochs) == 2 and all(is_int(e) for e in epochs):
+    elif isinstance(epochs, (tuple, list)) and len(epochs) == 2 and all(is_integer(e) for e in epochs):
         min_epochs, max_epochs = int(epochs[0]), int(epochs[1])
     else:
-        raise ValueError(f"`epochs` must be an int or a (min_epochs, max_epochs) pair of ints, got {epochs!r}.")
+        fail("epochs", "an int or a (min_epochs, max_epochs) pair of ints", epochs)
     if max_epochs < 1 or min_epochs < 0 or min_epochs > max_epochs:
-        raise ValueError(f"`epochs` must satisfy 0 <= min_epochs <= max_epochs and max_epochs >= 1, got {epochs!r}.")
+        raise ValueError(
+            message("epochs", "an int >= 1 or a pair with 0 <= min_epochs <= max_epochs, max_epochs >= 1", repr(epochs))
+        )
     return min_epochs, max_epochs
 
 

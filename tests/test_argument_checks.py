@@ -5,7 +5,11 @@ import torch
 
 import pyluz
 from pyluz import checks
+from pyluz.data import TensorBatches
+from pyluz.distributed import ShardedTensorBatches
+from pyluz.events import check_event
 from pyluz.records import flat_metrics, metric_rows
+from pyluz.runner import check_epochs
 
 
 @pytest.mark.parametrize(
@@ -65,6 +69,57 @@ def test_public_functions_speak_the_same_shape(xy):
         )
     with pytest.raises(TypeError, match=r"^CSVLogger: `path` must be a file path"):
         pyluz.callbacks.CSVLogger(3)
+
+
+@pytest.mark.parametrize(
+    "call, error, text",
+    [
+        (
+            lambda: check_epochs("3"),
+            ValueError,
+            "`epochs` must be an int or a (min_epochs, max_epochs) pair of ints, got '3'.",
+        ),
+        (
+            lambda: check_epochs((4, 2)),
+            ValueError,
+            "`epochs` must be an int >= 1 or a pair with 0 <= min_epochs <= max_epochs, max_epochs >= 1, got (4, 2).",
+        ),
+        (
+            lambda: check_event("on_epoch_ned"),
+            ValueError,
+            "`call_on` must be a breakpoint name such as 'on_epoch_end', got 'on_epoch_ned'. Did you mean 'on_epoch_end'?",
+        ),
+        (lambda: pyluz.Accelerator(strategy="dp"), ValueError, "`strategy` must be one of None, \"ddp\", got 'dp'."),
+        (
+            lambda: pyluz.callbacks.EarlyStopping(baseline=float("nan")),
+            ValueError,
+            "`baseline` must be None or a number, got nan.",
+        ),
+        (
+            lambda: ShardedTensorBatches(TensorBatches([torch.arange(4)], 2), rank=2, world_size=2),
+            ValueError,
+            "`rank` must be an integer in [0, 1], got 2.",
+        ),
+        (
+            lambda: pyluz.callbacks.TensorBoard(histograms=3),
+            TypeError,
+            "TensorBoard: `histograms` must be True, False or a list of parameter names, got 3.",
+        ),
+        (
+            lambda: pyluz.callbacks.mixup(torch.arange(4), torch.arange(4), torch.ones(4)),
+            TypeError,
+            "mixup: `x` must be a floating point tensor, got dtype torch.int64.",
+        ),
+    ],
+)
+def test_engine_arguments_speak_the_same_shape(call, error, text):
+    with pytest.raises(error) as info:
+        call()
+    assert str(info.value) == text
+
+
+def test_early_stopping_takes_an_infinite_baseline():
+    assert pyluz.callbacks.EarlyStopping(baseline=float("-inf")).baseline == float("-inf")
 
 
 def test_records_flatten_one_way():

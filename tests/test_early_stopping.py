@@ -253,7 +253,7 @@ def test_compare_modes():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(mode="avg"), "`mode` must be one of 'min', 'max' or 'zero', got 'avg'"),
+        (dict(mode="avg"), '`mode` must be one of "min", "max", "zero", got \'avg\''),
         (dict(min_delta=-1), "`min_delta` must be a finite number >= 0, got -1"),
         (dict(monitor="loss"), "`monitor` must look like '<set>_<metric>'"),
         (dict(patience=-1), "`patience` must be an integer >= 0, got -1"),

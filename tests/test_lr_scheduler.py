@@ -145,7 +145,7 @@ def test_plateau_with_several_optimizers_uses_its_optimizers_loss():
 def test_opt_name_errors():
     with pytest.raises(pyluz.CallbackError, match="several optimizers.*'gen', 'disc'.*opt_name"):
         two_opt_module().fit(data(), epochs=1, callbacks=[LRScheduler(StepLR, step_size=1)], verbose=False)
-    with pytest.raises(pyluz.CallbackError, match="`opt_name` must be one of 'gen', 'disc', got 'dis'"):
+    with pytest.raises(pyluz.CallbackError, match='LRScheduler: `opt_name` must be one of "gen", "disc", got \'dis\''):
         two_opt_module().fit(
             data(), epochs=1, callbacks=[LRScheduler(StepLR, opt_name="dis", step_size=1)], verbose=False
         )

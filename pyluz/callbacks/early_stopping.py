@@ -1,9 +1,6 @@
 """`EarlyStopping`: stop when a monitored metric stops improving (luz_callback_early_stopping)."""
 
-import math
-import numbers
-
-from ..checks import check_int
+from ..checks import check_int, check_real
 from ..control import StopTraining
 from .monitor import MonitorCallback
 
@@ -35,12 +32,10 @@ class EarlyStopping(MonitorCallback):
 
     def __init__(self, monitor="valid_loss", min_delta=0, patience=0, mode="min", baseline=None):
         patience = check_int(patience, "patience", min_value=0)
-        if baseline is not None and (
-            isinstance(baseline, bool) or not isinstance(baseline, numbers.Real) or math.isnan(baseline)
-        ):
-            raise ValueError(f"`baseline` must be None or a number, got {baseline!r}.")
-        self.patience = int(patience)
-        self.baseline = None if baseline is None else float(baseline)
+        if baseline is not None:
+            baseline = check_real(baseline, "baseline", expected="None or a number", finite=False)
+        self.patience = patience
+        self.baseline = baseline
         super().__init__(monitor, mode, min_delta)
 
     def reset(self):

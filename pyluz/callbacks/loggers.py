@@ -5,7 +5,7 @@ import numbers
 import os
 
 
-from ..checks import check_path
+from ..checks import check_path, fail
 from ..distributed import is_main_process, unwrap
 from ..records import flat_metrics
 from .base import Callback
@@ -112,9 +112,7 @@ class TensorBoard(Callback):
             or isinstance(histograms, (list, tuple))
             and all(isinstance(h, str) for h in histograms)
         ):
-            raise TypeError(
-                "TensorBoard: `histograms` must be True, False or a list of parameter names, " f"got {histograms!r}."
-            )
+            fail("histograms", "True, False or a list of parameter names", histograms, "TensorBoard", TypeError)
         self.histograms = list(histograms) if isinstance(histograms, (list, tuple)) else histograms
         self.writer = None
 

@@ -4,7 +4,7 @@ import inspect
 
 import torch
 
-from ..checks import check_callable, check_optional_str, check_type
+from ..checks import check_callable, check_choice, check_optional_str, check_type
 from ..events import BATCH_EVENTS, TRAIN_BATCH_EVENTS, check_event
 from .base import Callback
 from .gradients import HOLDING_STEP
@@ -20,9 +20,7 @@ def resolve_optimizer_name(optimizers, opt_name, owner):
             f"{owner}: the model has several optimizers ({', '.join(map(repr, names))}); "
             "pass `opt_name=` to choose one."
         )
-    if opt_name not in optimizers:
-        raise ValueError(f"{owner}: `opt_name` must be one of {', '.join(map(repr, names))}, got {opt_name!r}.")
-    return opt_name
+    return check_choice(opt_name, "opt_name", names, owner)
 
 
 def wants_metric(scheduler):

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from ..checks import check_bool, check_positive
+from ..checks import check_bool, check_positive, message
 from .base import Callback
 
 
@@ -24,13 +24,13 @@ def mixup(x, y, weight):
     (torch.Size([4, 3]), True)
     """
     if not isinstance(x, torch.Tensor) or x.dim() == 0:
-        raise TypeError(f"mixup: `x` must be a tensor with a batch dimension, got {_describe(x)}.")
+        raise TypeError(message("x", "a tensor with a batch dimension", _describe(x), "mixup"))
     if not torch.is_floating_point(x):
-        raise TypeError(f"mixup: `x` must be a floating point tensor, got dtype {x.dtype}.")
+        raise TypeError(message("x", "a floating point tensor", f"dtype {x.dtype}", "mixup"))
     batch = x.shape[0]
     if not isinstance(y, torch.Tensor) or y.dim() == 0 or y.shape[0] != batch:
         raise ValueError(
-            f"mixup: `y` must be a tensor with first dimension {batch} (the batch size of `x`), " f"got {_describe(y)}."
+            message("y", f"a tensor with first dimension {batch} (the batch size of `x`)", _describe(y), "mixup")
         )
     weight = torch.as_tensor(weight, device=x.device)
     if weight.dim() > 1 and weight.shape[0] == batch and weight[0].numel() == 1:

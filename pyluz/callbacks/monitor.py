@@ -8,7 +8,7 @@ the keys actually recorded in `ctx.records["metrics"][set][epoch - 1]`.
 
 import math
 
-from ..checks import check_real, check_type, fail
+from ..checks import check_choice, check_real, check_type
 from ..records import flat_metrics
 from .base import Callback
 
@@ -16,9 +16,7 @@ MODES = ("min", "max", "zero")
 
 
 def check_mode(mode, argument="mode"):
-    if not isinstance(mode, str) or mode not in MODES:
-        fail(argument, "one of 'min', 'max' or 'zero'", mode)
-    return mode
+    return check_choice(mode, argument, MODES)
 
 
 def check_min_delta(min_delta, argument="min_delta"):
@@ -133,7 +131,7 @@ def compare(new, best, mode, min_delta=0.0):
         return new > best + min_delta
     if mode == "zero":
         return abs(new) < abs(best) - min_delta
-    raise ValueError(f"`mode` must be one of 'min', 'max' or 'zero', got {mode!r}.")
+    check_mode(mode)
 
 
 class Monitor:

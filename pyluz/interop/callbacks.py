@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 from ..callbacks.base import Callback
+from ..checks import check_callable, fail
 from ..events import is_breakpoint_name
 from .guard import guard
 
@@ -25,7 +26,7 @@ def _as_weight(weight):
     if weight is None:
         return 0
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or math.isnan(weight):
-        raise TypeError(f"A callback's `weight` must be a number, got {weight!r}.")
+        fail("weight", "a number", weight, "R callback", TypeError)
     return weight
 
 
@@ -66,7 +67,7 @@ class RCallback(BindsRContext, Callback):
             if not is_breakpoint_name(bp):
                 raise ValueError(f"R callback {self._name!r}: {bp!r} is not a breakpoint name (on_*).")
             if not callable(fn):
-                raise TypeError(f"R callback {self._name!r}: `{bp}` must be a function.")
+                check_callable(fn, bp, owner=f"R callback {self._name!r}")
             # luz runs every callback with gradients off (`local_no_grad()`), so R callbacks
             # written for luz may update parameters in place (e.g. `p$clamp_()`).
             setattr(self, bp, guard(fn, f"{self._name}.{bp}", no_grad=True))

@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 
 from .. import distributed, nested
-from ..checks import check_int
+from ..checks import check_callable, check_int
 from ..metrics.base import Metric
 from .callbacks import BindsRContext
 from .guard import guard
@@ -69,8 +69,7 @@ class RMetric(BindsRContext, Metric):
     """
 
     def __init__(self, factory, label="r_metric", parts=None, update_every=1):
-        if not callable(factory):
-            raise TypeError(f"RMetric: `factory` must be an R function, got {type(factory).__name__}.")
+        check_callable(factory, "factory", "an R function", owner="RMetric")
         self._every = check_int(update_every, "update_every", owner=f"R metric {label!r}", min_value=1)
         self._pending = []  # (preds, target) not yet given to R (update_every > 1)
         self._factory = guard(factory, f"{label}.new")
