@@ -1,15 +1,13 @@
 """Fixtures shared by the tests; helper classes and data factories are in helpers.py."""
 
 import pytest
-import torch
+
+from helpers import classification_data
 
 
 @pytest.fixture
 def xy():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(96, 4, generator=g)
-    y = (x[:, 0] + x[:, 1] > 0).long()
-    return x, y
+    return classification_data(96, 0, label=lambda x: (x[:, 0] + x[:, 1] > 0).long())
 
 
 @pytest.fixture

@@ -16,18 +16,20 @@ class Net(nn.Module):
 
 
 class TwoOpt(nn.Module):
-    """Two linear heads, each with its own optimizer ("gen" and "disc")."""
+    """Two linear heads, each with its own optimizer (named `names`, by default "gen" and "disc")."""
 
-    def __init__(self):
+    def __init__(self, n_in=3, names=("gen", "disc")):
         super().__init__()
-        self.a = nn.Linear(3, 1)
-        self.b = nn.Linear(3, 1)
+        self.names = names
+        self.a = nn.Linear(n_in, 1)
+        self.b = nn.Linear(n_in, 1)
 
     def forward(self, x):
         return self.a(x) + self.b(x)
 
     def set_optimizers(self, lr=0.1):
-        return {"gen": torch.optim.SGD(self.a.parameters(), lr=lr), "disc": torch.optim.SGD(self.b.parameters(), lr=lr)}
+        first, second = self.names
+        return {first: torch.optim.SGD(self.a.parameters(), lr=lr), second: torch.optim.SGD(self.b.parameters(), lr=lr)}
 
 
 def regression_data(n=64, seed=0, features=3, weights=None, scale=1.0, noise=0.0):

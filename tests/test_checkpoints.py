@@ -8,23 +8,13 @@ import torch
 from torch import nn
 
 import pyluz
+from helpers import Net, classification_data
 from pyluz import checkpoints as C
 from pyluz.callbacks import EarlyStopping, KeepBestModel, ModelCheckpoint, ResumeFromCheckpoint
 
 
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-
-    def forward(self, x):
-        return self.body(x)
-
-
 def xy(n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g)
-    return x, (x[:, 0] + x[:, 2] > 0).long()
+    return classification_data(n, seed, label=lambda x: (x[:, 0] + x[:, 2] > 0).long())
 
 
 class Scripted(pyluz.Callback):

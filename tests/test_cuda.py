@@ -10,14 +10,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import pyluz
+from helpers import classification_data
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 def data(n=512):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, 32, generator=g)
-    return x, (x[:, 0] > 0).long()
+    return classification_data(n, 0, features=32, label=lambda x: (x[:, 0] > 0).long())
 
 
 def model():

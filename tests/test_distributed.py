@@ -18,7 +18,7 @@ from pyluz.accelerator import DeviceLoader
 from pyluz.data import TensorBatches
 from pyluz.distributed import OneProcessOrderSampler, ShardedTensorBatches, shard_loader
 from pyluz.metrics import Accuracy
-from helpers import Net
+from helpers import Net, classification_data
 
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -317,9 +317,7 @@ def _spawned_fit(r, world, init_file, out_dir):
 
 
 def _data():
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(64, 4, generator=g)
-    return x, (x[:, 0] > 0).long()
+    return classification_data(64, 1, label=lambda x: (x[:, 0] > 0).long())
 
 
 def _module():

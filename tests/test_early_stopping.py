@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import pyluz
-from helpers import regression_data
+from helpers import TwoOpt, regression_data
 from pyluz.callbacks import EarlyStopping
 from pyluz.callbacks.monitor import Monitor, compare, find_quantity
 
@@ -180,25 +180,9 @@ def test_valid_monitor_without_valid_data_says_so():
         fit([EarlyStopping()])
 
 
-class TwoOpt(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Linear(4, 1)
-        self.b = nn.Linear(4, 1)
-
-    def forward(self, x):
-        return self.a(x) + self.b(x)
-
-    def set_optimizers(self, lr=0.05):
-        return {
-            "gen_a": torch.optim.SGD(self.a.parameters(), lr=lr),
-            "disc": torch.optim.SGD(self.b.parameters(), lr=lr),
-        }
-
-
 def test_per_optimizer_loss_with_underscored_optimizer_name():
     torch.manual_seed(0)
-    model = pyluz.setup(TwoOpt, loss=nn.MSELoss())
+    model = pyluz.setup(TwoOpt, loss=nn.MSELoss()).set_hparams(n_in=4, names=("gen_a", "disc")).set_opt_hparams(lr=0.05)
     cb = EarlyStopping(monitor="train_loss_GEN_A", patience=1, min_delta=1e6)
     fitted = model.fit(data(), epochs=5, callbacks=[cb], verbose=False)
     assert n_epochs(fitted) == 2

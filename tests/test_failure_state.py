@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import pyluz
+from helpers import regression_data
 from pyluz import files as F
 from pyluz.callbacks import AutoResume, ModelCheckpoint
 
@@ -18,9 +19,7 @@ HANG_GUARD_S = int(os.environ.get("PYLUZ_TEST_HANG_GUARD_S", "300"))  # a hang g
 
 
 def data(n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, generator=g)
-    return x, x @ torch.tensor([[1.0], [-2.0], [0.5]])
+    return regression_data(n, seed, weights=[1.0, -2.0, 0.5])
 
 
 def linear(lr=0.1):

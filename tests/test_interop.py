@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import pyluz
+from helpers import classification_data
 from pyluz.callbacks import progress as progress_mod
 from pyluz.interop import errors
 from pyluz.interop.callbacks import RCallback
@@ -18,10 +19,7 @@ from pyluz.interop.progress import RRenderer, use_r_renderer
 
 
 def _data(n=64):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, 4, generator=g)
-    y = (x[:, 0] > 0).long()
-    return x, y
+    return classification_data(n, 0, label=lambda x: (x[:, 0] > 0).long())
 
 
 def _model():

@@ -8,7 +8,7 @@ from torch import nn
 
 import pyluz
 from pyluz.metrics import FunctionMetric, MetricSet, TorchMetric, as_metric_set
-from helpers import Net
+from helpers import Net, classification_data
 
 torchmetrics = pytest.importorskip("torchmetrics")
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
@@ -16,10 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score  #
 
 
 def three_class_data(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g)
-    y = (x[:, 0] > 0.4).long() + (x[:, 1] > 0).long()
-    return x, y
+    return classification_data(n, seed, label=lambda x: (x[:, 0] > 0.4).long() + (x[:, 1] > 0).long())
 
 
 class Recorder(pyluz.Callback):

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import pyluz
+from helpers import classification_data
 from pyluz import checkpoints as C
 from pyluz import model_file as M
 from pyluz import rng
@@ -46,9 +47,7 @@ def make_net_factory(hidden=8):
 
 
 def xy(n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g)
-    return x, (x[:, 0] - x[:, 1] > 0).long()
+    return classification_data(n, seed)  # label: x[:, 0] > x[:, 1]
 
 
 class LogOdd(pyluz.Callback):
