@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import pyluz
+from helpers import classification_data
 from pyluz.callbacks import MixUp, MixupLoss, mixup
 from pyluz.metrics import Accuracy, MetricSet
 
@@ -70,9 +71,7 @@ def test_mixup_loss_with_elementwise_losses():
 
 
 def classification(n=96, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g)
-    return x, (x[:, 0] + x[:, 1] > 0).long()
+    return classification_data(n, seed, label=lambda x: (x[:, 0] + x[:, 1] > 0).long())
 
 
 class SeeBatch(pyluz.Callback):
