@@ -10,7 +10,7 @@ import warnings
 import torch
 
 from . import distributed
-from .checks import check_bool, check_choice, check_int, check_type, fail
+from .checks import check_bool, check_choice, check_int, check_type, fail, message
 from .nested import to_device
 
 
@@ -181,12 +181,9 @@ def _check_prepare_args(model, optimizers, loaders):
             hint = (
                 " (pass None as `optimizers` to prepare only a model and loaders)" if hasattr(opt, "__iter__") else ""
             )
-            raise TypeError(
-                "`optimizers` must be a torch optimizer, a dict or list of them, or None, got "
-                f"{type(opt).__name__}{hint}."
-            )
+            expected = "a torch optimizer, a dict or list of them, or None"
+            raise TypeError(message("optimizers", expected, type(opt).__name__ + hint))
     for i, loader in enumerate(loaders):
         if loader is not None and not hasattr(loader, "__iter__"):
-            raise TypeError(
-                f"`loaders[{i}]` must be a DataLoader or another iterable of batches, " f"got {type(loader).__name__}."
-            )
+            expected = "a DataLoader or another iterable of batches"
+            raise TypeError(message(f"loaders[{i}]", expected, type(loader).__name__))

@@ -158,7 +158,7 @@ def to_tensor(x, argument):
         if np.issubdtype(x.dtype, np.integer):
             return torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))
         return torch.from_numpy(np.ascontiguousarray(x))
-    raise TypeError(f"`{argument}` must be tensors or arrays, got {type(x).__name__}.")
+    raise TypeError(message(argument, "tensors or arrays", type(x).__name__))
 
 
 def _is_array_like(x):

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checks import fail
+from .checks import fail, message
 from .distributed import unwrap
 from .export import PROGRAM_KEY, ExportError, ProgramModule, check_entry, is_r_backed, load_program, program_entry
 from .files import (
@@ -84,7 +84,7 @@ def model_of(obj, argument="obj"):
     """The nn.Module of `obj`: an nn.Module itself or a fitted model's `.model`, DDP wrappers removed."""
     model = obj if isinstance(obj, nn.Module) else getattr(obj, "model", None)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"`{argument}` must be a pyluz.Fitted or a torch.nn.Module, got {type(obj).__name__}.")
+        raise TypeError(message(argument, "a pyluz.Fitted or a torch.nn.Module", type(obj).__name__))
     return unwrap(model)
 
 
@@ -437,10 +437,8 @@ def build_module(info, module, path, shapes=None):
         if isinstance(module, nn.Module):
             return module, module
         if not callable(module):
-            raise TypeError(
-                f"`module` must be an nn.Module class, a factory returning one, or an nn.Module instance, "
-                f"got {type(module).__name__}."
-            )
+            expected = "an nn.Module class, a factory returning one, or an nn.Module instance"
+            raise TypeError(message("module", expected, type(module).__name__))
         factory = module
     else:
         if info.get("defined_in") == "R":

@@ -10,10 +10,12 @@ import torch
 from torch import nn
 
 from .accelerator import Accelerator
-from .checks import check_callable
+from .checks import check_callable, message
 from .metrics import as_metric_set
 from .results import Fitted
 from .runner import run_fit
+
+MODULE_EXPECTED = "an nn.Module subclass, a factory or a module instance"
 
 
 class LuzModule:
@@ -208,13 +210,9 @@ def setup(
     <LuzModule Linear hparams={'in_features': 4, 'out_features': 2} opt_hparams={}>
     """
     if isinstance(module, type) and not issubclass(module, nn.Module):
-        raise TypeError(
-            f"`module` must be an nn.Module subclass, a factory or a module instance, got class {module.__name__}."
-        )
+        raise TypeError(message("module", MODULE_EXPECTED, f"class {module.__name__}"))
     if not (isinstance(module, nn.Module) or callable(module)):
-        raise TypeError(
-            f"`module` must be an nn.Module subclass, a factory or a module instance, got {type(module).__name__}."
-        )
+        raise TypeError(message("module", MODULE_EXPECTED, type(module).__name__))
     check_training_args(loss, optimizer, metrics, backward)
     if isinstance(module, nn.Module) or inspect.isclass(module):
         check_module_methods(module, loss, optimizer)
