@@ -382,14 +382,19 @@ def build_checked(factory, hparams, shapes, spec, path, how):
         _check_shapes(skeleton, shapes, spec, path, how)
         del skeleton
     model = build("cpu")
+    check_built(model)
+    return model
+
+
+def check_built(model, argument="module"):
+    """`model` if `argument` (a class or factory) built an nn.Module, else TypeError."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
+        raise TypeError(f"`{argument}` must build a torch.nn.Module, but calling it returned {type(model).__name__}.")
     return model
 
 
 def _check_shapes(model, shapes, spec, path, how):
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
+    check_built(model)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     if expected == shapes:
         return
@@ -480,8 +485,7 @@ def build_module(info, module, path, shapes=None):
                 f"Building the module {name}(**hparams) with the saved hparams {sorted(hparams)} "
                 f"failed ({type(e).__name__}: {e}); {how}."
             ) from e
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"`module` must build a torch.nn.Module, but it returned {type(model).__name__}.")
+        check_built(model)
         return model, factory
     return build_checked(factory, hparams, shapes, spec, path, how), factory
 

@@ -12,6 +12,7 @@ from torch import nn
 from .accelerator import Accelerator
 from .checks import check_callable, message
 from .metrics import as_metric_set
+from .model_file import check_built
 from .results import Fitted
 from .runner import run_fit
 
@@ -106,9 +107,7 @@ class LuzModule:
     def build_model(self):
         if isinstance(self.module, nn.Module):
             return self.module
-        model = self.module(**self.hparams)
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"`module` must build a torch.nn.Module, but calling it returned {type(model).__name__}.")
+        model = check_built(self.module(**self.hparams))
         if type(model).forward is nn.Module.forward and "forward" not in vars(model):
             model.forward = _identity  # luz: a module without forward (e.g. a GAN's container) passes its input
         check_module_methods(model, self.loss, self.optimizer)
