@@ -6,6 +6,7 @@ The runner returns plain data (`FitRun`, records, predictions); the façade (`Lu
 
 import functools
 import numbers
+import time
 from dataclasses import dataclass
 
 import torch
@@ -122,6 +123,7 @@ def run_fit(
     dataloader_options=None,
 ):
     """Train what `luz_module` (a `LuzModule`) builds; returns a `FitRun`. Arguments as in `pyluz.fit`."""
+    called_at = time.perf_counter()
     min_epochs, max_epochs = check_epochs(epochs)
     user_callbacks = check_callbacks(callbacks)
     accelerator = check_accelerator(accelerator)
@@ -159,6 +161,7 @@ def run_fit(
         opt_hparams=luz_module.opt_hparams,
     )
     ctx.train_data, ctx.valid_data = train, valid
+    ctx.called_at = called_at
     ctx.min_epochs, ctx.max_epochs = min_epochs, max_epochs
     ctx.step = model_step(module, ctx)
     attach_context(model, ctx)
