@@ -94,7 +94,13 @@ class LuzModule:
             verbose=verbose,
             dataloader_options=dataloader_options,
         )
-        return Fitted(model=run.model, records=run.records, luz_module=self, opt_names=run.opt_names)
+        return Fitted(
+            model=run.model,
+            records=run.records,
+            luz_module=self,
+            opt_names=run.opt_names,
+            optimizer_states=run.optimizer_states,
+        )
 
     def __repr__(self):
         name = getattr(self.module, "__name__", type(self.module).__name__)

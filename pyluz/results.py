@@ -14,7 +14,7 @@ from .metrics import format_metric_value
 from .model_file import write_fitted
 from .plotting import plot_metrics
 from .records import flat_metrics, metric_rows, wide_rows
-from .runner import run_evaluate, run_predict
+from .runner import run_evaluate, run_fit, run_predict
 
 
 def metrics_frame(records):
@@ -74,7 +74,13 @@ class Fitted:
     """
 
     def __init__(
-        self, model: torch.nn.Module, records: dict, luz_module: Any, opt_names: list[str], example_input: Any = None
+        self,
+        model: torch.nn.Module,
+        records: dict,
+        luz_module: Any,
+        opt_names: list[str],
+        example_input: Any = None,
+        optimizer_states: dict | None = None,
     ) -> None:
         self.model = model
         self.records = records
@@ -83,6 +89,58 @@ class Fitted:
         # A small CPU copy of a model input (kept by the KeepExampleInput callback, which the R front
         # end adds); `save()` uses it to export models defined in R as programs (pyluz.export).
         self.example_input = example_input
+        # The optimizers' final state_dict()s (None for a loaded model), for `fit()` to continue from.
+        self.optimizer_states = optimizer_states
+
+    def fit(
+        self,
+        data: Any,
+        epochs: int | tuple[int, int] = 10,
+        callbacks: list | None = None,
+        valid_data: Any = None,
+        accelerator: Any = None,
+        verbose: bool | None = None,
+        dataloader_options: dict | None = None,
+    ) -> Fitted:
+        """Train this model further: `epochs` more epochs from its trained weights.
+
+        The optimizers are built again (same setup and `opt_hparams`) and get back their state at
+        the end of the previous fit (Adam's moments, SGD's momentum), so ``fit(2)`` then
+        ``.fit(1)`` trains as ``fit(3)`` would, up to the data order. What is not carried over:
+        callbacks' state (LR schedulers start again, early stopping forgets its best value) and,
+        for a model read with `pyluz.load` (give it ``loss=`` and ``optimizer=``), the
+        optimizer state (it is not in the file; the optimizers start fresh). The model is trained in place: this `Fitted` sees the new
+        weights too. The result's records hold the new epochs only (numbered from 1), as a
+        second ``model.fit`` in Keras returns a new History. Arguments as in `pyluz.fit`.
+
+        >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+        >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+        >>> fitted = model.fit((x, y), epochs=2, verbose=False)
+        >>> more = fitted.fit((x, y), epochs=1, verbose=False)
+        >>> more.model is fitted.model, len(more.history)
+        (True, 1)
+        """
+        if self.luz_module is None:
+            raise ValueError("`fit()` needs the setup this model was trained with; this Fitted has none.")
+        run = run_fit(
+            self.luz_module._replace(module=self.model),
+            data,
+            epochs=epochs,
+            callbacks=callbacks,
+            valid_data=valid_data,
+            accelerator=accelerator,
+            verbose=verbose,
+            dataloader_options=dataloader_options,
+            optimizer_states=self.optimizer_states,
+        )
+        return Fitted(
+            model=run.model,
+            records=run.records,
+            luz_module=self.luz_module,
+            opt_names=run.opt_names,
+            example_input=self.example_input,
+            optimizer_states=run.optimizer_states,
+        )
 
     @property
     def hparams(self):
