@@ -36,6 +36,25 @@ def smooth_loss(loss, beta=0.9):
     return out
 
 
+def diverged_at(loss, factor=4.0, beta=0.9):
+    """How many leading points of `loss` come before the loss diverges: the first non-finite loss, or
+    the first smoothed loss above `factor` times the lowest smoothed loss so far (`factor=None`: only
+    non-finite losses count).
+
+    >>> diverged_at([1.0, 0.5, 0.4, 3.0, 9.0, 30.0], factor=4.0)  # smoothed: 1, .74, .61, 1.31, 3.19 > 4 * .61
+    4
+    """
+    n = next((i for i, v in enumerate(loss) if not math.isfinite(v)), len(loss))
+    if factor is None:
+        return n
+    best = math.inf
+    for i, value in enumerate(smooth_loss(loss[:n], beta)):
+        best = min(best, value)
+        if value > factor * best:
+            return i
+    return n
+
+
 class LRFinderResult:
     """What `lr_finder()` returns: the learning rate and loss of each step.
 
@@ -43,7 +62,8 @@ class LRFinderResult:
     batch loss of that optimizer; with several optimizers `losses` maps each optimizer name to its
     losses. `to_frame()` gives a pandas DataFrame, `plot()` a matplotlib figure (log-x, raw loss
     dotted, smoothed loss as a line) and `suggested_lr` the learning rate where the smoothed loss
-    falls fastest.
+    falls fastest before its minimum. Points from where the loss diverged (see `diverged_at`,
+    with `diverge_factor`) are left out of the suggestion and the plot; `lr_finder` stops there.
 
     Example:
 
@@ -55,10 +75,11 @@ class LRFinderResult:
     >>> res.plot().savefig("lr.png")
     """
 
-    def __init__(self, lr, loss, losses=None):
+    def __init__(self, lr, loss, losses=None, diverge_factor=4.0):
         self.lr = list(lr)
         self.loss = list(loss)
         self.losses = dict(losses) if losses else {}
+        self.diverge_factor = diverge_factor
 
     def __len__(self):
         return len(self.lr)
@@ -76,27 +97,41 @@ class LRFinderResult:
         """The smoothed loss (luz's plot smoothing)."""
         return smooth_loss(self.loss, beta)
 
-    def suggestion(self, beta=0.9):
-        """The learning rate with the steepest descent of the smoothed loss (against log10(lr)).
+    def kept(self, beta=0.9):
+        """How many leading points come before the loss diverged (`diverged_at` with `diverge_factor`)."""
+        return diverged_at(self.loss, self.diverge_factor, beta)
 
-        Points from the first non-finite loss on are ignored; NaN when fewer than 3 points remain.
+    def suggestion(self, beta=0.9):
+        """The learning rate with the steepest descent of the smoothed loss (against log10(lr)) before
+        the smoothed loss reaches its minimum.
+
+        Points from where the loss diverged on are ignored; NaN when fewer than 3 points remain.
+        A rate past the minimum would sit where the loss is already on its way up.
         """
-        n = next((i for i, v in enumerate(self.loss) if not math.isfinite(v)), len(self.loss))
+        n = self.kept(beta)
         if n < 3:
             return math.nan
         lr = np.asarray(self.lr[:n], dtype=float)
         smoothed = np.asarray(smooth_loss(self.loss[:n], beta))
         slope = np.gradient(smoothed, np.log10(lr))
-        return float(lr[int(np.argmin(slope))])
+        # The first tenth is skipped: the smoothed loss is still settling there (few batches averaged),
+        # and its wobble would pass for a descent at rates too small to train.
+        skip = n // 10
+        lowest = max(int(np.argmin(smoothed)), skip + 1)
+        return float(lr[skip + int(np.argmin(slope[skip : lowest + 1]))])
 
     @property
     def suggested_lr(self):
         return self.suggestion()
 
     def plot(self):
-        """Matplotlib figure of loss against learning rate (log scale), with the suggestion marked."""
+        """Matplotlib figure of loss against learning rate (log scale), with the suggestion marked; the
+        diverged tail is left out, so the scale shows the useful part."""
         suggestion = self.suggestion()
-        return plot_lr_finder(self.lr, self.loss, self.smoothed(), None if math.isnan(suggestion) else suggestion)
+        n = max(self.kept(), min(len(self), 1))
+        return plot_lr_finder(
+            self.lr[:n], self.loss[:n], self.smoothed()[:n], None if math.isnan(suggestion) else suggestion
+        )
 
     def __repr__(self):
         s = self.suggestion()
@@ -114,9 +149,10 @@ class LRFinderResult:
 class LRFinderCallback(Callback):
     """Sets the learning rate of every optimizer before each batch and records lr and loss after it."""
 
-    def __init__(self, lrs, start_lr, verbose=False):
+    def __init__(self, lrs, start_lr, verbose=False, diverge_factor=None):
         self.lrs = lrs
         self.start_lr = start_lr
+        self.diverge_factor = diverge_factor
         self.verbose = verbose
         self.lr, self.losses = [], {}
         self.bar = None
@@ -126,6 +162,7 @@ class LRFinderCallback(Callback):
         self.i = 0
         self.first = next(iter(ctx.optimizers))
         self.lr, self.losses = [], {name: [] for name in ctx.optimizers}
+        self.avg, self.best = 0.0, math.inf
         # Groups built with another lr (e.g. per-layer rates) keep their ratio to start_lr.
         self.base = [[g["lr"] for g in opt.param_groups] for opt in ctx.optimizers.values()]
         if self.verbose:
@@ -156,8 +193,19 @@ class LRFinderCallback(Callback):
         self.i += 1
         if self.bar is not None:
             self.bar.update(1)
-        if self.i >= len(self.lrs):
+        if self.i >= len(self.lrs) or self._diverged(self.losses[self.first][-1]):
             raise StopTraining()
+
+    def _diverged(self, value):
+        """`smooth_loss` and `diverged_at`'s rule, one point at a time (never with `diverge_factor=None`)."""
+        if self.diverge_factor is None:
+            return False
+        if not math.isfinite(value):
+            return True
+        self.avg = 0.9 * self.avg + 0.1 * value
+        smoothed = self.avg / (1 - 0.9**self.i)
+        self.best = min(self.best, smoothed)
+        return smoothed > self.diverge_factor * self.best
 
     def on_fit_end(self):
         if self.bar is not None:
@@ -174,6 +222,7 @@ def lr_finder(
     log_spaced: bool = True,
     dataloader_options: dict | None = None,
     verbose: bool | None = None,
+    diverge_factor: float | None = 4.0,
 ) -> LRFinderResult:
     """Train for `steps` batches with a learning rate growing from `start_lr` towards `end_lr` (luz's `lr_finder`).
 
@@ -182,7 +231,11 @@ def lr_finder(
     parameter group of every optimizer, whatever their names. `lr` in the module's
     `opt_hparams` is overridden with `start_lr` (other optimizer arguments are kept).
     `dataloader_options` are passed to `fit`. A fresh model is trained; the module given is not
-    changed. Returns an `LRFinderResult` (`lr`, `loss`, `to_frame()`, `plot()`, `suggested_lr`).
+    changed. Training stops early when the loss diverges: at a non-finite loss, or once the
+    smoothed loss exceeds `diverge_factor` times its lowest value (`None`: run all `steps`, as
+    luz does; the R front end passes it). The
+    suggestion is the steepest descent of the smoothed loss before its minimum. Returns an
+    `LRFinderResult` (`lr`, `loss`, `to_frame()`, `plot()`, `suggested_lr`).
 
     Example:
 
@@ -202,8 +255,12 @@ def lr_finder(
         raise ValueError(f"lr_finder: `end_lr` must be greater than `start_lr` ({start_lr!r}), got {end_lr!r}.")
     check_bool(log_spaced, "log_spaced", owner)
     verbose = check_verbose(verbose, owner)
+    if diverge_factor is not None:
+        diverge_factor = check_positive(diverge_factor, "diverge_factor", owner)
+        if diverge_factor <= 1:
+            raise ValueError(f"lr_finder: `diverge_factor` must be greater than 1 (or None), got {diverge_factor!r}.")
 
-    recorder = LRFinderCallback(lr_schedule(steps, start_lr, end_lr, log_spaced), start_lr, verbose)
+    recorder = LRFinderCallback(lr_schedule(steps, start_lr, end_lr, log_spaced), start_lr, verbose, diverge_factor)
     module = luz_module.set_opt_hparams(**{**luz_module.opt_hparams, "lr": start_lr})
     if isinstance(module.module, torch.nn.Module):  # an already built model: train a copy, not the user's
         module = module._replace(module=copy.deepcopy(module.module))
@@ -214,4 +271,4 @@ def lr_finder(
             "lr_finder: the data gave no training batch (is it smaller than the batch size with " "drop_last=True?)."
         )
     first = next(iter(recorder.losses))
-    return LRFinderResult(recorder.lr, recorder.losses[first], recorder.losses)
+    return LRFinderResult(recorder.lr, recorder.losses[first], recorder.losses, diverge_factor)

@@ -97,7 +97,13 @@ class LuzModule:
             verbose=verbose,
             dataloader_options=dataloader_options,
         )
-        return Fitted(model=run.model, records=run.records, luz_module=self, opt_names=run.opt_names)
+        return Fitted(
+            model=run.model,
+            records=run.records,
+            luz_module=self,
+            opt_names=run.opt_names,
+            optimizer_states=run.optimizer_states,
+        )
 
     def __repr__(self):
         name = getattr(self.module, "__name__", type(self.module).__name__)
@@ -207,6 +213,48 @@ def setup(
     ...                     metrics=[pyluz.metrics.Accuracy()])
     >>> model.set_hparams(in_features=4, out_features=2)
     <LuzModule Linear hparams={'in_features': 4, 'out_features': 2} opt_hparams={}>
+
+    Several optimizers and a custom step (a small GAN). Without `optimizer=`, the module's
+    `set_optimizers(**opt_hparams)` builds them: a dict names each one (`ctx.optimizers[name]`).
+    Without `loss=`, a module's `step()` replaces the default step: it reads `ctx.input` /
+    `ctx.target` and `ctx.training`, steps the optimizers itself when training, and sets
+    `ctx.loss` (a dict per optimizer is recorded as `loss_<name>`):
+
+    >>> class GAN(nn.Module):
+    ...     def __init__(self, noise=4):
+    ...         super().__init__()
+    ...         self.noise = noise
+    ...         self.gen = nn.Sequential(nn.Linear(noise, 16), nn.ReLU(), nn.Linear(16, 1))
+    ...         self.disc = nn.Sequential(nn.Linear(1, 16), nn.ReLU(), nn.Linear(16, 1))
+    ...     def forward(self, n):                      # n samples from the generator
+    ...         return self.gen(torch.randn(n, self.noise))
+    ...     def set_optimizers(self, lr=1e-3):
+    ...         return {"disc": torch.optim.Adam(self.disc.parameters(), lr=lr),
+    ...                 "gen": torch.optim.Adam(self.gen.parameters(), lr=lr)}
+    ...     def step(self):
+    ...         ctx, bce = self.ctx, nn.functional.binary_cross_entropy_with_logits
+    ...         real = ctx.input
+    ...         fake = self(len(real))
+    ...         ones, zeros = torch.ones(len(real), 1), torch.zeros(len(real), 1)
+    ...         loss_disc = bce(self.disc(real), ones) + bce(self.disc(fake.detach()), zeros)
+    ...         if ctx.training:
+    ...             ctx.optimizers["disc"].zero_grad()
+    ...             loss_disc.backward()
+    ...             ctx.optimizers["disc"].step()
+    ...         loss_gen = bce(self.disc(fake), ones)  # the generator wins when its fakes pass as real
+    ...         if ctx.training:
+    ...             ctx.optimizers["gen"].zero_grad()
+    ...             loss_gen.backward()
+    ...             ctx.optimizers["gen"].step()
+    ...         ctx.loss = {"disc": loss_disc.detach(), "gen": loss_gen.detach()}
+    >>> _ = torch.manual_seed(0)
+    >>> real = 3 + 0.5 * torch.randn(512, 1)                # the data: numbers around 3
+    >>> gan = pyluz.setup(GAN).set_opt_hparams(lr=2e-3).fit(real, epochs=20, verbose=False)
+    >>> gan.history.columns.tolist()
+    ['epoch', 'train_loss_disc', 'train_loss_gen']
+    >>> with torch.no_grad():
+    ...     abs(gan.model(1000).mean().item() - 3) < 0.5
+    True
     """
     if isinstance(module, type) and not issubclass(module, nn.Module):
         raise TypeError(message("module", MODULE_EXPECTED, f"class {module.__name__}"))

@@ -8,12 +8,29 @@ def _pyplot():
     return plt
 
 
+def _inline_backend():
+    import matplotlib
+
+    return "inline" in matplotlib.get_backend()
+
+
+def _returned(fig):
+    """`fig`, released from pyplot under a notebook's inline backend: the notebook then shows it once,
+    as the cell's value, instead of once more when the cell ends (figures pyplot still holds)."""
+    if _inline_backend():
+        _pyplot().close(fig)
+    return fig
+
+
+SET_STYLES = {"train": {"color": "tab:blue", "linestyle": "-"}, "valid": {"color": "tab:orange", "linestyle": "--"}}
+
+
 def plot_metrics(df):
     """Figure of a metrics frame `DataFrame[set, metric, epoch, value]` (what `Fitted.get_metrics()` gives).
 
-    Like luz's `facet_grid(metric ~ set, scales = "free_y")`: one row of panels per metric, one
-    column per set (train, valid), points joined by lines over epochs; panels of a row share the
-    y axis. Returns the `matplotlib.figure.Figure`.
+    One panel per metric, stacked, sharing the epoch axis; in each, one line per set (train solid,
+    valid dashed, points marked) and a legend, as Keras users plot a History. Returns the
+    `matplotlib.figure.Figure` (in a notebook it shows once, as the cell's value).
 
     Example:
 
@@ -21,6 +38,8 @@ def plot_metrics(df):
     >>> fitted = pyluz.setup(nn.Linear(4, 2), loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).fit(
     ...     (x, y), epochs=2, valid_data=0.2, verbose=False)
     >>> fig = fitted.plot()
+    >>> [ax.get_title() for ax in fig.axes], [line.get_label() for line in fig.axes[0].get_lines()]
+    (['loss'], ['train', 'valid'])
     >>> fig.savefig("metrics.png")
     """
     import pandas as pd
@@ -36,17 +55,9 @@ def plot_metrics(df):
     sets = [s for s in ("train", "valid") if s in set(df["set"])]
     sets += [s for s in dict.fromkeys(df["set"]) if s not in sets]
     plt = _pyplot()
-    fig, axes = plt.subplots(
-        len(metrics),
-        len(sets),
-        sharex=True,
-        sharey="row",
-        squeeze=False,
-        figsize=(3.2 * len(sets) + 0.8, 2.2 * len(metrics) + 0.6),
-    )
-    for i, metric in enumerate(metrics):
-        for j, set_name in enumerate(sets):
-            ax = axes[i][j]
+    fig, axes = plt.subplots(len(metrics), 1, sharex=True, squeeze=False, figsize=(6, 2.4 * len(metrics) + 0.6))
+    for ax, metric in zip(axes[:, 0], metrics, strict=True):
+        for set_name in sets:
             part = df[(df["metric"] == metric) & (df["set"] == set_name)].sort_values("epoch")
             if not part.empty:
                 ax.plot(
@@ -54,24 +65,21 @@ def plot_metrics(df):
                     part["value"].to_numpy(dtype=float),
                     marker="o",
                     markersize=3,
-                    color="black",
-                    linewidth=1,
+                    linewidth=1.2,
+                    label=set_name,
+                    **SET_STYLES.get(set_name, {}),
                 )
-            ax.grid(True, alpha=0.3)
-            if i == 0:
-                ax.set_title(set_name)
-            if j == 0:
-                ax.set_ylabel("value")
-            if j == len(sets) - 1:
-                ax.annotate(metric, xy=(1.02, 0.5), xycoords="axes fraction", rotation=-90, va="center", ha="left")
-            if i == len(metrics) - 1:
-                ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    axes[-1, 0].set_xlabel("epoch")
     fig.tight_layout()
-    return fig
+    return _returned(fig)
 
 
 def plot_lr_finder(lr, loss, smoothed, suggestion=None):
-    """Figure of an lr_finder run: raw loss dotted, smoothed loss as a line, log-scaled learning rate."""
+    """Figure of an lr_finder run: raw loss dotted, smoothed loss as a line, log-scaled learning rate
+    (in a notebook it shows once, as the cell's value)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(lr, loss, linestyle=":", color="grey", label="loss")
@@ -83,4 +91,4 @@ def plot_lr_finder(lr, loss, smoothed, suggestion=None):
     ax.set_ylabel("Loss")
     ax.legend()
     fig.tight_layout()
-    return fig
+    return _returned(fig)

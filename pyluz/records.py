@@ -45,6 +45,20 @@ def metric_rows(records):
     return rows
 
 
+def wide_rows(records):
+    """`[{"epoch": e, "train_<name>": v, "valid_<name>": v}]`: one dict per epoch (Keras History's shape).
+
+    Names are flattened as `metric_rows` does; an epoch without validation has no `valid_` keys.
+
+    >>> wide_rows({"metrics": {"train": [{"loss": 0.5}], "valid": [{"loss": 0.7}]}})
+    [{'epoch': 1, 'train_loss': 0.5, 'valid_loss': 0.7}]
+    """
+    rows = {}
+    for set_name, name, epoch, value in metric_rows(records):
+        rows.setdefault(epoch, {"epoch": epoch})[f"{set_name}_{name}"] = value
+    return [rows[e] for e in sorted(rows)]
+
+
 INT32_MAX = 2**31 - 1
 
 
@@ -102,6 +116,7 @@ __all__ = [
     "flat_value",
     "flat_metrics",
     "metric_rows",
+    "wide_rows",
     "INT32_MAX",
     "int32_safe",
     "RECORD_LEAVES",

@@ -13,13 +13,25 @@ from .checks import check_bool
 from .metrics import format_metric_value
 from .model_file import write_fitted
 from .plotting import plot_metrics
-from .records import flat_metrics, metric_rows
-from .runner import run_evaluate, run_predict
+from .records import flat_metrics, metric_rows, wide_rows
+from .runner import run_evaluate, run_fit, run_predict
 
 
 def metrics_frame(records):
     """DataFrame[set, metric, epoch, value]: train rows then valid rows, by epoch, in metric order."""
     return pd.DataFrame(metric_rows(records), columns=["set", "metric", "epoch", "value"])
+
+
+def history_frame(records):
+    """DataFrame with one row per epoch: `epoch`, then `train_<metric>` and `valid_<metric>` columns."""
+    rows = wide_rows(records)
+    columns = ["epoch"]
+    for row in rows:  # train columns, then valid columns, in metric order, as the long form
+        columns += [c for c in row if c not in columns]
+    ordered = (
+        ["epoch"] + [c for c in columns if c.startswith("train_")] + [c for c in columns if c.startswith("valid_")]
+    )
+    return pd.DataFrame(rows, columns=ordered)
 
 
 def pretty_seconds(s):
@@ -62,7 +74,13 @@ class Fitted:
     """
 
     def __init__(
-        self, model: torch.nn.Module, records: dict, luz_module: Any, opt_names: list[str], example_input: Any = None
+        self,
+        model: torch.nn.Module,
+        records: dict,
+        luz_module: Any,
+        opt_names: list[str],
+        example_input: Any = None,
+        optimizer_states: dict | None = None,
     ) -> None:
         self.model = model
         self.records = records
@@ -71,6 +89,58 @@ class Fitted:
         # A small CPU copy of a model input (kept by the KeepExampleInput callback, which the R front
         # end adds); `save()` uses it to export models defined in R as programs (pyluz.export).
         self.example_input = example_input
+        # The optimizers' final state_dict()s (None for a loaded model), for `fit()` to continue from.
+        self.optimizer_states = optimizer_states
+
+    def fit(
+        self,
+        data: Any,
+        epochs: int | tuple[int, int] = 10,
+        callbacks: list | None = None,
+        valid_data: Any = None,
+        accelerator: Any = None,
+        verbose: bool | None = None,
+        dataloader_options: dict | None = None,
+    ) -> Fitted:
+        """Train this model further: `epochs` more epochs from its trained weights.
+
+        The optimizers are built again (same setup and `opt_hparams`) and get back their state at
+        the end of the previous fit (Adam's moments, SGD's momentum), so ``fit(2)`` then
+        ``.fit(1)`` trains as ``fit(3)`` would, up to the data order. What is not carried over:
+        callbacks' state (LR schedulers start again, early stopping forgets its best value) and,
+        for a model read with `pyluz.load` (give it ``loss=`` and ``optimizer=``), the
+        optimizer state (it is not in the file; the optimizers start fresh). The model is trained in place: this `Fitted` sees the new
+        weights too. The result's records hold the new epochs only (numbered from 1), as a
+        second ``model.fit`` in Keras returns a new History. Arguments as in `pyluz.fit`.
+
+        >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+        >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+        >>> fitted = model.fit((x, y), epochs=2, verbose=False)
+        >>> more = fitted.fit((x, y), epochs=1, verbose=False)
+        >>> more.model is fitted.model, len(more.history)
+        (True, 1)
+        """
+        if self.luz_module is None:
+            raise ValueError("`fit()` needs the setup this model was trained with; this Fitted has none.")
+        run = run_fit(
+            self.luz_module._replace(module=self.model),
+            data,
+            epochs=epochs,
+            callbacks=callbacks,
+            valid_data=valid_data,
+            accelerator=accelerator,
+            verbose=verbose,
+            dataloader_options=dataloader_options,
+            optimizer_states=self.optimizer_states,
+        )
+        return Fitted(
+            model=run.model,
+            records=run.records,
+            luz_module=self.luz_module,
+            opt_names=run.opt_names,
+            example_input=self.example_input,
+            optimizer_states=run.optimizer_states,
+        )
 
     @property
     def hparams(self):
@@ -149,9 +219,26 @@ class Fitted:
         )
         return Evaluation(records)
 
-    def get_metrics(self) -> pd.DataFrame:
-        """DataFrame[set, metric, epoch, value] of every recorded metric."""
-        return metrics_frame(self.records)
+    def get_metrics(self, wide: bool = False) -> pd.DataFrame:
+        """DataFrame[set, metric, epoch, value] of every recorded metric.
+
+        `wide=True` gives one row per epoch instead (the shape of Keras's ``History``): columns
+        `epoch`, `train_loss`, `train_<metric>`..., `valid_loss`, `valid_<metric>`... (NaN where
+        an epoch has no validation). Multi-valued metrics flatten as in the long form
+        (``loss_gen``, ``acc_0``). Same as the `history` property.
+
+        >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+        >>> model = pyluz.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_hparams(in_features=4, out_features=2)
+        >>> model.fit((x, y), epochs=2, valid_data=0.2, verbose=False).get_metrics(wide=True).columns.tolist()
+        ['epoch', 'train_loss', 'valid_loss']
+        """
+        check_bool(wide, "wide")
+        return history_frame(self.records) if wide else metrics_frame(self.records)
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """`get_metrics(wide=True)`: one row per epoch, `train_<metric>` and `valid_<metric>` columns."""
+        return history_frame(self.records)
 
     def plot(self) -> Any:
         """A matplotlib figure: one panel per metric, train and valid curves over epochs."""
@@ -186,7 +273,7 @@ class Fitted:
 
     def __repr__(self) -> str:
         profile = self.records.get("profile", {})
-        lines = ["A `luz_module_fitted`", _rule("Time")]
+        lines = [f"{type(self).__name__}: a trained {_model_summary(self.model)}", _rule("Time")]
         if profile.get("fit"):
             lines.append(f"• Total time: {pretty_seconds(sum(profile['fit']))}")
         if profile.get("train"):
@@ -201,6 +288,13 @@ class Fitted:
                 lines += _metric_lines(entries[-1])
         lines += ["", _rule("Model"), repr(self.model)]
         return "\n".join(lines)
+
+
+def _model_summary(model):
+    n = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = f" ({trainable:,} trainable)" if trainable != n else ""
+    return f"{type(model).__name__} with {n:,} parameters{frozen}"
 
 
 def evaluation_frame(evaluation):
@@ -226,6 +320,6 @@ class Evaluation:
         return self.records["metrics"]["valid"][0][name]
 
     def __repr__(self):
-        lines = ["A `luz_module_evaluation`", _rule("Results")]
+        lines = [type(self).__name__, _rule("Results")]
         lines += [f"{m}: {format_metric_value(v)}" for m, v in self.get_metrics().itertuples(index=False)]
         return "\n".join(lines)

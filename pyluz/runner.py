@@ -6,6 +6,7 @@ The runner returns plain data (`FitRun`, records, predictions); the façade (`Lu
 
 import functools
 import numbers
+import time
 from dataclasses import dataclass
 
 import torch
@@ -28,11 +29,13 @@ from .nested import concat
 
 @dataclass
 class FitRun:
-    """What a fit leaves: the trained module (unwrapped from DDP), its records and optimizer names."""
+    """What a fit leaves: the trained module (unwrapped from DDP), its records, optimizer names and
+    the optimizers' final `state_dict()`s (so a later fit can continue from them)."""
 
     model: object
     records: dict
     opt_names: list
+    optimizer_states: dict | None = None
 
 
 def check_epochs(epochs):
@@ -119,8 +122,13 @@ def run_fit(
     accelerator=None,
     verbose=None,
     dataloader_options=None,
+    optimizer_states=None,
 ):
-    """Train what `luz_module` (a `LuzModule`) builds; returns a `FitRun`. Arguments as in `pyluz.fit`."""
+    """Train what `luz_module` (a `LuzModule`) builds; returns a `FitRun`. Arguments as in `pyluz.fit`.
+
+    `optimizer_states`: `{name: state_dict}` loaded into the fresh optimizers (continuing a fit).
+    """
+    called_at = time.perf_counter()
     min_epochs, max_epochs = check_epochs(epochs)
     user_callbacks = check_callbacks(callbacks)
     accelerator = check_accelerator(accelerator)
@@ -132,6 +140,8 @@ def run_fit(
 
     model = luz_module.build_model()
     optimizers = luz_module.build_optimizers(model)
+    if optimizer_states is not None:
+        load_optimizer_states(optimizers, optimizer_states)
     pin = accelerator.pin_memory
     train = as_batches(data, dataloader_options, "train", "data", pin)
     check_has_batches(train)
@@ -158,12 +168,15 @@ def run_fit(
         opt_hparams=luz_module.opt_hparams,
     )
     ctx.train_data, ctx.valid_data = train, valid
+    ctx.called_at = called_at
     ctx.min_epochs, ctx.max_epochs = min_epochs, max_epochs
     ctx.step = model_step(module, ctx)
     attach_context(model, ctx)
     distributed.begin_fit()
+    optimizer_states = None
     try:
         fit_loop(ctx)
+        optimizer_states = {name: opt.state_dict() for name, opt in ctx.optimizers.items()}
     except BaseException as error:
         clearer = explain_peer_failure(error) or explain_input_error(
             error, ctx, "data" if ctx.training else "valid_data"
@@ -177,7 +190,18 @@ def run_fit(
         records = ctx.records
         ctx.clean()
     # Under DDP `model` is the DistributedDataParallel wrapper; the fitted model is the user's module.
-    return FitRun(model=module, records=records, opt_names=list(optimizers))
+    return FitRun(model=module, records=records, opt_names=list(optimizers), optimizer_states=optimizer_states)
+
+
+def load_optimizer_states(optimizers, states):
+    """Load `{name: state_dict}` into `optimizers` (a dict by name); the names must be the same."""
+    if list(states) != list(optimizers):
+        raise ValueError(
+            f"Continuing a fit needs the same optimizers: the fitted model had {list(states)}, the new fit "
+            f"builds {list(optimizers)}."
+        )
+    for name, opt in optimizers.items():
+        opt.load_state_dict(states[name])
 
 
 def _describe(value, depth=0):

@@ -214,3 +214,65 @@ def test_the_trained_model_is_freed_without_the_garbage_collector():
         assert refs[-1]() is None
     finally:
         gc.enable()
+
+
+def _digits():
+    sklearn = pytest.importorskip("sklearn.datasets")
+    d = sklearn.load_digits()
+    return torch.tensor(d.data / 16.0, dtype=torch.float32), torch.tensor(d.target)
+
+
+def _digits_mlp():
+    return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+@pytest.mark.parametrize("optimizer", [torch.optim.SGD, torch.optim.Adam])
+def test_a_wide_range_stops_at_divergence_and_suggests_a_rate_that_trains(optimizer):
+    x, y = _digits()
+    module = pyluz.setup(
+        _digits_mlp, loss=nn.CrossEntropyLoss(), optimizer=optimizer, metrics=[pyluz.metrics.Accuracy()]
+    )
+    torch.manual_seed(0)
+    res = lr_finder(module, (x, y), start_lr=1e-5, end_lr=10, verbose=False)
+    smoothed = smooth_loss(res.loss)
+    lowest = min(smoothed)
+    # stopped at the first smoothed loss above 4x the lowest so far, or ran all the steps
+    assert len(res) == 100 or smoothed[-1] > 4 * min(smoothed[:-1])
+    assert all(s <= 4 * min(smoothed[: i + 1]) for i, s in enumerate(smoothed[:-1]))
+    assert res.suggested_lr <= res.lr[smoothed.index(lowest)]  # before the minimum
+    torch.manual_seed(0)
+    fitted = module.set_opt_hparams(lr=res.suggested_lr).fit((x, y), epochs=10, valid_data=0.2, verbose=False)
+    assert fitted.records["metrics"]["valid"][-1]["acc"] >= 0.9
+    # the plot leaves the diverged point out
+    assert len(res.plot().axes[0].get_lines()[0].get_xdata()) == res.kept()
+
+
+def test_the_default_range_keeps_the_steepest_descent():
+    x, y = _digits()
+    module = pyluz.setup(_digits_mlp, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
+    torch.manual_seed(0)
+    res = lr_finder(module, (x, y), verbose=False)
+    assert len(res) == res.kept() == 100  # no divergence up to 0.1
+    slope = np.gradient(np.asarray(smooth_loss(res.loss)), np.log10(res.lr))
+    assert res.suggested_lr == res.lr[int(np.argmin(slope))]  # what the plain steepest-descent rule picks
+
+
+def test_diverge_factor_none_runs_every_step_and_bad_factors_are_errors():
+    x, y = _digits()
+    module = pyluz.setup(_digits_mlp, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
+    torch.manual_seed(0)
+    res = lr_finder(module, (x, y), start_lr=1e-5, end_lr=10, diverge_factor=None, verbose=False)
+    assert len(res) == 100
+    with pytest.raises(ValueError, match="`diverge_factor` must be greater than 1"):
+        lr_finder(module, (x, y), diverge_factor=0.5)
+
+
+def test_diverged_tail_is_clipped_from_suggestion_and_plot():
+    lr = list(np.logspace(-6, 0, 200))
+    loss = [2.0 - math.tanh(2 * (math.log10(v) + 3)) for v in lr]
+    exploding = loss[:150] + [loss[149] * 10 ** (k / 5) for k in range(1, 51)]
+    res = LRFinderResult(lr, exploding)
+    assert res.kept() < 200 and res.smoothed()[res.kept()] > 4 * min(res.smoothed()[: res.kept()])
+    assert abs(math.log10(res.suggested_lr) + 3) < 0.5
+    raw = res.plot().axes[0].get_lines()[0]
+    assert len(raw.get_xdata()) == res.kept()

@@ -26,27 +26,26 @@ def fit(metrics, valid=True, epochs=3):
     )
 
 
-def grid(fig, nrows, ncols):
-    axes = fig.axes
-    assert len(axes) == nrows * ncols
-    return [axes[i * ncols : (i + 1) * ncols] for i in range(nrows)]
+def lines_by_label(ax):
+    return {line.get_label(): line for line in ax.get_lines()}
 
 
-def test_plot_is_a_metric_by_set_grid_with_the_records(tmp_path):
+def test_plot_has_a_panel_per_metric_with_train_and_valid_on_it(tmp_path):
     fitted = fit([MAE()])
     fig = fitted.plot()
     assert isinstance(fig, Figure)
-    rows = grid(fig, 2, 2)
-    assert [ax.get_title() for ax in rows[0]] == ["train", "valid"]
-    for i, metric in enumerate(["loss", "mae"]):
-        for j, set_name in enumerate(["train", "valid"]):
-            (line,) = rows[i][j].get_lines()
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "mae"]
+    for ax, metric in zip(fig.axes, ["loss", "mae"], strict=True):
+        lines = lines_by_label(ax)
+        assert list(lines) == ["train", "valid"]
+        for set_name, line in lines.items():
             expected = [r[metric] for r in fitted.records["metrics"][set_name]]
             np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
             np.testing.assert_array_equal(line.get_ydata(), expected)
-            assert line.get_marker() == "o" and line.get_linestyle() == "-"  # points + lines
-        texts = [t.get_text() for t in rows[i][1].texts]
-        assert texts == [metric]  # row strip, as facet_grid
+            assert line.get_marker() == "o"
+        assert lines["train"].get_linestyle() == "-" and lines["valid"].get_linestyle() == "--"
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "valid"]
+    assert fig.axes[-1].get_xlabel() == "epoch"
     path = tmp_path / "metrics.png"
     fig.savefig(path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -54,13 +53,33 @@ def test_plot_is_a_metric_by_set_grid_with_the_records(tmp_path):
 
 def test_plot_with_a_valid_only_metric_and_no_validation():
     fitted = fit(MetricSet(valid_metrics=[MSE()]))
-    rows = grid(fitted.plot(), 2, 2)
-    assert rows[1][0].get_lines() == []  # no mse in training: empty panel
+    axes = fitted.plot().axes
+    assert list(lines_by_label(axes[1])) == ["valid"]  # no mse in training
     np.testing.assert_array_equal(
-        rows[1][1].get_lines()[0].get_ydata(), [r["mse"] for r in fitted.records["metrics"]["valid"]]
+        lines_by_label(axes[1])["valid"].get_ydata(), [r["mse"] for r in fitted.records["metrics"]["valid"]]
     )
-    rows = grid(fit(None, valid=False, epochs=2).plot(), 1, 1)
-    assert rows[0][0].get_title() == "train"
+    axes = fit(None, valid=False, epochs=2).plot().axes
+    assert [ax.get_title() for ax in axes] == ["loss"] and list(lines_by_label(axes[0])) == ["train"]
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_figures_show_once_in_a_notebook(monkeypatch, inline):
+    import matplotlib.pyplot as plt
+
+    from pyluz import plotting
+
+    # Under the inline backend pyplot shows every figure it holds when the cell ends, and the
+    # notebook shows the returned one too: pyplot must not hold it then. Elsewhere plt.show() works.
+    monkeypatch.setattr(plotting, "_inline_backend", lambda: inline)
+    fitted = fit(None, epochs=2)
+    figures = [fitted.plot()]
+    x = torch.randn(64, 3)
+    module = pyluz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_hparams(
+        in_features=3, out_features=1
+    )
+    figures.append(pyluz.lr_finder(module, (x, x[:, :1]), steps=5, verbose=False).plot())
+    held = {plt.figure(n) for n in plt.get_fignums()} if plt.get_fignums() else set()
+    assert all((fig in held) != inline for fig in figures)
 
 
 def test_plot_metrics_validates_its_input():

@@ -1,5 +1,7 @@
 """Fitted/Evaluation: predict, evaluate, get_metrics, printing."""
 
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -86,7 +88,7 @@ def test_predict_kwargs_and_non_tensor_outputs(xy):
 
 def test_repr_shows_train_and_valid_metrics(fitted):
     text = repr(fitted)
-    assert text.startswith("A `luz_module_fitted`")
+    assert text.startswith("Fitted: ")
     assert "Total time:" in text and "Avg time per training epoch:" in text
     last_valid = fitted.records["metrics"]["valid"][-1]
     assert "ℹ Training:" in text and "ℹ Validation:" in text
@@ -97,5 +99,60 @@ def test_repr_shows_train_and_valid_metrics(fitted):
 def test_evaluation_repr(fitted, xy):
     text = repr(fitted.evaluate(xy))
     lines = text.splitlines()
-    assert lines[0] == "A `luz_module_evaluation`"
+    assert lines[0] == "Evaluation"
     assert lines[2].startswith("loss: ") and lines[3].startswith("acc: ")
+
+
+def test_wide_metrics_are_the_long_form_one_row_per_epoch(fitted):
+    wide = fitted.get_metrics(wide=True)
+    assert wide.columns.tolist() == ["epoch", "train_loss", "train_acc", "valid_loss", "valid_acc"]
+    assert wide.epoch.tolist() == [1, 2, 3]
+    long = fitted.get_metrics()
+    for row in long.itertuples(index=False):
+        assert wide.loc[wide.epoch == row.epoch, f"{row.set}_{row.metric}"].item() == row.value
+    assert wide.valid_acc.tolist() == [e["acc"] for e in fitted.records["metrics"]["valid"]]
+    assert fitted.history.equals(wide)
+
+
+def test_wide_metrics_flatten_multi_valued_metrics_and_missing_validation():
+    records = {
+        "metrics": {
+            "train": [{"loss": {"gen": 1.0, "disc": 2.0}}, {"loss": {"gen": 3.0, "disc": 4.0}}],
+            "valid": [{"loss": {"gen": 5.0, "disc": 6.0}}],
+        }
+    }
+    wide = pyluz.results.history_frame(records)
+    assert wide.columns.tolist() == ["epoch", "train_loss_gen", "train_loss_disc", "valid_loss_gen", "valid_loss_disc"]
+    assert wide.train_loss_disc.tolist() == [2.0, 4.0]
+    assert wide.valid_loss_gen.iloc[0] == 5.0 and wide.valid_loss_gen.isna().iloc[1]
+
+
+def test_repr_uses_python_names_and_counts_parameters(fitted, xy):
+    text = repr(fitted)
+    n = sum(p.numel() for p in fitted.model.parameters())
+    assert text.splitlines()[0] == f"Fitted: a trained Net with {n:,} parameters"
+    assert "luz_module" not in text
+    assert repr(fitted.evaluate(xy)).splitlines()[0] == "Evaluation"
+
+
+def test_total_time_counts_the_set_up():
+    built = []
+
+    class SlowToBuild(nn.Linear):
+        def __init__(self):
+            super().__init__(4, 2)
+            built.append(time.perf_counter())
+
+    class FitBegins(pyluz.callbacks.Callback):
+        def on_fit_begin(self):
+            built.append(time.perf_counter())
+
+    x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    module = pyluz.setup(SlowToBuild, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)
+    before = time.perf_counter()
+    fitted = module.fit((x, y), epochs=1, verbose=False, callbacks=[FitBegins()])
+    after = time.perf_counter()
+    total = fitted.records["profile"]["fit"][0]
+    built_at, begun_at = built
+    # the clock started before the model was built, so the total covers building it and the loaders
+    assert after - before >= total > begun_at - built_at

@@ -151,7 +151,9 @@ class Profile(Callback):
         self.ctx.log("profile", what, time.perf_counter() - self.started.pop(what))
 
     def on_fit_begin(self):
-        self._tic("fit")
+        # The fit's clock starts where `fit()` was called (`ctx.called_at`), so building the model,
+        # optimizers and loaders counts in the total time.
+        self.started["fit"] = getattr(self.ctx, "called_at", None) or time.perf_counter()
 
     def on_fit_end(self):
         self._toc("fit")
