@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .callbacks.base import Callback
-from .checks import check_bool, check_int, check_positive, check_type
+from .checks import check_bool, check_int, check_positive, check_real, check_type
 from .control import StopTraining
 from .data import num_batches
 from .module import LuzModule
@@ -250,15 +250,15 @@ def lr_finder(
     check_type(luz_module, "luz_module", LuzModule, "the result of setup()", owner)
     steps = check_int(steps, "steps", owner, min_value=1)
     start_lr = check_positive(start_lr, "start_lr", owner)
-    end_lr = check_positive(end_lr, "end_lr", owner)
-    if not end_lr > start_lr:
-        raise ValueError(f"lr_finder: `end_lr` must be greater than `start_lr` ({start_lr!r}), got {end_lr!r}.")
+    end_lr = check_real(
+        end_lr, "end_lr", owner, lo=start_lr, lo_open=True, expected=f"greater than `start_lr` ({start_lr!r})"
+    )
     check_bool(log_spaced, "log_spaced", owner)
     verbose = check_verbose(verbose, owner)
     if diverge_factor is not None:
-        diverge_factor = check_positive(diverge_factor, "diverge_factor", owner)
-        if diverge_factor <= 1:
-            raise ValueError(f"lr_finder: `diverge_factor` must be greater than 1 (or None), got {diverge_factor!r}.")
+        diverge_factor = check_real(
+            diverge_factor, "diverge_factor", owner, lo=1, lo_open=True, expected="greater than 1 (or None)"
+        )
 
     recorder = LRFinderCallback(lr_schedule(steps, start_lr, end_lr, log_spaced), start_lr, verbose, diverge_factor)
     module = luz_module.set_opt_hparams(**{**luz_module.opt_hparams, "lr": start_lr})

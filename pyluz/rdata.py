@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import TensorDataset
 
+from .checks import check_choice
 from .records import INT32_MAX
 
 
@@ -86,8 +87,7 @@ def rds_dataset(path, target=None, na="error"):
     or ``"keep"`` (NaN in the float32 features, for a model that handles them). An NA in the
     target is always an error.
     """
-    if na not in ("error", "keep"):
-        raise ValueError(f'rds_dataset: `na` must be "error" or "keep", got {na!r}.')
+    check_choice(na, "na", ("error", "keep"), owner="rds_dataset")
     value = read_rds(path)
     if isinstance(value, np.ndarray):
         value = pd.DataFrame(value.reshape(len(value), -1))

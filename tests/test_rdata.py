@@ -118,7 +118,7 @@ def test_na_in_features_is_an_error_or_kept_on_request(na_rds, tmp_path):
     x, y = rdata.rds_dataset(na_rds, target="y", na="keep").tensors
     assert torch.isnan(x).tolist() == [[False, False], [True, False], [False, True]]
     assert x[0].tolist() == [1.0, 1.0] and y.tolist() == [0, 1, 1]
-    with pytest.raises(ValueError, match='`na` must be "error" or "keep"'):
+    with pytest.raises(ValueError, match='`na` must be one of "error", "keep"'):
         rdata.rds_dataset(na_rds, target="y", na="drop")
     bad_target = tmp_path / "t.rds"
     ro.r(f'saveRDS(data.frame(a = c(1, 2), y = factor(c("u", NA))), "{bad_target}")')

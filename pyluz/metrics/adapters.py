@@ -22,7 +22,7 @@ import functools
 
 import torch
 
-from ..checks import check_callable, check_optional_str, fail
+from ..checks import check_callable, check_optional_str, fail, message
 from .base import Metric, _torchmetrics_classes, host_ratio
 
 __all__ = ["TorchMetric", "FunctionMetric", "as_metric"]
@@ -59,9 +59,7 @@ class TorchMetric(Metric):
     def __init__(self, metric, name=None):
         classes = _torchmetrics_classes()
         if classes is None or not isinstance(metric, classes[0]):
-            raise TypeError(
-                f"TorchMetric: `metric` must be a torchmetrics.Metric instance, got {type(metric).__name__}"
-            )
+            raise TypeError(message("metric", "a torchmetrics.Metric instance", type(metric).__name__, "TorchMetric"))
         check_optional_str(name, "name", owner="TorchMetric")
         self.metric = metric
         self.abbrev = name or type(metric).__name__
