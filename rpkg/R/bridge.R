@@ -86,7 +86,7 @@ engine_call <- function(fn, ..., call = rlang::caller_env()) {
   on.exit(resignal_engine_warnings(errors$take_warnings(), call), add = TRUE)
   tryCatch(
     do.call(errors$call, c(list(fn), args)),
-    error = function(e) rethrow_engine_error(e, errors$last_error(), call)
+    error = function(e) rethrow_engine_error(e, errors$take_error(), call)
   )
 }
 
