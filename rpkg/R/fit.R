@@ -120,9 +120,9 @@ new_fitted <- function(py, r_setup = NULL, owner = NULL) {
     list(
       ctx = list(hparams = py$hparams, opt_hparams = py$opt_hparams),
       py = py,
-      r_setup = r_setup,
-      owner = owner
+      r_setup = r_setup
     ),
+    owner = owner,  # an attribute: the names stay luz's
     class = "luz_module_fitted"
   )
 }
