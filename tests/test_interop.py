@@ -94,6 +94,9 @@ def test_errors_describe_plain_python_error():
     last = errors.last_error()
     assert last["tag"] is None and last["type"] == "ValueError" and "epochs" in last["message"]
     assert errors.strip_tags("[[rcond:12]] x [[rcond:3]] y") == "x y"
+    # R takes the description once: the engine then holds nothing of the failed call
+    assert errors.take_error()["type"] == "ValueError"
+    assert errors.last_error() is None and errors.take_error() is None
 
 
 def test_guard_refuses_other_threads():

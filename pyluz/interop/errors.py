@@ -21,7 +21,7 @@ import warnings
 from ..control import CallbackError
 from .interrupts import python_sigint
 
-__all__ = ["TAG_RE", "call", "describe", "find_tag", "last_error", "strip_tags", "clear", "take_warnings"]
+__all__ = ["TAG_RE", "call", "describe", "find_tag", "last_error", "take_error", "strip_tags", "clear", "take_warnings"]
 
 TAG_RE = re.compile(r"\[\[rcond:(\d+)\]\] ?")
 
@@ -122,6 +122,14 @@ def take_warnings():
 def last_error():
     """The description of the last error seen by :func:`call` (None if the last call succeeded)."""
     return _last
+
+
+def take_error():
+    """:func:`last_error`, once: the engine then no longer holds it (a failed fit's description holds
+    its model, which R's condition carries from then on; kept here it would outlive the condition)."""
+    global _last
+    out, _last = _last, None
+    return out
 
 
 def clear():

@@ -26,9 +26,44 @@ r_callable <- function(f, returns = TRUE) {
 # (pyluz/interop/interrupts.py), so `fit()` ends after `on_interrupt` and returns the model.
 r_interrupt_tag <- function(cnd) stop("[[rinterrupt]] interrupted", call. = FALSE)
 
-# A Python callable running the R function `f`: tagged errors and the main-thread guard.
-py_function <- function(f, what = "an R function", returns = TRUE) {
+# A Python callable running the R function `f`: tagged errors and the main-thread guard. With an
+# `owner` (see `new_owner()`), Python holds `f` only weakly.
+py_function <- function(f, what = "an R function", returns = TRUE, owner = NULL) {
+  if (!is.null(owner)) f <- owned_function(f, owner, what)
   engine_module("interop.guard")$guard(r_callable(f, returns), what)
+}
+
+# ---- R functions the engine keeps ------------------------------------------------------------
+# The engine keeps some R functions beyond one call: the loss, backward, optimizer, module and
+# metrics given to setup() live in its LuzModule, and in the Fitted made from it. Python holds an
+# R function through reticulate, which preserves it from R's collector; the function's
+# environment (often the calling function's frame) can hold the R objects wrapping that LuzModule
+# or Fitted. That is a reference cycle across the two languages that neither collector can see:
+# every model fitted in a function whose loss was defined there stayed alive for the session.
+# So Python holds such a function only through an R weak reference whose key is an `owner`
+# environment, and the R objects that reach the engine object (the setup() result, those of
+# set_hparams()/set_opt_hparams(), the fitted model) hold the owner. R keeps the function alive
+# while the owner is reachable (and the function reaching the owner back does not count), so
+# when the R side drops them all, the function, its frame and the engine objects are freed.
+
+# A new owner: an environment the R objects reaching one engine object hold.
+new_owner <- function() new.env(parent = emptyenv())
+
+# `f` for Python: the same function, held through a weak reference keyed by `owner`. Built in a
+# fresh environment so that the closure holds neither `f` nor `owner` itself.
+owned_function <- function(f, owner, what) {
+  env <- new.env(parent = asNamespace("pyluz"))
+  env$ref <- rlang::new_weakref(owner, value = f)
+  env$what <- what
+  local(function(...) {
+    f <- rlang::wref_value(ref)
+    if (is.null(f)) {
+      stop(sprintf(paste("The R function given as %s was freed with the R objects holding it",
+                         "(the setup() result and the fitted models made from it): keep one of them",
+                         "while the engine object is used."), what), call. = FALSE)
+    }
+    f(...)
+  }, envir = env)
 }
 
 # Call engine function `fn`; errors come back as R conditions (see the file header).
@@ -51,7 +86,7 @@ engine_call <- function(fn, ..., call = rlang::caller_env()) {
   on.exit(resignal_engine_warnings(errors$take_warnings(), call), add = TRUE)
   tryCatch(
     do.call(errors$call, c(list(fn), args)),
-    error = function(e) rethrow_engine_error(e, errors$last_error(), call)
+    error = function(e) rethrow_engine_error(e, errors$take_error(), call)
   )
 }
 

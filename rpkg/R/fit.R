@@ -70,7 +70,7 @@ fit.luz_module_generator <- function(object, data, epochs = 10, callbacks = NULL
     dataloader_options = as_py_dataloader_options(dataloader_options)
   )
   reticulate::py_set_attr(py, "example_input", reticulate::py_get_attr(keep_example, "example"))
-  fitted <- new_fitted(py, object$r_setup)
+  fitted <- new_fitted(py, object$r_setup, object$owner)
   fitted$capture <- capture_frame(trace)
   if (!is.null(trace) && isTRUE(as_verbose(verbose))) cli::cat_line("Tracing: ", capture_summary(fitted$capture))
   fitted
@@ -113,7 +113,8 @@ as_engine_accelerator <- function(accelerator) {
   rlang::abort("`accelerator` must be created with `accelerator()`.", class = "value_error")
 }
 
-new_fitted <- function(py, r_setup = NULL) {
+# `owner` keeps alive the R functions of setup() that the engine's Fitted holds weakly (bridge.R).
+new_fitted <- function(py, r_setup = NULL, owner = NULL) {
   structure(
     # `$records` and `$model` are read from the engine (results.R)
     list(
@@ -121,6 +122,7 @@ new_fitted <- function(py, r_setup = NULL) {
       py = py,
       r_setup = r_setup
     ),
+    owner = owner,  # an attribute: the names stay luz's
     class = "luz_module_fitted"
   )
 }

@@ -191,10 +191,11 @@ check_metric <- function(m, argument = "metrics") {
 
 # ---- conversion to engine metrics ------------------------------------------------------------
 
-as_engine_metrics <- function(metrics, argument = "metrics") {
+# `owner`: as in setup() (bridge.R, `owned_function()`); NULL for metrics used in one call.
+as_engine_metrics <- function(metrics, argument = "metrics", owner = NULL) {
   if (is.null(metrics)) return(NULL)
   if (inherits(metrics, "luz_metric_set")) {
-    conv <- function(ms, nm) lapply(ms, as_engine_metric, argument = nm)
+    conv <- function(ms, nm) lapply(ms, as_engine_metric, argument = nm, owner = owner)
     return(engine_module("metrics")$MetricSet(
       metrics = conv(metrics$metrics, "metrics"),
       train_metrics = conv(metrics$train_metrics, "train_metrics"),
@@ -206,10 +207,10 @@ as_engine_metrics <- function(metrics, argument = "metrics") {
     rlang::abort(sprintf("`%s` must be a list of metrics or a luz_metric_set(), got <%s>.", argument,
                          paste(class(metrics), collapse = "/")), class = "value_error")
   }
-  lapply(metrics, as_engine_metric, argument = argument)
+  lapply(metrics, as_engine_metric, argument = argument, owner = owner)
 }
 
-as_engine_metric <- function(m, argument = "metrics") {
+as_engine_metric <- function(m, argument = "metrics", owner = NULL) {
   if (is_py(m)) return(m)
   # luz's docs pass the uncalled constructor (`metrics = list(luz_metric_accuracy)`): call it.
   if (inherits(m, "luz_metric_fn")) m <- m()
@@ -217,7 +218,9 @@ as_engine_metric <- function(m, argument = "metrics") {
   builtin <- builtin_py_metric(m)
   if (!is.null(builtin)) return(builtin)
   label <- m$r6_class$classname %||% "metric"
-  factory <- r_callable(function() r_metric_parts(m$new(), label))
+  make <- function() r_metric_parts(m$new(), label)
+  if (!is.null(owner)) make <- owned_function(make, owner, sprintf("metric `%s`", label))
+  factory <- r_callable(make)
   engine_module("interop.metrics")$RMetric(factory, label = label,
                                            update_every = attr(m, "update_every") %||% 1L)
 }

@@ -79,13 +79,14 @@ luz_load <- function(path, ...) {
   }
   stored <- if (is.null(args$module)) read_r_definition(path)
   for (nm in c("module", "loss", "optimizer", "metrics")) if (is.null(args[[nm]])) args[nm] <- list(stored[[nm]])
+  owner <- new_owner()  # as in setup(): the Fitted holds these R functions weakly (bridge.R)
   py <- withCallingHandlers(
     engine_call(
       engine_module("serialization")$load, path.expand(path),
-      module = if (!is.null(args$module)) as_engine_module(args$module),
-      loss = as_engine_loss(args$loss),
-      optimizer = as_engine_optimizer(args$optimizer),
-      metrics = as_engine_metrics(args$metrics),
+      module = if (!is.null(args$module)) as_engine_module(args$module, owner),
+      loss = as_engine_loss(args$loss, owner),
+      optimizer = as_engine_optimizer(args$optimizer, owner),
+      metrics = as_engine_metrics(args$metrics, owner = owner),
       trust_program = trust
     ),
     pyluz_error = function(e) {
@@ -99,7 +100,7 @@ luz_load <- function(path, ...) {
       }
     }
   )
-  new_fitted(py, stored)
+  new_fitted(py, stored, owner)
 }
 
 # The R definition of an R-defined model, as a string for the file's metadata (NULL for Python

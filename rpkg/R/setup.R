@@ -36,26 +36,31 @@ setup <- function(module, loss = NULL, optimizer = NULL, metrics = NULL, backwar
     ctx_env <- new.env(parent = environment(backward) %||% globalenv())
     environment(backward) <- ctx_env
   }
+  # The engine's LuzModule holds these R functions only weakly, keyed by `owner`, which every R
+  # object reaching it holds (see "R functions the engine keeps" in bridge.R).
+  owner <- new_owner()
   py <- engine_call(
     pyluz_engine()$setup,
-    as_engine_module(module),
-    loss = as_engine_loss(loss),
-    optimizer = as_engine_optimizer(optimizer),
-    metrics = as_engine_metrics(metrics),
-    backward = if (!is.null(backward)) as_engine_function(backward, "backward", returns = FALSE)
+    as_engine_module(module, owner),
+    loss = as_engine_loss(loss, owner),
+    optimizer = as_engine_optimizer(optimizer, owner),
+    metrics = as_engine_metrics(metrics, owner = owner),
+    backward = if (!is.null(backward)) as_engine_function(backward, "backward", returns = FALSE, owner = owner)
   )
   # What luz_save() stores to rebuild an R-defined model in another R session (see serialize.R).
   r_setup <- list(module = module, loss = loss, loss_call = substitute(loss), optimizer = optimizer,
                   metrics = metrics, backward = backward, capture = capture)
-  apply_pending_hparams(new_luz_module(py, module, ctx_env, r_setup), attr(module, "pyluz_pending", exact = TRUE))
+  apply_pending_hparams(new_luz_module(py, module, ctx_env, r_setup, owner),
+                        attr(module, "pyluz_pending", exact = TRUE))
 }
 
 # As luz's, the result is still a module generator: `mod(...)` builds the module (what `fit()`
-# does with the hyperparameters of `set_hparams()`). The engine's LuzModule travels as an attribute.
-new_luz_module <- function(py, module, ctx_env = NULL, r_setup = NULL) {
+# does with the hyperparameters of `set_hparams()`). The engine's LuzModule travels as an attribute,
+# with the `owner` that keeps its R functions alive.
+new_luz_module <- function(py, module, ctx_env = NULL, r_setup = NULL, owner = NULL) {
   force(module)
   gen <- function(...) module(...)
-  structure(gen, py = py, module = module, ctx_env = ctx_env, r_setup = r_setup,
+  structure(gen, py = py, module = module, ctx_env = ctx_env, r_setup = r_setup, owner = owner,
             class = "luz_module_generator")
 }
 
@@ -100,7 +105,7 @@ set_hparams <- function(module, ...) {
   if (is_module_definition(fixed$module)) return(pending_hparams(fixed$module, "hparams", args))
   check_luz_module(fixed$module, "set_hparams")
   py <- engine_call_kwargs(pyluz_engine()$set_hparams, list(fixed$module$py), as_py_hparams(args))
-  new_luz_module(py, fixed$module$module, fixed$module$ctx_env, fixed$module$r_setup)
+  new_luz_module(py, fixed$module$module, fixed$module$ctx_env, fixed$module$r_setup, fixed$module$owner)
 }
 
 #' @rdname set_hparams
@@ -111,7 +116,7 @@ set_opt_hparams <- function(module, ...) {
   if (is_module_definition(fixed$module)) return(pending_hparams(fixed$module, "opt_hparams", args))
   check_luz_module(fixed$module, "set_opt_hparams")
   py <- engine_call_kwargs(pyluz_engine()$set_opt_hparams, list(fixed$module$py), args)
-  new_luz_module(py, fixed$module$module, fixed$module$ctx_env, fixed$module$r_setup)
+  new_luz_module(py, fixed$module$module, fixed$module$ctx_env, fixed$module$r_setup, fixed$module$owner)
 }
 
 # luz code may call set_hparams() before setup() (`net %>% set_hparams(...) %>% setup(...)`):
@@ -186,37 +191,38 @@ check_luz_module <- function(x, fn) {
 
 # ---- what setup() hands to the engine ---------------------------------------------------------
 
-as_engine_function <- function(f, what, returns = TRUE) {
+# `owner`: the R objects holding the engine object keep `f` alive (bridge.R, `owned_function()`).
+as_engine_function <- function(f, what, returns = TRUE, owner = NULL) {
   if (is_py(f)) return(f)
   if (!is.function(f)) {
     rlang::abort(sprintf("`%s` must be a function, got <%s>.", what, paste(class(f), collapse = "/")),
                  class = "value_error")
   }
-  py_function(f, what, returns = returns)
+  py_function(f, what, returns = returns, owner = owner)
 }
 
-as_engine_module <- function(module) {
+as_engine_module <- function(module, owner = NULL) {
   if (is_py(module)) return(module)
   py <- compat_py_object(module)
   if (!is.null(py)) return(py)
-  if (is.function(module)) return(py_function(module, "module"))
+  if (is.function(module)) return(py_function(module, "module", owner = owner))
   rlang::abort(sprintf("`module` must be an nn_module() definition or a Python nn.Module class, got <%s>.",
                        paste(class(module), collapse = "/")), class = "value_error")
 }
 
-as_engine_loss <- function(loss) {
+as_engine_loss <- function(loss, owner = NULL) {
   if (is.null(loss) || is_py(loss)) return(loss)
   check_not_layer_constructor(loss, "loss")
   py <- compat_py_object(loss)
   if (!is.null(py)) return(py)
-  as_engine_function(loss, "loss")
+  as_engine_function(loss, "loss", owner = owner)
 }
 
-as_engine_optimizer <- function(optimizer) {
+as_engine_optimizer <- function(optimizer, owner = NULL) {
   if (is.null(optimizer) || is_py(optimizer)) return(optimizer)
   py <- compat_py_object(optimizer)
   if (!is.null(py)) return(py)
-  as_engine_function(optimizer, "optimizer")
+  as_engine_function(optimizer, "optimizer", owner = owner)
 }
 
 # `loss = nn_mse_loss` passes the constructor, not a loss: it would be called as

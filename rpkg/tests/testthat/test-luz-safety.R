@@ -122,6 +122,90 @@ test_that("R-defined models are freed when dropped, not when the top-level call 
   expect_equal(fits_in_one_call(5), 0)
 })
 
+test_that("models fitted in a function whose loss, backward or metric is defined there are freed when it returns", {
+  skip_if_no_engine()
+  net <- nn_module("SafetyClosureNet", initialize = function() self$fc <- nn_linear(3, 1),
+                   forward = function(x) self$fc(x))
+  live <- function() {
+    # Freeing crosses the languages several times (an R finalizer releases a Python object whose
+    # release lets R free an R closure that held another Python object, ...): a few rounds of both
+    # collectors. Before the fix no number of rounds freed these models.
+    for (i in 1:4) {
+      invisible(gc())
+      reticulate::py_run_string("import gc; gc.collect()")
+    }
+    reticulate::py_eval("sum(1 for o in __import__('gc').get_objects() if type(o).__name__ == 'SafetyClosureNet')")
+  }
+  x <- matrix(rnorm(32 * 3), 32, 3)
+  # Every model stays reachable from the frame (`kept`), and the closures given to setup() hold the
+  # frame: before, Python held those closures, so the frame and all its models outlived the call.
+  fits_with_closures <- function(n, which) {
+    loss <- function(input, target) nnf_mse_loss(input, target)
+    backward <- function(loss) loss$backward()
+    metric <- luz_metric(abbrev = "rows", initialize = function() self$n <- 0,
+                         update = function(preds, target) self$n <- self$n + preds$size(1),
+                         compute = function() self$n)
+    kept <- list()
+    for (i in seq_len(n)) {
+      model <- switch(which,
+        loss = setup(net, loss = loss, optimizer = optim_sgd),
+        backward = setup(net, loss = nn_mse_loss(), optimizer = optim_sgd, backward = backward),
+        metric = setup(net, loss = nn_mse_loss(), optimizer = optim_sgd, metrics = list(metric))
+      )
+      kept[[i]] <- model %>% set_opt_hparams(lr = 0.01) %>%
+        fit(list(x, x[, 1, drop = FALSE]), epochs = 1, verbose = FALSE)
+    }
+    inside <- live()
+    # what the fitted models need from their closures still works while they are kept
+    ev <- evaluate(kept[[n]], list(x, x[, 1, drop = FALSE]), verbose = FALSE)
+    expect_true(is.finite(get_metrics(ev)$value[1]))
+    inside
+  }
+  for (which in c("loss", "backward", "metric")) {
+    expect_equal(fits_with_closures(3, which), 3)
+    expect_equal(live(), 0, label = paste("models alive after the call, closure:", which))
+  }
+  # a failed fit caught inside a function: the condition carries the model, and the frame holds both
+  fails_in_a_function <- function(n) {
+    loss <- function(input, target) stop("no loss today")
+    errors <- lapply(seq_len(n), function(i) {
+      tryCatch(fit(setup(net, loss = loss, optimizer = optim_sgd), list(x, x[, 1, drop = FALSE]),
+                   epochs = 1, verbose = FALSE), error = function(e) e)
+    })
+    expect_match(conditionMessage(errors[[n]]), "no loss today")
+    length(errors)
+  }
+  expect_equal(fails_in_a_function(4), 4)
+  # reticulate keeps the last Python exception for py_last_error() (its traceback reaches the last
+  # failed fit's model) until the next one: one model at most, whatever the number of failed fits
+  expect_lte(live(), 1)
+  reticulate::py_clear_last_error()
+  expect_equal(live(), 0)
+})
+
+test_that("a kept fitted model keeps its R closures; the engine object alone says they were freed", {
+  skip_if_no_engine()
+  x <- matrix(rnorm(32 * 2), 32, 2)
+  fit_with_own_loss <- function() {
+    loss <- function(input, target) nnf_mse_loss(input, target) * 2
+    nn_linear %>% setup(loss = loss, optimizer = optim_sgd) %>%
+      set_hparams(in_features = 2, out_features = 1) %>% set_opt_hparams(lr = 0.01) %>%
+      fit(list(x, x[, 1, drop = FALSE]), epochs = 1, verbose = FALSE)
+  }
+  fitted <- fit_with_own_loss()
+  invisible(gc())
+  # the loss still runs after the frame it was defined in is gone: evaluate() is twice the MSE
+  ev <- get_metrics(evaluate(fitted, list(x, x[, 1, drop = FALSE]), verbose = FALSE))
+  pred <- as.numeric(predict(fitted, list(x))$detach()$numpy())
+  expect_equal(ev$value[ev$metric == "loss"], 2 * mean((pred - x[, 1])^2), tolerance = 1e-5)
+  # only the R objects keep the closures: the engine object without them says so
+  py <- fitted$py
+  rm(fitted)
+  invisible(gc())
+  expect_error(engine_call(py$evaluate, list(x, x[, 1, drop = FALSE]), verbose = FALSE),
+               "freed with the R objects holding it")
+})
+
 test_that("memory stays flat over 50 fits inside one function; 10 kept models show up", {
   skip_if_no_engine()
   rss_mib <- function() {
