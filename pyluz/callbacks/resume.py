@@ -1,7 +1,6 @@
 """`AutoResume` and `ResumeFromCheckpoint` (luz_callback_auto_resume / luz_callback_resume_from_checkpoint)."""
 
 import errno
-import io
 import os
 import queue
 import sys
@@ -26,6 +25,7 @@ from ..checks import check_bool, check_int, check_path, check_positive, fail
 from ..control import SkipEpoch
 from ..distributed import is_main_process, world_size
 from ..files import atomic_write, remove_temp_files
+from ..nested import map_tensors
 from ..positions import PositionedLoader
 from .base import Callback
 from .defaults import metric_device
@@ -254,17 +254,17 @@ class AutoResume(Callback):
                 return  # the epoch's end writes in a moment
         except TypeError:
             pass
-        state = checkpoint_state(ctx)
+        state = snapshot(checkpoint_state(ctx))
         state["epoch"] = int(ctx.epoch) - 1  # finished epochs
         state["position"] = {
             "epoch": int(ctx.epoch),
             "consumed": int(ctx.iter),
-            "epoch_rng": loader.epoch_rng,  # made fresh at the epoch's start, never changed
-            "metrics": [m.state_dict() for m in ctx.metrics["train"]],
+            "metrics": [m.state_dict() for m in ctx.metrics["train"]],  # copies already
+            "epoch_rng": loader.epoch_rng,  # made fresh at the epoch's start, never changed: no copy
         }
         if self._writer is None:
             self._writer = BackgroundWriter()
-        self._writer.submit(self.path, serialized(state))
+        self._writer.submit(self.path, state)  # serialized and written by the writer thread
         self._since_write, self._last_write = 0, time.monotonic()
 
     def _wait_for_writes(self, quiet=False):
@@ -314,19 +314,30 @@ class AutoResume(Callback):
         return f"AutoResume(path={self.path!r}{extra})"
 
 
-def serialized(state):
-    """`state` as the bytes of a checkpoint file: the copy the training thread makes (no clones needed)."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
+def snapshot(state):
+    """`state` (from `checkpoint_state`) with every tensor cloned, so the writer thread can serialize it
+    while training changes the weights and optimizer states in place.
+
+    `checkpoint_state` already builds fresh containers (the model's `state_dict` and `plain` copies),
+    whose tensors are the live ones: only these need copying; the model's dict keeps its `_metadata`.
+    """
+    out = dict(state)
+    model = state["model"]
+    copied = type(model)((k, v.clone() if isinstance(v, torch.Tensor) else v) for k, v in model.items())
+    if hasattr(model, "_metadata"):
+        copied._metadata = model._metadata
+    out["model"] = copied
+    for key in ("optimizers", "callbacks", "records"):
+        out[key] = map_tensors(torch.Tensor.clone, state[key])
+    return out  # "rng": fresh tensors from get_rng_states
 
 
 class BackgroundWriter:
-    """One thread that writes checkpoint bytes to files (atomically) while training goes on.
+    """One thread that serializes checkpoint states and writes them to files (atomically) while
+    training goes on.
 
-    The thread only does file I/O (write, fsync, rename), which runs without the GIL, so it
-    hardly competes with training. `submit` waits for the previous write, so at most one copy is
-    held; an error in the thread is raised again by the next `submit` / `wait`.
+    The state it gets must be a copy (see `snapshot`). `submit` waits for the previous write, so
+    at most one copy is held; an error in the thread is raised again by the next `submit` / `wait`.
     """
 
     def __init__(self):
@@ -342,13 +353,13 @@ class BackgroundWriter:
             job = self._jobs.get()
             if job is None:
                 return
-            path, data = job
+            path, state = job
             try:
-                atomic_write(path, lambda f, data=data: f.write(data))
+                atomic_write(path, lambda f, state=state: torch.save(state, f))
             except BaseException as e:  # handed to the training thread
                 self._error = e
             finally:
-                del data, job
+                del state, job
                 self._idle.set()
 
     def wait(self):
