@@ -107,6 +107,7 @@ class _NumpyState:
 
 
 _NUMPY = _NumpyState()
+_WORDS = "L" if array.array("L").itemsize == 8 else "Q"
 
 
 def get_rng_states(ctx=None):
@@ -115,8 +116,9 @@ def get_rng_states(ctx=None):
     states = {
         "python": {
             "version": int(version),
-            # array.array converts the 625 ints in C (np.array from a tuple takes ~3x longer)
-            "state": torch.frombuffer(array.array("q", internal), dtype=torch.int64),
+            # 32-bit words as 8-byte unsigned ints, read as int64: array.array converts them in C
+            # ("L" takes a fast path "q" doesn't: ~12 µs vs ~29 for np.array from the tuple)
+            "state": torch.frombuffer(array.array(_WORDS, internal), dtype=torch.int64),
             "gauss_next": gauss,
         },
         "numpy": _NUMPY.get(),
