@@ -62,9 +62,10 @@ class AutoResume(Callback):
     states at the epoch's start (which give the epoch's data order again) and the number of
     batches trained on. A re-run then draws the same order, skips those batches without loading
     them and continues with the same random numbers, so a crash loses at most N steps and the
-    result is the same as without it. The training thread only copies the state (serialized into
-    memory, about 0.5 ms for a small MLP); a persistent background thread writes it to the file
-    (a write still in progress when the next one is due is waited for).
+    result is the same as without it. The training thread only copies the state (the tensors cloned,
+    about 0.5 ms for a small MLP, most of it reading the RNG states); a persistent background
+    thread serializes the copy and writes it to the file (a write still in progress when the next
+    one is due is waited for).
     Mid-epoch checkpoints aren't supported under DDP (epoch-end ones are). During such a fit
     `ctx.train_data` is a `pyluz.positions.PositionedLoader` around the loader (its attributes
     are the loader's). With a DataLoader whose Dataset draws random numbers in `__getitem__`,
