@@ -1,6 +1,7 @@
 """`AutoResume` and `ResumeFromCheckpoint` (luz_callback_auto_resume / luz_callback_resume_from_checkpoint)."""
 
 import errno
+import io
 import os
 import queue
 import sys
@@ -25,7 +26,6 @@ from ..checks import check_bool, check_int, check_path, check_positive, fail
 from ..control import SkipEpoch
 from ..distributed import is_main_process, world_size
 from ..files import atomic_write, remove_temp_files
-from ..nested import map_tensors
 from ..positions import PositionedLoader
 from .base import Callback
 from .defaults import metric_device
@@ -62,10 +62,11 @@ class AutoResume(Callback):
     states at the epoch's start (which give the epoch's data order again) and the number of
     batches trained on. A re-run then draws the same order, skips those batches without loading
     them and continues with the same random numbers, so a crash loses at most N steps and the
-    result is the same as without it. The training thread only copies the state (the tensors cloned,
-    about 0.5 ms for a small MLP, most of it reading the RNG states); a persistent background
-    thread serializes the copy and writes it to the file (a write still in progress when the next
-    one is due is waited for).
+    result is the same as without it. The training thread only copies the state (serialized into
+    memory, about 0.5 ms for a small MLP); a persistent background thread writes it to the file
+    (a write still in progress when the next one is due is waited for). Serializing on the
+    writer thread instead costs more process CPU in all: the two threads then trade the GIL at
+    every torch op.
     Mid-epoch checkpoints aren't supported under DDP (epoch-end ones are). During such a fit
     `ctx.train_data` is a `pyluz.positions.PositionedLoader` around the loader (its attributes
     are the loader's). With a DataLoader whose Dataset draws random numbers in `__getitem__`,
@@ -255,17 +256,17 @@ class AutoResume(Callback):
                 return  # the epoch's end writes in a moment
         except TypeError:
             pass
-        state = snapshot(checkpoint_state(ctx))
+        state = checkpoint_state(ctx)
         state["epoch"] = int(ctx.epoch) - 1  # finished epochs
         state["position"] = {
             "epoch": int(ctx.epoch),
             "consumed": int(ctx.iter),
-            "metrics": [m.state_dict() for m in ctx.metrics["train"]],  # copies already
-            "epoch_rng": loader.epoch_rng,  # made fresh at the epoch's start, never changed: no copy
+            "epoch_rng": loader.epoch_rng,  # made fresh at the epoch's start, never changed
+            "metrics": [m.state_dict() for m in ctx.metrics["train"]],
         }
         if self._writer is None:
             self._writer = BackgroundWriter()
-        self._writer.submit(self.path, state)  # serialized and written by the writer thread
+        self._writer.submit(self.path, serialized(state))
         self._since_write, self._last_write = 0, time.monotonic()
 
     def _wait_for_writes(self, quiet=False):
@@ -315,30 +316,19 @@ class AutoResume(Callback):
         return f"AutoResume(path={self.path!r}{extra})"
 
 
-def snapshot(state):
-    """`state` (from `checkpoint_state`) with every tensor cloned, so the writer thread can serialize it
-    while training changes the weights and optimizer states in place.
-
-    `checkpoint_state` already builds fresh containers (the model's `state_dict` and `plain` copies),
-    whose tensors are the live ones: only these need copying; the model's dict keeps its `_metadata`.
-    """
-    out = dict(state)
-    model = state["model"]
-    copied = type(model)((k, v.clone() if isinstance(v, torch.Tensor) else v) for k, v in model.items())
-    if hasattr(model, "_metadata"):
-        copied._metadata = model._metadata
-    out["model"] = copied
-    for key in ("optimizers", "callbacks", "records"):
-        out[key] = map_tensors(torch.Tensor.clone, state[key])
-    return out  # "rng": fresh tensors from get_rng_states
+def serialized(state):
+    """`state` as the bytes of a checkpoint file: the copy the training thread makes (no clones needed)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 class BackgroundWriter:
-    """One thread that serializes checkpoint states and writes them to files (atomically) while
-    training goes on.
+    """One thread that writes checkpoint bytes to files (atomically) while training goes on.
 
-    The state it gets must be a copy (see `snapshot`). `submit` waits for the previous write, so
-    at most one copy is held; an error in the thread is raised again by the next `submit` / `wait`.
+    The thread only does file I/O (write, fsync, rename), which runs without the GIL, so it
+    hardly competes with training. `submit` waits for the previous write, so at most one copy is
+    held; an error in the thread is raised again by the next `submit` / `wait`.
     """
 
     def __init__(self):
@@ -354,13 +344,13 @@ class BackgroundWriter:
             job = self._jobs.get()
             if job is None:
                 return
-            path, state = job
+            path, data = job
             try:
-                atomic_write(path, lambda f, state=state: torch.save(state, f))
+                atomic_write(path, lambda f, data=data: f.write(data))
             except BaseException as e:  # handed to the training thread
                 self._error = e
             finally:
-                del state, job
+                del data, job
                 self._idle.set()
 
     def wait(self):
