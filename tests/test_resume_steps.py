@@ -68,7 +68,7 @@ class KillAfterWrites(KillAfter):
         super().on_train_batch_end()
 
 
-def fit(path, scenario, extra=()):
+def fit(path, scenario, extra=(), metrics=None):
     torch.manual_seed(3)
     random.seed(3)
     np.random.seed(3)
@@ -87,7 +87,7 @@ def fit(path, scenario, extra=()):
                 total_steps=EPOCHS * BATCHES,
             )
         )
-    metrics = [pyluz.metrics.Accuracy()] if scenario == "metric" else None
+    metrics = [pyluz.metrics.Accuracy()] if scenario == "metric" else metrics
     model = pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=metrics)
     model = model.set_hparams(dropout=0.3).set_opt_hparams(lr=0.02)
     return model.fit(
@@ -200,6 +200,45 @@ def test_metric_state_round_trips():
     again = pyluz.metrics.Accuracy()
     again.load_state_dict(m.state_dict())
     assert again.compute() == m.compute() == pytest.approx(2 / 3)
+
+
+def test_torchmetrics_states_resume_inside_an_epoch(tmp_path):
+    # A sum-state metric and a "cat" (list) state metric: a resumed epoch continues their running states.
+    pytest.importorskip("torchmetrics")
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
+
+    def metrics():
+        return [MulticlassAccuracy(num_classes=2), MulticlassAUROC(num_classes=2)]
+
+    reference = fit(str(tmp_path / "ref.pt"), "memory", metrics=metrics())
+    path = str(tmp_path / "state.pt")
+    assert in_child(lambda: fit(path, "memory", [KillAfterWrites(14)], metrics=metrics())) == signal.SIGKILL
+    saved = read_checkpoint(path)["position"]["metrics"]
+    assert read_checkpoint(path)["position"]["consumed"] == 4
+    auroc = saved[2]["states"]  # after the loss: accuracy, AUROC
+    assert len(auroc["preds"]) == 4 and auroc["preds"][0].shape == (16, 2)  # one tensor per batch
+    assert saved[2]["update_count"] == 4
+    resumed = fit(path, "memory", metrics=metrics())
+    assert_same_run(reference, resumed)
+    assert {"multiclassaccuracy", "multiclassauroc"} <= set(resumed.records["metrics"]["train"][0])
+
+
+def test_torchmetric_state_round_trips():
+    pytest.importorskip("torchmetrics")
+    from torchmetrics.classification import MulticlassAUROC
+
+    from pyluz.metrics import TorchMetric
+
+    preds, target = torch.tensor([[0.2, 0.8], [0.6, 0.4], [0.3, 0.7]]), torch.tensor([1, 0, 0])
+    m = TorchMetric(MulticlassAUROC(num_classes=2)).fresh()
+    m.update(preds[:2], target[:2])
+    again = TorchMetric(MulticlassAUROC(num_classes=2)).fresh()
+    again.load_state_dict(m.state_dict())
+    again.update(preds[2:], target[2:])
+    m.update(preds[2:], target[2:])
+    assert again.compute() == m.compute()
+    with pytest.raises(ValueError, match="the saved state holds"):
+        again.load_state_dict({"states": {"tp": torch.zeros(2)}, "update_count": 1})
 
 
 def test_mid_epoch_arguments_are_checked(tmp_path):

@@ -64,7 +64,9 @@ class AutoResume(Callback):
     them and continues with the same random numbers, so a crash loses at most N steps and the
     result is the same as without it. The training thread only copies the state (serialized into
     memory, about 0.5 ms for a small MLP); a persistent background thread writes it to the file
-    (a write still in progress when the next one is due is waited for).
+    (a write still in progress when the next one is due is waited for). Serializing on the
+    writer thread instead costs more process CPU in all: the two threads then trade the GIL at
+    every torch op.
     Mid-epoch checkpoints aren't supported under DDP (epoch-end ones are). During such a fit
     `ctx.train_data` is a `pyluz.positions.PositionedLoader` around the loader (its attributes
     are the loader's). With a DataLoader whose Dataset draws random numbers in `__getitem__`,
