@@ -49,13 +49,15 @@ py_function <- function(f, what = "an R function", returns = TRUE, owner = NULL)
 # A new owner: an environment the R objects reaching one engine object hold.
 new_owner <- function() new.env(parent = emptyenv())
 
-# `f` for Python: the same function, held through a weak reference keyed by `owner`. Built in a
-# fresh environment so that the closure holds neither `f` nor `owner` itself.
-owned_function <- function(f, owner, what) {
-  env <- new.env(parent = asNamespace("pyluz"))
-  env$ref <- rlang::new_weakref(owner, value = f)
-  env$what <- what
-  local(function(...) {
+# `f` for Python: the same function, held through a weak reference keyed by `owner`. The closure
+# is made by `weakly_held()`, whose frame holds only the reference and the name, neither `f` nor
+# `owner` itself.
+owned_function <- function(f, owner, what) weakly_held(rlang::new_weakref(owner, value = f), what)
+
+weakly_held <- function(ref, what) {
+  force(ref)
+  force(what)
+  function(...) {
     f <- rlang::wref_value(ref)
     if (is.null(f)) {
       stop(sprintf(paste("The R function given as %s was freed with the R objects holding it",
@@ -63,7 +65,7 @@ owned_function <- function(f, owner, what) {
                          "while the engine object is used."), what), call. = FALSE)
     }
     f(...)
-  }, envir = env)
+  }
 }
 
 # Call engine function `fn`; errors come back as R conditions (see the file header).
