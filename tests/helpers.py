@@ -71,3 +71,16 @@ def slices(x, y, sizes):
         out.append((x[start : start + size], y[start : start + size]))
         start += size
     return out
+
+
+def resume_script():
+    """`tests/scripts/resume_run.py` as a module (the child script the resume tests run, and the
+    model, data and callbacks they share with it)."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "resume_run.py")
+    spec = importlib.util.spec_from_file_location("resume_run", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,6 +1,5 @@
 """AutoResume: an interrupted run, re-run, ends with exactly the weights of an uninterrupted one."""
 
-import importlib.util
 import os
 import random
 import subprocess
@@ -14,14 +13,13 @@ import pyluz
 from pyluz import checkpoints as C
 from pyluz import serialization as S
 from pyluz.callbacks import AutoResume, EarlyStopping, KeepBestModel
+from helpers import resume_script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "scripts", "resume_run.py")
 ROOT = os.path.dirname(HERE)
 
-_spec = importlib.util.spec_from_file_location("resume_run", SCRIPT)
-rr = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rr)
+rr = resume_script()
 
 
 class Crash(pyluz.Callback):

@@ -12,9 +12,8 @@ import signal
 import numpy as np
 import pytest
 import torch
-from helpers import Net, classification_data
+from helpers import Net, classification_data, resume_script
 from torch import nn
-from torch.utils.data import Dataset
 
 import pyluz
 from pyluz.callbacks import AutoResume, GradientAccumulation, LRScheduler
@@ -27,24 +26,8 @@ SCENARIOS = ["memory", "loader", "accumulation", "onecycle", "metric"]
 TRIALS = 4  # per scenario: 20 kills in all
 
 
-class RowDataset(Dataset):
-    """Map-style (not tensors), so batches come from a real DataLoader with a RandomSampler and workers."""
-
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return self.x[i], self.y[i]
-
-
-class NoisyLoss(pyluz.Callback):
-    """Scales the loss with Python's and numpy's RNGs, so their states matter too."""
-
-    def on_train_batch_after_loss(self):
-        self.ctx.loss_grad = self.ctx.loss_grad * (1 + 0.2 * random.random()) * (1 + 0.2 * float(np.random.rand()))
+_rr = resume_script()
+RowDataset, NoisyLoss = _rr.RowDataset, _rr.NoisyLoss
 
 
 class KillAfter(pyluz.Callback):
