@@ -419,7 +419,7 @@ def hold_lock(path, owner=None):
             same = False
         if same:
             break
-        f.close()  # the holder removed the file between our open and flock: lock the new one
+        f.close()  # the holder removed the file between our open and lockf: lock the new one
     f.seek(0)
     f.truncate()
     f.write(str(os.getpid()))
