@@ -317,6 +317,35 @@ report <- function(t0, fitted) {
 }
 """
 
+# luz's get-started accuracy, written in R, on the Python model; `__METRIC_ARGS__` takes extra
+# luz_metric() arguments (the rows r4 / r4k differ only there).
+R_METRIC_TEMPLATE = r"""
+accuracy <- luz_metric(
+  abbrev = "Acc",
+  initialize = function() {
+    self$correct <- 0
+    self$total <- 0
+  },
+  update = function(preds, target) {
+    pred <- torch_argmax(preds, dim = 2)
+    self$correct <- self$correct + (pred == target)$to(dtype = torch_float())$sum()$item()
+    self$total <- self$total + pred$numel()
+  },
+  compute = function() self$correct / self$total__METRIC_ARGS__
+)
+invisible(train(bench$make_model(cfg), x_warm, y_warm, metrics = list(accuracy())))
+model <- bench$make_model(cfg)
+t0 <- start_clock()
+report(t0, train(model, x, y, metrics = list(accuracy())))
+"""
+
+
+def r_metric_script(update_every=None):
+    """The R script of the R-metric rows: luz's accuracy, buffering `update_every` batches if given."""
+    extra = "" if update_every is None else f",\n  update_every = {int(update_every)}"
+    return R_PRELUDE + R_METRIC_TEMPLATE.replace("__METRIC_ARGS__", extra)
+
+
 R_SCRIPTS = {
     # a Python nn.Module (bench/run.py's make_model) trained from R with R's loss and optimizer
     "r_py_model": R_PRELUDE
@@ -372,48 +401,9 @@ t0 <- start_clock()
 report(t0, train(model, x, y, callbacks = list(count_batches())))
 """,
     # the Python model plus a metric written in R (luz's get-started accuracy): update() per batch
-    "r_r_metric": R_PRELUDE
-    + r"""
-accuracy <- luz_metric(
-  abbrev = "Acc",
-  initialize = function() {
-    self$correct <- 0
-    self$total <- 0
-  },
-  update = function(preds, target) {
-    pred <- torch_argmax(preds, dim = 2)
-    self$correct <- self$correct + (pred == target)$to(dtype = torch_float())$sum()$item()
-    self$total <- self$total + pred$numel()
-  },
-  compute = function() self$correct / self$total
-)
-invisible(train(bench$make_model(cfg), x_warm, y_warm, metrics = list(accuracy())))
-model <- bench$make_model(cfg)
-t0 <- start_clock()
-report(t0, train(model, x, y, metrics = list(accuracy())))
-""",
+    "r_r_metric": r_metric_script(),
     # the same R metric with update_every = 8: one R update per 8 batches, on their concatenation
-    "r_r_metric_k": R_PRELUDE
-    + r"""
-accuracy <- luz_metric(
-  abbrev = "Acc",
-  initialize = function() {
-    self$correct <- 0
-    self$total <- 0
-  },
-  update = function(preds, target) {
-    pred <- torch_argmax(preds, dim = 2)
-    self$correct <- self$correct + (pred == target)$to(dtype = torch_float())$sum()$item()
-    self$total <- self$total + pred$numel()
-  },
-  compute = function() self$correct / self$total,
-  update_every = 8
-)
-invisible(train(bench$make_model(cfg), x_warm, y_warm, metrics = list(accuracy())))
-model <- bench$make_model(cfg)
-t0 <- start_clock()
-report(t0, train(model, x, y, metrics = list(accuracy())))
-""",
+    "r_r_metric_k": r_metric_script(update_every=8),
     # the Python model plus an R callback reading ctx$loss every train batch
     "r_r_ctx_loss": R_PRELUDE
     + r"""

@@ -103,6 +103,7 @@ class LuzModule:
             luz_module=self,
             opt_names=run.opt_names,
             optimizer_states=run.optimizer_states,
+            capture=run.capture,
         )
 
     def __repr__(self):

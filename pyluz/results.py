@@ -9,6 +9,8 @@ import pandas as pd
 import torch
 
 from . import distributed
+from .callbacks.base import check_callbacks
+from .callbacks.trace_forward import TraceForward
 from .checks import check_bool
 from .metrics import format_metric_value
 from .model_file import write_fitted
@@ -81,6 +83,7 @@ class Fitted:
         opt_names: list[str],
         example_input: Any = None,
         optimizer_states: dict | None = None,
+        capture: TraceForward | None = None,
     ) -> None:
         self.model = model
         self.records = records
@@ -91,6 +94,9 @@ class Fitted:
         self.example_input = example_input
         # The optimizers' final state_dict()s (None for a loaded model), for `fit()` to continue from.
         self.optimizer_states = optimizer_states
+        # The fit's TraceForward callback (R's `capture = TRUE`), or None: `predict()`/`evaluate()`
+        # trace and replay the forward with it too; `capture.report`/`frame()`/`summary()` say what ran.
+        self.capture = capture
 
     def fit(
         self,
@@ -140,6 +146,7 @@ class Fitted:
             opt_names=run.opt_names,
             example_input=self.example_input,
             optimizer_states=run.optimizer_states,
+            capture=run.capture,
         )
 
     @property
@@ -158,6 +165,7 @@ class Fitted:
         accelerator: Any = None,
         verbose: bool | None = None,
         dataloader_options: dict | None = None,
+        capture: bool | None = None,
         **kwargs: Any,
     ) -> Any:
         """Run the model (or its `predict()` method, with `kwargs`) over `newdata` without gradients.
@@ -172,6 +180,11 @@ class Fitted:
 
         `stack=True` concatenates batch outputs (tensors, or tuples/dicts of tensors) along dim 0;
         other outputs come back as the list of per-batch results.
+
+        `capture`: whether the forward is traced and replayed (see `TraceForward`); None (the
+        default) traces when the fit did (``self.capture``, reusing its programs), False runs the
+        forward eagerly, True traces (with a new ``TraceForward(only_r=False)`` kept in
+        ``self.capture`` when the fit did not trace). The outputs are the same bit for bit.
 
         >>> class TwoInputs(nn.Module):
         ...     def __init__(self):
@@ -191,7 +204,7 @@ class Fitted:
             self,
             newdata,
             stack=stack,
-            callbacks=callbacks,
+            callbacks=self._with_capture(callbacks, capture),
             accelerator=accelerator,
             verbose=verbose,
             dataloader_options=dataloader_options,
@@ -206,18 +219,47 @@ class Fitted:
         accelerator: Any = None,
         verbose: bool | None = None,
         dataloader_options: dict | None = None,
+        capture: bool | None = None,
     ) -> Evaluation:
-        """Loss and metrics over `data` (one validation pass); `metrics` overrides setup's metrics."""
+        """Loss and metrics over `data` (one validation pass); `metrics` overrides setup's metrics.
+
+        `capture` as in `predict()`: None traces the forward when the fit did.
+        """
         records = run_evaluate(
             self,
             data,
             metrics=metrics,
-            callbacks=callbacks,
+            callbacks=self._with_capture(callbacks, capture),
             accelerator=accelerator,
             verbose=verbose,
             dataloader_options=dataloader_options,
         )
         return Evaluation(records)
+
+    def _with_capture(self, callbacks, capture):
+        """`callbacks` with the TraceForward that `capture` asks for (see `predict()`)."""
+        if capture is None:
+            trace = self.capture
+        elif check_bool(capture, "capture"):
+            if self.capture is None:
+                self.capture = TraceForward(only_r=False)
+            trace = self.capture
+        else:
+            trace = None
+        callbacks = check_callbacks(callbacks)
+        if trace is not None and trace not in callbacks:
+            callbacks.append(trace)
+        return callbacks
+
+    def capture_frame(self) -> pd.DataFrame | None:
+        """What tracing did (see `TraceForward`), one row per key, or None without tracing.
+
+        Columns: `key` (mode, grad mode, input shapes), `status` (``traced``: a program is held
+        and the key's calls replay it; ``eager``: it runs the forward, `reason` says why;
+        ``dropped``: its program was dropped, `reason` says why, the next call traces again),
+        `reason`, `traces`, `drops`, `replays`, `eager_calls` (over the fit, predicts and evaluates).
+        """
+        return None if self.capture is None else pd.DataFrame(self.capture.frame())
 
     def get_metrics(self, wide: bool = False) -> pd.DataFrame:
         """DataFrame[set, metric, epoch, value] of every recorded metric.

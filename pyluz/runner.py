@@ -15,6 +15,7 @@ from .accelerator import Accelerator, move_to_device
 from .callbacks.base import check_callbacks, order_callbacks
 from .callbacks.defaults import default_evaluate_callbacks, default_fit_callbacks, default_predict_callbacks
 from .callbacks.progress import default_verbose
+from .callbacks.trace_forward import TraceForward
 from .checks import check_optional_bool, check_type, fail, is_integer, message
 from .context import Context
 from .control import CallbackError, ControlFlow, InputMismatchError, PeerFailure
@@ -36,6 +37,7 @@ class FitRun:
     records: dict
     opt_names: list
     optimizer_states: dict | None = None
+    capture: object = None  # the fit's TraceForward callback, if any (predict/evaluate reuse it)
 
 
 def check_epochs(epochs):
@@ -106,6 +108,13 @@ def model_step(model, ctx):
     """The module's own `step()`, or luz's default step bound to ctx."""
     step = getattr(model, "step", None)
     return step if callable(step) else functools.partial(default_step, ctx)
+
+
+def put_forward_back(callbacks):
+    """Every TraceForward among `callbacks` puts the model's own forward back (a run that raised too)."""
+    for cb in callbacks:
+        if isinstance(cb, TraceForward):
+            cb.uninstall()
 
 
 def attach_context(model, ctx):
@@ -187,10 +196,14 @@ def run_fit(
         raise
     finally:
         attach_context(model, None)
+        put_forward_back(user_callbacks)
         records = ctx.records
         ctx.clean()
     # Under DDP `model` is the DistributedDataParallel wrapper; the fitted model is the user's module.
-    return FitRun(model=module, records=records, opt_names=list(optimizers), optimizer_states=optimizer_states)
+    capture = next((cb for cb in user_callbacks if isinstance(cb, TraceForward)), None)
+    return FitRun(
+        model=module, records=records, opt_names=list(optimizers), optimizer_states=optimizer_states, capture=capture
+    )
 
 
 def load_optimizer_states(optimizers, states):
@@ -391,6 +404,7 @@ def run_evaluate(fitted, data, metrics=None, callbacks=None, accelerator=None, v
         outside_fit(valid_loop, "evaluate", ctx, argument="data")
     finally:
         attach_context(ctx.model, None)
+        put_forward_back(ctx.callbacks)
         records = ctx.records
         ctx.clean()
     return records
@@ -416,6 +430,7 @@ def run_predict(
             preds = [predict_zero_rows(ctx, loader, predict_fn, kwargs)]
     finally:
         attach_context(model, None)
+        put_forward_back(ctx.callbacks)
         ctx.clean()
     return stack_predictions(preds) if stack else preds
 

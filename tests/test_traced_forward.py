@@ -139,7 +139,15 @@ def test_inspect_names_the_submodule_and_its_reason():
     tf = TracedForward(m, inspect=lambda sub: "prints (`cat()`)" if isinstance(sub, nn.ReLU) else None)
     x = torch.randn(3, 2)
     assert torch.equal(tf(x), m(x))
-    assert list(tf.report.values()) == ["`1`: prints (`cat()`)"]
+    assert list(tf.report.values()) == ["eager: `1`: prints (`cat()`)"]
+    (record,) = tf.records.values()
+    assert (record.status, record.reason, record.traces, record.replays, record.eager_calls) == (
+        "eager",
+        "`1`: prints (`cat()`)",
+        0,
+        0,
+        1,
+    )
 
 
 def test_the_number_of_programs_is_capped():
@@ -171,7 +179,31 @@ def test_invalidate_drops_programs_and_field_assigned_finds_them():
     field_assigned(m)
     assert tf.programs == {}
     assert tf.dropped == ["a module field was assigned after tracing"]
+    assert tf.report == {"train, input [2]": "dropped: a module field was assigned after tracing"}
+    assert "no program in use" in tf.summary()
     assert torch.equal(tf(x), 3 * x)
+    (record,) = tf.records.values()
+    assert (record.status, record.reason, record.traces, record.drops, record.replays) == ("traced", None, 2, 1, 3)
+    assert tf.summary() == "1 program in use; train, input [2]: traced (2 traces, 1 drop, 3 replays)"
+
+
+def test_invalidate_keeps_eager_keys_eager_and_says_nothing_when_nothing_was_held():
+    tf = TracedForward(nn.Linear(2, 2), inspect=lambda sub: "prints (`cat()`)")
+    tf(torch.randn(3, 2))
+    assert tf.invalidate() is False  # no program: nothing dropped, no re-inspection at every assignment
+    assert tf.dropped == [] and tf.report == {"train, input [3, 2]": "eager: prints (`cat()`)"}
+
+
+def test_keys_differing_only_in_dtype_are_reported_apart():
+    tf = TracedForward(nn.ReLU())
+    tf(torch.randn(2, 3))
+    tf(torch.randn(2, 3, dtype=torch.float64).requires_grad_())
+    tf(torch.ones(2, 3, dtype=torch.int64))
+    assert tf.report == {
+        "train, input [2, 3]": "traced",
+        "train, input [2, 3] float64 (requires grad)": "traced",
+        "train, input [2, 3] int64": "traced",
+    }
 
 
 def test_trace_forward_callback_fit_equals_eager_and_puts_the_forward_back():
@@ -192,3 +224,47 @@ def test_trace_forward_callback_fit_equals_eager_and_puts_the_forward_back():
     skipped = pyluz.callbacks.TraceForward()  # only R-defined models by default
     fit([skipped])
     assert skipped.report == {}
+
+
+def test_predict_and_evaluate_replay_the_fits_programs_and_equal_eager():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(80, 4, generator=g), torch.randint(0, 3, (80,), generator=g)
+    torch.manual_seed(2)
+    mod = pyluz.setup(net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
+    trace = pyluz.callbacks.TraceForward(only_r=False)
+    fitted = mod.fit((x, y), epochs=1, verbose=False, valid_data=(x[:32], y[:32]), callbacks=[trace])
+    assert fitted.capture is trace
+    valid_key = "eval (no grad), input [32, 4]"
+    replays = trace.traced.records[next(k for k in trace.traced.records if not k[0])].replays
+    newdata = x[:50]  # batches of 32 and 18: the first key was traced during validation
+    eager = fitted.predict(newdata, verbose=False, capture=False)
+    assert trace.traced.records[next(k for k in trace.traced.records if not k[0])].replays == replays
+    replayed = fitted.predict(newdata, verbose=False)
+    assert torch.equal(eager, replayed)
+    assert "forward" not in fitted.model.__dict__
+    report = trace.report
+    assert report[valid_key] == "traced" and report["eval (no grad), input [18, 4]"] == "traced"
+    frame = fitted.capture_frame().set_index("key")
+    assert frame.loc[valid_key, "replays"] == replays + 1 and frame.loc[valid_key, "traces"] == 1
+    e_eager = fitted.evaluate((newdata, y[:50]), verbose=False, capture=False)["loss"]
+    e_traced = fitted.evaluate((newdata, y[:50]), verbose=False)["loss"]
+    assert e_eager == e_traced
+    assert fitted.capture_frame().set_index("key").loc[valid_key, "replays"] == replays + 2
+    assert "forward" not in fitted.model.__dict__
+
+
+def test_predict_capture_true_without_a_traced_fit_and_the_forward_put_back_after_an_error():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(40, 4, generator=g), torch.randint(0, 3, (40,), generator=g)
+    fitted = pyluz.setup(net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).fit(
+        (x, y), epochs=1, verbose=False
+    )
+    assert fitted.capture is None and fitted.capture_frame() is None
+    eager = fitted.predict(x, verbose=False)
+    assert torch.equal(fitted.predict(x, verbose=False, capture=True), eager)
+    assert set(fitted.capture.report.values()) == {TRACED}
+    with pytest.raises(pyluz.control.InputMismatchError):
+        fitted.predict(torch.randn(5, 7), verbose=False)  # wrong width: the forward fails
+    assert "forward" not in fitted.model.__dict__
+    with pytest.raises(TypeError, match="capture"):
+        fitted.predict(x, verbose=False, capture="yes")

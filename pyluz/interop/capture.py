@@ -20,6 +20,10 @@ forward reads a value back to the host while traced (``item()``, ``numpy()``, ``
 ``max_programs`` programs exist already (variable-length inputs). :meth:`invalidate` drops
 every program (the R front end calls it when a module field is assigned after capture).
 
+What ran is kept per key (:class:`KeyRecord`: status ``traced`` / ``eager`` / ``dropped`` with
+its reason, and how many traces, replays and eager calls there were); :meth:`TracedForward.frame`
+and :meth:`TracedForward.summary` are the one place both front ends format it from.
+
 Known limits: an in-place edit of a parameter's ``.data`` that replaces the tensor, a Python
 ``setattr`` on the module after capture, and values the forward reads from elsewhere (globals,
 constants created from R values) are frozen at trace time; autocast regions are not keys.
@@ -29,15 +33,30 @@ from __future__ import annotations
 
 
 import weakref
+from dataclasses import dataclass
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 from ..nested import children, tensors
 
-__all__ = ["HostReadError", "TracedForward", "signature", "field_assigned", "TRACED"]
+__all__ = [
+    "HostReadError",
+    "KeyRecord",
+    "TracedForward",
+    "signature",
+    "field_assigned",
+    "TRACED",
+    "EAGER",
+    "DROPPED",
+    "FRAME_FIELDS",
+]
 
-TRACED = "traced"
+TRACED = "traced"  # a program is held for the key; its calls replay it
+EAGER = "eager"  # the key runs the eager forward (the reason says why)
+DROPPED = "dropped"  # the key's program was dropped (the reason says why); its next call traces again
+DROP_REASON = "a module field was assigned after tracing"
+FRAME_FIELDS = ("key", "status", "reason", "traces", "drops", "replays", "eager_calls")  # KeyRecord's
 MAX_PROGRAMS = 8
 
 _HOST_READS = {
@@ -86,17 +105,55 @@ def signature(value):
 
 def _describe(key):
     training, grad, sig = key
-    shapes = [tuple(t) for t in _shapes(sig)]
     mode = "train" if training else "eval"
-    return f"{mode}{'' if grad else ' (no grad)'}, input {', '.join(str(list(s)) for s in shapes)}"
+    return f"{mode}{'' if grad else ' (no grad)'}, input {', '.join(_tensor_text(t) for t in _tensor_sigs(sig))}"
 
 
-def _shapes(sig):
+def _tensor_text(sig):
+    shape, dtype, device, requires_grad = sig
+    text = str(list(shape))
+    if dtype != torch.float32:
+        text += f" {str(dtype).removeprefix('torch.')}"
+    if device.type != "cpu":
+        text += f" {device}"
+    return text + (" (requires grad)" if requires_grad else "")
+
+
+def _tensor_sigs(sig):
     if isinstance(sig, tuple) and len(sig) == 4 and isinstance(sig[1], torch.dtype):
-        return [sig[0]]
+        return [sig]
     if isinstance(sig, tuple) and len(sig) == 3 and isinstance(sig[2], tuple):
-        return [s for part in sig[2] for s in _shapes(part)]
+        return [s for part in sig[2] for s in _tensor_sigs(part)]
     return []
+
+
+def _count(n, what):
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+@dataclass
+class KeyRecord:
+    """What ran for one key: its status now, the reason (eager / dropped), and the counts of calls."""
+
+    key: str
+    status: str = TRACED
+    reason: str | None = None
+    traces: int = 0  # programs recorded (more than one after drops)
+    drops: int = 0  # times its program was dropped
+    replays: int = 0  # calls that ran a program
+    eager_calls: int = 0  # calls that ran the eager forward
+
+    @property
+    def text(self):
+        """``traced``, ``eager: <reason>`` or ``dropped: <reason>`` (the status a report shows)."""
+        return self.status if self.reason is None else f"{self.status}: {self.reason}"
+
+    def line(self):
+        """One line for a ``Tracing:`` summary: the key, its status and what ran."""
+        ran = [_count(n, what) for n, what in ((self.replays, "replay"), (self.eager_calls, "eager call")) if n]
+        if self.traces > 1 or self.drops:
+            ran.insert(0, f"{_count(self.traces, 'trace')}, {_count(self.drops, 'drop')}")
+        return f"{self.key}: {self.text}" + (f" ({', '.join(ran)})" if ran else "")
 
 
 class TracedForward:
@@ -104,7 +161,9 @@ class TracedForward:
 
     ``eager`` is the forward to trace (by default ``module.forward``); ``inspect(submodule)``
     (optional) returns a reason not to trace (a string) or ``None`` for each submodule that has an
-    R forward. ``report`` maps each key's description to ``"traced"`` or the reason it runs eagerly.
+    R forward. ``records`` holds a :class:`KeyRecord` per key (what ran); ``report`` maps each
+    key's description to its status text: ``"traced"`` (its calls replay a program), ``"eager: <reason>"``
+    or ``"dropped: <reason>"`` (the program was dropped; the next call traces again).
 
     Example:
 
@@ -115,8 +174,10 @@ class TracedForward:
     <torch._C.Generator object at ...>
     >>> torch.manual_seed(1); replayed = traced(x)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
-    >>> torch.equal(eager, replayed), list(traced.report.values())
-    (True, ['traced'])
+    >>> torch.equal(eager, replayed), traced.report
+    (True, {'train, input [8, 4]': 'traced'})
+    >>> traced.summary()
+    '1 program in use; train, input [8, 4]: traced (1 replay)'
     """
 
     def __init__(self, module, eager=None, inspect=None, max_programs=MAX_PROGRAMS):
@@ -125,7 +186,7 @@ class TracedForward:
         self.inspect = inspect
         self.max_programs = max_programs
         self.programs = {}  # key -> program, or None where the key runs eagerly
-        self.report = {}  # description of a key -> "traced" or the reason
+        self.records = {}  # key -> KeyRecord, in the order keys were first seen
         self.dropped = []  # why the programs were dropped, once per time
         self._static_reason = False  # not checked yet
         self._tracing = False
@@ -140,16 +201,46 @@ class TracedForward:
         if program is False:
             program = self._capture(key, args, kwargs)
         if program is None:
+            self.records[key].eager_calls += 1
             return self.eager(*args, **kwargs)
+        self.records[key].replays += 1
         params = dict(self.module.named_parameters())
         buffers = dict(self.module.named_buffers())
         return program(params, buffers, args, kwargs)
 
-    def invalidate(self, reason="a module field was assigned after tracing"):
-        """Drop every program (the next call with each key traces again)."""
-        self.programs.clear()
+    def invalidate(self, reason=DROP_REASON):
+        """Drop every program (the next call with each key traces again); eager keys stay eager.
+
+        Returns whether there was a program to drop.
+        """
+        held = [key for key, program in self.programs.items() if program is not None]
+        if not held:
+            return False
+        for key in held:
+            del self.programs[key]
+            record = self.records[key]
+            record.status, record.reason = DROPPED, reason
+            record.drops += 1
         self.dropped.append(reason)
         self._static_reason = False
+        return True
+
+    @property
+    def report(self):
+        """``{key description: status text}`` (see :attr:`KeyRecord.text`)."""
+        return {r.key: r.text for r in self.records.values()}
+
+    def frame(self):
+        """Columns (a dict of lists) of one row per key: key, status, reason, traces, drops, replays, eager_calls."""
+        return {f: [getattr(r, f) for r in self.records.values()] for f in FRAME_FIELDS}
+
+    def summary(self):
+        """What tracing did, in one line (the ``Tracing:`` line of a verbose fit)."""
+        if not self.records:
+            return "nothing traced"
+        held = self.traced_count
+        head = f"{_count(held, 'program')} in use" if held else "no program in use"
+        return "; ".join([head] + [r.line() for r in self.records.values()])
 
     @property
     def traced_count(self):
@@ -166,7 +257,14 @@ class TracedForward:
         if reason is None:
             program, reason = self._trace(args, kwargs)
         self.programs[key] = program
-        self.report[_describe(key)] = TRACED if program is not None else reason
+        record = self.records.get(key)
+        if record is None:
+            record = self.records[key] = KeyRecord(_describe(key))
+        if program is not None:
+            record.status, record.reason = TRACED, None
+            record.traces += 1
+        else:
+            record.status, record.reason = EAGER, reason
         return program
 
     def _static(self):
@@ -226,5 +324,5 @@ def field_assigned(module):
     """A field of `module` was assigned (R's ``self$x <- value``): drop the programs tracing it."""
     ref = module.__dict__.get("_pyluz_traced")
     traced = ref() if ref is not None else None
-    if traced is not None and traced.programs:
+    if traced is not None:
         traced.invalidate()

@@ -90,20 +90,38 @@ capture_callback <- function(capture) {
   engine_module("callbacks")$TraceForward(inspect = r_callable(capture_inspect))
 }
 
-# What tracing did in a fit: one row per key (mode and input shapes).
-capture_frame <- function(callback) {
-  if (is.null(callback)) return(NULL)
-  report <- reticulate::py_to_r(reticulate::py_get_attr(callback, "report"))
-  status <- vapply(report, function(v) as.character(v), character(1))
-  traced <- status == "traced"
-  data.frame(key = names(report) %||% character(), traced = traced,
-             reason = ifelse(traced, NA_character_, status), stringsAsFactors = FALSE, row.names = NULL)
+# What tracing did (the engine's TraceForward.frame(): fit, predicts and evaluates so far), one row
+# per key: `key`, `status` ("traced", "eager", "dropped"), `traced` (a program is in use), `reason`,
+# and the counts `traces`, `drops`, `replays`, `eager_calls`. NULL without tracing.
+capture_frame <- function(trace) {
+  if (is.null(trace)) return(NULL)
+  cols <- as_r(trace$frame())
+  text <- function(v) vapply(v, function(x) if (is.null(x)) NA_character_ else as.character(x), character(1))
+  count <- function(v) vapply(v, as.integer, integer(1))
+  status <- text(cols$status)
+  data.frame(key = text(cols$key), status = status, traced = status == "traced", reason = text(cols$reason),
+             traces = count(cols$traces), drops = count(cols$drops), replays = count(cols$replays),
+             eager_calls = count(cols$eager_calls), stringsAsFactors = FALSE, row.names = NULL)
 }
 
-capture_summary <- function(frame) {
-  if (is.null(frame) || !nrow(frame)) return("nothing traced")
-  rows <- ifelse(frame$traced, "traced", paste("eager:", frame$reason))
-  paste(sprintf("%s (%s)", rows, frame$key), collapse = "; ")
+# The engine's TraceForward of a fitted model (NULL without tracing). `capture`: TRUE asks for
+# tracing even when the fit did not trace (a TraceForward with the static check is kept).
+fitted_trace <- function(py, capture = NULL) {
+  trace <- if (reticulate::py_has_attr(py, "capture")) reticulate::py_get_attr(py, "capture")
+  if (inherits(trace, "python.builtin.NoneType")) trace <- NULL
+  if (isTRUE(capture) && is.null(trace)) {
+    trace <- capture_callback(TRUE)
+    reticulate::py_set_attr(py, "capture", trace)
+  }
+  if (isFALSE(capture)) NULL else trace
+}
+
+# (the engine object may or may not convert its results)
+as_r <- function(x) if (is_py(x)) reticulate::py_to_r(x) else x
+
+# The `Tracing:` line of verbose output (formatted by the engine).
+capture_message <- function(trace, verbose) {
+  if (!is.null(trace) && isTRUE(verbose)) cli::cat_line("Tracing: ", as_r(trace$summary()))
 }
 
 as_capture <- function(capture, null_ok = FALSE) {

@@ -21,7 +21,7 @@
 #'   is not a dataloader. Defaults: batch size 32; training data shuffled, last incomplete batch
 #'   dropped.
 #' @return A `luz_module_fitted` object: `$model`, `$records`, `$ctx`, `$capture` (with
-#'   `capture = TRUE`: one row per traced key); use it with
+#'   `capture = TRUE`: what tracing did, one row per key; see "Tracing"); use it with
 #'   [predict()][predict.luz_module_fitted], [evaluate()], [get_metrics()], `print()`, `plot()`.
 #' @section Tracing:
 #' Every tensor operation of an R `forward()` crosses from R to Python. With `capture = TRUE`, the
@@ -32,8 +32,14 @@
 #' `train()`/`eval()` stay those of the module; dropout draws the same random numbers and the
 #' trained weights are the same, bit for bit, as without tracing.
 #'
-#' A key runs the R forward instead (the reason is in `fitted$capture`, and printed when
-#' `verbose`) when the forward reads a value back into R (`$item()`, `as_array()`, `if` on a
+#' `fitted$capture` tells what ran, one row per key (over the fit and the later [predict()] /
+#' [evaluate()] calls, which trace too unless given `capture = FALSE`): `status` is `"traced"` (a
+#' recording is in use: the key's calls replay it; `traced` is `TRUE`), `"eager"` (the key runs the
+#' R forward; `reason` says why) or `"dropped"` (its recording was dropped, `reason` says why; the
+#' next call traces again); `traces`, `drops`, `replays` and `eager_calls` count what happened. The
+#' same is printed on a `Tracing:` line when `verbose`.
+#'
+#' A key runs the R forward instead when the forward reads a value back into R (`$item()`, `as_array()`, `if` on a
 #' tensor), uses `ctx`, `private`, `<<-`, R's random numbers, prints, or assigns `self$...` fields;
 #' after more than 8 input signatures (variable-length inputs); or when tracing fails. Assigning a
 #' module field after tracing drops the recordings. What tracing can't see: in-place edits of a
@@ -70,10 +76,8 @@ fit.luz_module_generator <- function(object, data, epochs = 10, callbacks = NULL
     dataloader_options = as_py_dataloader_options(dataloader_options)
   )
   reticulate::py_set_attr(py, "example_input", reticulate::py_get_attr(keep_example, "example"))
-  fitted <- new_fitted(py, object$r_setup, object$owner)
-  fitted$capture <- capture_frame(trace)
-  if (!is.null(trace) && isTRUE(as_verbose(verbose))) cli::cat_line("Tracing: ", capture_summary(fitted$capture))
-  fitted
+  capture_message(trace, as_verbose(verbose))
+  new_fitted(py, object$r_setup, object$owner)
 }
 
 #' @export
@@ -137,6 +141,10 @@ new_fitted <- function(py, r_setup = NULL, owner = NULL) {
 #'   dimension; with `FALSE` a list of per-batch outputs is returned. Other named arguments are
 #'   passed to the module's `predict()` method.
 #' @param callbacks Callbacks to use (the `on_predict_*` breakpoints).
+#' @param capture Whether to trace the forward (see "Tracing" in [fit()]): `NULL` (the default)
+#'   traces when the fit did, replaying its recordings (the evaluation-mode ones of its validation);
+#'   `FALSE` runs the R forward; `TRUE` traces even when the fit did not. The predictions are the
+#'   same, bit for bit; `object$capture` tells what ran.
 #' @inheritParams fit.luz_module_generator
 #' @return A tensor (or a list of per-batch outputs).
 #' @importFrom stats predict
@@ -146,7 +154,9 @@ new_fitted <- function(py, r_setup = NULL, owner = NULL) {
 #' }
 #' @export
 predict.luz_module_fitted <- function(object, newdata, ..., callbacks = list(), accelerator = NULL,
-                                      verbose = NULL, dataloader_options = NULL) {
+                                      verbose = NULL, dataloader_options = NULL, capture = NULL) {
+  capture <- as_capture(capture, null_ok = TRUE)
+  trace <- fitted_trace(object$py, capture)
   dots <- rlang::list2(...)
   stack <- dots$stack %||% TRUE
   dots$stack <- NULL
@@ -157,13 +167,16 @@ predict.luz_module_fitted <- function(object, newdata, ..., callbacks = list(), 
   # luz's layout: a list is (x, y, ...) and only x is predicted from (the engine's predict()
   # takes in-memory data as the inputs only).
   if (is.list(newdata) && !is_py(newdata)) newdata <- newdata[1]
-  engine_call_kwargs(object$py$predict, list(as_engine_data(newdata, "newdata")), c(list(
+  preds <- engine_call_kwargs(object$py$predict, list(as_engine_data(newdata, "newdata")), c(list(
     stack = isTRUE(stack),
     callbacks = as_engine_callbacks(callbacks),
     accelerator = as_engine_accelerator(accelerator),
     verbose = as_verbose(verbose),
-    dataloader_options = as_py_dataloader_options(dataloader_options)
+    dataloader_options = as_py_dataloader_options(dataloader_options),
+    capture = capture
   ), dots))
+  capture_message(trace, as_verbose(verbose))
+  preds
 }
 
 #' Evaluate a fitted model
@@ -176,6 +189,8 @@ predict.luz_module_fitted <- function(object, newdata, ..., callbacks = list(), 
 #' @param metrics Metrics to compute instead of those given to [setup()] (the loss is always
 #'   included).
 #' @param callbacks Callbacks to use.
+#' @param capture Whether to trace the forward, as in [predict()][predict.luz_module_fitted]
+#'   (`NULL`: when the fit did).
 #' @inheritParams fit.luz_module_generator
 #' @return A `luz_module_evaluation`; see [get_metrics()].
 #' @examples
@@ -185,11 +200,13 @@ predict.luz_module_fitted <- function(object, newdata, ..., callbacks = list(), 
 #' }
 #' @export
 evaluate <- function(object, data, ..., metrics = NULL, callbacks = list(), accelerator = NULL,
-                     verbose = NULL, dataloader_options = NULL) {
+                     verbose = NULL, dataloader_options = NULL, capture = NULL) {
   if (!inherits(object, "luz_module_fitted")) {
     rlang::abort(sprintf("`evaluate()` expects a fitted model (the result of `fit()`), got <%s>.",
                          paste(class(object), collapse = "/")), class = "value_error")
   }
+  capture <- as_capture(capture, null_ok = TRUE)
+  trace <- fitted_trace(object$py, capture)
   py <- engine_call(
     object$py$evaluate,
     as_engine_data(data, "data"),
@@ -197,7 +214,9 @@ evaluate <- function(object, data, ..., metrics = NULL, callbacks = list(), acce
     callbacks = as_engine_callbacks(callbacks),
     accelerator = as_engine_accelerator(accelerator),
     verbose = as_verbose(verbose),
-    dataloader_options = as_py_dataloader_options(dataloader_options)
+    dataloader_options = as_py_dataloader_options(dataloader_options),
+    capture = capture
   )
+  capture_message(trace, as_verbose(verbose))
   structure(list(records = py$records, py = py), class = "luz_module_evaluation")
 }

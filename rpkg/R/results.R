@@ -65,13 +65,15 @@ last_metric_lines <- function(records, set) {
   vapply(names(last), function(nm) paste0(nm, ": ", format_metric_value(last[[nm]])), character(1))
 }
 
-# `fitted$records` and `fitted$model` are the engine's, read at each access (a checkpoint loaded
-# into the fitted model with restore_records = TRUE shows at once).
+# `fitted$records`, `fitted$model` and `fitted$capture` are the engine's, read at each access (a
+# checkpoint loaded into the fitted model with restore_records = TRUE shows at once; what tracing
+# did includes later predict()/evaluate() calls).
 #' @export
 `$.luz_module_fitted` <- function(x, name) {
   if (name %in% c("records", "model")) {
     return(reticulate::py_to_r(reticulate::py_get_attr(.subset2(x, "py"), name)))
   }
+  if (identical(name, "capture")) return(capture_frame(fitted_trace(.subset2(x, "py"))))
   .subset2(x, name)
 }
 

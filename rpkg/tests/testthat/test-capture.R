@@ -185,10 +185,38 @@ test_that("assigning a module field after capture drops the programs", {
   data <- mlp_data(64)
   eager <- capture_fit(scaled, data, capture = FALSE, epochs = 3, callbacks = list(rescale()))
   traced <- capture_fit(scaled, data, capture = TRUE, epochs = 3, callbacks = list(rescale()))
-  expect_true(all(traced$capture$traced))
   expect_equal(traced$model$scale, 27)
   expect_same_weights(eager, traced)
   # without dropping, the replay would keep scale = 1: the fits would differ
+  # The report tells the truth: the last epoch's assignment dropped the program (none in use now);
+  # each epoch traced it again (3 traces, 3 drops), and all 6 batches replayed.
+  cap <- traced$capture
+  expect_equal(cap$key, "train, input [32, 32]")
+  expect_equal(cap$status, "dropped")
+  expect_false(cap$traced)
+  expect_match(cap$reason, "a module field was assigned after tracing")
+  expect_equal(c(cap$traces, cap$drops, cap$replays, cap$eager_calls), c(3L, 3L, 6L, 0L))
+  # the next call traces again: the report follows
+  preds <- predict(traced, data[[1]][1:32, ], capture = TRUE)
+  expect_true(torch_equal(preds, predict(traced, data[[1]][1:32, ], capture = FALSE)))
+  cap <- traced$capture
+  expect_equal(cap$status, c("dropped", "traced"))
+  expect_equal(cap$key[2], "eval (no grad), input [32, 32]")
+})
+
+test_that("fitted$capture reports fallbacks per key with the counts of eager calls", {
+  skip_if_no_engine()
+  h <- hazards$item
+  traced <- capture_fit(mlp_with(h[[1]]), mlp_data(64), capture = TRUE, valid_data = mlp_data(40))
+  cap <- traced$capture
+  expect_equal(cap$status, rep("eager", 3))
+  expect_false(any(cap$traced))
+  expect_match(cap$reason, h[[2]])
+  expect_equal(cap$eager_calls[cap$key == "train, input [32, 32]"], 4L)  # 2 batches x 2 epochs
+  expect_equal(sum(cap$replays), 0L)
+  out <- capture.output(capture_fit(mlp_with(h[[1]]), mlp_data(64), capture = TRUE) %>%
+                          predict(mlp_data(8)[[1]], verbose = TRUE))
+  expect_match(paste(out, collapse = "\n"), "Tracing: no program in use; .*eager: reads a value back")
 })
 
 test_that("the number of programs is capped: new input signatures beyond it run eagerly", {
@@ -203,4 +231,52 @@ test_that("the number of programs is capped: new input signatures beyond it run 
   report <- tf$report
   expect_equal(unname(unlist(report[1:2])), c("traced", "traced"))
   expect_match(report[[3]], "more than 2 input signatures")
+})
+
+test_that("predict() and evaluate() replay eval-mode programs, equal to the R forward bit for bit", {
+  skip_if_no_engine()
+  bn_net <- nn_module(
+    "BNNetPredict",
+    initialize = function() {
+      self$fc1 <- nn_linear(32, 16)
+      self$bn <- nn_batch_norm1d(16)
+      self$drop <- nn_dropout(0.3)
+      self$fc2 <- nn_linear(16, 10)
+    },
+    forward = function(x) self$fc2(self$drop(nnf_relu(self$bn(self$fc1(x)))))
+  )
+  valid <- mlp_data(32)
+  traced <- capture_fit(bn_net, mlp_data(100), capture = TRUE, valid_data = valid)
+  newdata <- mlp_data(50)  # batches of 32 (traced in the fit's validation) and a partial 18
+  key32 <- "eval (no grad), input [32, 32]"
+  key18 <- "eval (no grad), input [18, 32]"
+  before <- traced$capture
+  expect_equal(before$replays[before$key == key32], 2L)  # one validation batch per epoch
+  state <- traced$model$state_dict()
+  eager <- predict(traced, newdata, capture = FALSE, dataloader_options = list(batch_size = 32))
+  expect_identical(traced$capture, before)  # capture = FALSE: nothing traced or replayed
+  replayed <- predict(traced, newdata, dataloader_options = list(batch_size = 32))
+  expect_true(torch_equal(eager, replayed))
+  after <- traced$capture
+  expect_equal(after$replays[after$key == key32], 3L)
+  expect_equal(after$status[after$key == key18], "traced")
+  expect_equal(after$traces[after$key == key32], 1L)  # the fit's program, not traced again
+  # evaluate: same loss with and without; the model (BatchNorm buffers) untouched
+  ev_eager <- evaluate(traced, newdata, capture = FALSE, dataloader_options = list(batch_size = 32))
+  ev_traced <- evaluate(traced, newdata, dataloader_options = list(batch_size = 32))
+  expect_identical(get_metrics(ev_eager), get_metrics(ev_traced))
+  expect_equal(traced$capture$replays[traced$capture$key == key18], 2L)
+  for (nm in names(state)) expect_true(torch_equal(state[[nm]], traced$model$state_dict()[[nm]]), label = nm)
+  expect_error(predict(traced, newdata, capture = "no"), "`capture` must be TRUE or FALSE or NULL")
+
+  # a fit without tracing: predict(capture = TRUE) traces, with R's static check of the forward
+  plain <- capture_fit(bn_net, mlp_data(100), capture = FALSE)
+  expect_null(plain$capture)
+  p_eager <- predict(plain, newdata)
+  expect_null(plain$capture)
+  expect_true(torch_equal(predict(plain, newdata, capture = TRUE), p_eager))
+  expect_true(all(plain$capture$traced))
+  hazard <- capture_fit(mlp_with(hazards$print[[1]]), mlp_data(64), capture = FALSE)
+  expect_true(torch_equal(predict(hazard, newdata, capture = TRUE), predict(hazard, newdata)))
+  expect_match(hazard$capture$reason, hazards$print[[2]])
 })
