@@ -367,6 +367,36 @@ class NestedDataset(Dataset):
         return nested.map_tensors(lambda t: t[i], self.tensors)
 
 
+class Deferred:
+    """Data that `fit` produces only when it needs it: after the model and its optimizers are built.
+
+    luz builds the model before it evaluates its data arguments (R evaluates arguments lazily), so
+    random numbers drawn while the data is made -- an R dataset drawing in `initialize()`, tensors
+    drawn inside the call -- come after the model's initial weights. A front end whose arguments
+    are evaluated eagerly passes `Deferred(make)` to keep that order; `make()` returns the data
+    (anything `fit` takes, a fraction for `valid_data` included). `valid_data` is made before
+    `data`, as luz evaluates them.
+
+    >>> made = []
+    >>> later = Deferred(lambda: made.append(1) or (torch.randn(8, 2), torch.randn(8, 1)))
+    >>> made, len(resolve(later)), made
+    ([], 2, [1])
+    """
+
+    def __init__(self, make):
+        if not callable(make):
+            fail("make", "a function of no arguments returning the data", make, "Deferred", TypeError)
+        self.make = make
+
+    def __repr__(self):
+        return f"Deferred({self.make!r})"
+
+
+def resolve(data):
+    """The data itself: `data.make()` for a `Deferred`, else `data` unchanged."""
+    return data.make() if isinstance(data, Deferred) else data
+
+
 def split_valid(data, fraction, argument="valid_data"):
     """Split `data` at random (torch RNG) into (train, valid) with `fraction` of the rows for validation.
 
