@@ -61,10 +61,10 @@ fit.luz_module_generator <- function(object, data, epochs = 10, callbacks = NULL
   py <- engine_call(
     pyluz_engine()$fit,
     object$py,
-    as_engine_data(data, "data"),
+    deferred_data(data, "data", as_engine_data),
     epochs = as_epochs(epochs),
     callbacks = c(as_engine_callbacks(callbacks), list(keep_example), ctx_binder(object$ctx_env), trace),
-    valid_data = as_engine_valid(valid_data),
+    valid_data = deferred_data(valid_data, "valid_data", as_engine_valid),
     accelerator = as_engine_accelerator(accelerator),
     verbose = as_verbose(verbose),
     dataloader_options = as_py_dataloader_options(dataloader_options)
@@ -101,11 +101,27 @@ as_epochs <- function(epochs) {
                        paste(format(epochs), collapse = ", ")), class = "value_error")
 }
 
-as_engine_valid <- function(valid_data) {
+# luz builds the model before it evaluates `data` and `valid_data` (lazy arguments), so random
+# numbers drawn while the data is made come after the initial weights: the engine converts `x`,
+# still a promise, after building the model and optimizers, `valid_data` first. The function the
+# engine calls sees this frame only, not the caller's: once `x` is forced, nothing of `fit()`'s
+# frame (the fitted model) stays reachable from an R function Python held.
+deferred_data <- function(x, argument, convert) {
+  force(argument)
+  force(convert)
+  make <- function() {
+    converted <- convert(x, argument)
+    x <<- NULL  # the engine has the data now; the R function may outlive the fit
+    converted
+  }
+  engine_module("data")$Deferred(py_function(make, sprintf("the code making `%s`", argument)))
+}
+
+as_engine_valid <- function(valid_data, argument = "valid_data") {
   if (is.numeric(valid_data) && length(valid_data) == 1 && is.null(dim(valid_data))) {
     return(as.double(valid_data))
   }
-  as_engine_data(valid_data, "valid_data")
+  as_engine_data(valid_data, argument)
 }
 
 as_engine_accelerator <- function(accelerator) {
