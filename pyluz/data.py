@@ -397,10 +397,42 @@ def resolve(data):
     return data.make() if isinstance(data, Deferred) else data
 
 
-def split_valid(data, fraction, argument="valid_data"):
-    """Split `data` at random (torch RNG) into (train, valid) with `fraction` of the rows for validation.
+class HeldOut:
+    """`valid_data`: a `fraction` of `data` held out, its rows picked by `sample(n, k)`.
 
-    luz's rule: the validation rows are a random sample, the training rows keep their order.
+    `sample` returns `k` distinct 0-based row indices below `n`, in the order drawn; a front end
+    passes one drawing from its own random numbers, as luz picks the rows with R's `sample.int()`.
+    A plain fraction picks them with torch's RNG.
+    """
+
+    def __init__(self, fraction, sample):
+        if not callable(sample):
+            fail("sample", "a function (n, k) returning k row indices", sample, "HeldOut", TypeError)
+        self.fraction, self.sample = fraction, sample
+
+    def __repr__(self):
+        return f"HeldOut({self.fraction!r}, {self.sample!r})"
+
+
+def _sampled_rows(sample, n, k, argument):
+    rows = torch.as_tensor(np.atleast_1d(np.asarray(sample(n, k))).astype(np.int64))
+    if (
+        rows.dim() != 1
+        or len(rows) != k
+        or len(rows.unique()) != k
+        or (k and not 0 <= int(rows.min()) <= int(rows.max()) < n)
+    ):
+        raise ValueError(
+            f"The sampler of `{argument}` must return {k} distinct row indices in [0, {n}), got {rows.tolist()!r}."
+        )
+    return rows
+
+
+def split_valid(data, fraction, argument="valid_data", sample=None):
+    """Split `data` at random into (train, valid) with `fraction` of the rows for validation.
+
+    luz's rule: the validation rows are a random sample, in the order drawn; the training rows
+    keep their order. The rows come from `sample(n, k)` (see `HeldOut`), else from torch's RNG.
     """
     if isinstance(fraction, bool) or not 0 <= fraction < 1:
         fail(argument, "a fraction in [0, 1) (or the validation data)", fraction)
@@ -423,9 +455,14 @@ def split_valid(data, fraction, argument="valid_data"):
             f"`{argument}={fraction!r}` of the {n} rows of `data` selects no validation row; use a "
             "larger fraction or pass the validation data itself."
         )
-    perm = torch.randperm(n)
-    valid_idx = perm[:n_valid]
-    train_idx = perm[n_valid:].sort().values
+    if sample is None:
+        perm = torch.randperm(n)
+        valid_idx, train_idx = perm[:n_valid], perm[n_valid:].sort().values
+    else:
+        valid_idx = _sampled_rows(sample, n, n_valid, argument)
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[valid_idx] = False
+        train_idx = keep.nonzero().flatten()
     if tensors is not None:
         return nested.map_tensors(lambda t: t[train_idx], tensors), nested.map_tensors(lambda t: t[valid_idx], tensors)
     return Subset(data, train_idx.tolist()), Subset(data, valid_idx.tolist())

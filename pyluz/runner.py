@@ -18,7 +18,7 @@ from .callbacks.progress import default_verbose
 from .checks import check_optional_bool, check_type, fail, is_integer, message
 from .context import Context
 from .control import CallbackError, ControlFlow, InputMismatchError, PeerFailure
-from .data import TensorBatches, as_batches, num_batches, resolve, split_valid
+from .data import HeldOut, TensorBatches, as_batches, num_batches, resolve, split_valid
 from . import distributed
 from .distributed import unwrap
 from .loop import default_step, fit_loop, predict_loop, valid_loop
@@ -146,7 +146,9 @@ def run_fit(
     valid_data = resolve(valid_data)
     data = resolve(data)
     check_given(data, "data", "fit")
-    if _is_fraction(valid_data):
+    if isinstance(valid_data, HeldOut):
+        data, valid_data = split_valid(data, valid_data.fraction, sample=valid_data.sample)
+    elif _is_fraction(valid_data):
         data, valid_data = split_valid(data, valid_data)
     pin = accelerator.pin_memory
     train = as_batches(data, dataloader_options, "train", "data", pin)

@@ -11,7 +11,8 @@
 #' @param epochs Number of epochs, or `c(min_epochs, max_epochs)`.
 #' @param callbacks A list of callbacks (e.g. `list(luz_callback_early_stopping())`), or one.
 #' @param valid_data Validation data (same kinds as `data`), or a fraction in `[0, 1)` of
-#'   `data` to hold out at random (not with a dataloader).
+#'   `data` to hold out at random (not with a dataloader); the rows are drawn with
+#'   `sample.int()`, as luz draws them, so `set.seed()` picks luz's rows.
 #' @param accelerator An [accelerator()]; by default the fastest device available.
 #' @param verbose Whether to print progress; `NULL` means `interactive()`.
 #' @param ... Must be empty.
@@ -117,12 +118,16 @@ deferred_data <- function(x, argument, convert) {
   engine_module("data")$Deferred(py_function(make, sprintf("the code making `%s`", argument)))
 }
 
+# A fraction holds out rows drawn with R's `sample.int()`, as luz draws them (so `set.seed()`
+# picks luz's rows and R's RNG moves on as in luz).
 as_engine_valid <- function(valid_data, argument = "valid_data") {
   if (is.numeric(valid_data) && length(valid_data) == 1 && is.null(dim(valid_data))) {
-    return(as.double(valid_data))
+    return(engine_module("data")$HeldOut(as.double(valid_data), py_function(sample_rows, "sample.int()")))
   }
   as_engine_data(valid_data, argument)
 }
+
+sample_rows <- function(n, size) sample.int(n, size) - 1L  # 0-based for the engine
 
 as_engine_accelerator <- function(accelerator) {
   if (is.null(accelerator) || is_py(accelerator)) return(accelerator)

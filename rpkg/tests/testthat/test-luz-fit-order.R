@@ -97,3 +97,23 @@ test_that("errors in the data arguments still name them, with their class", {
   expect_identical(conditionMessage(err), "no data here")
   expect_error(lr_finder(model, data.frame(a = 1)), "for `data`", class = "value_error")
 })
+
+test_that("a held-out fraction takes luz's rows: drawn with sample.int() from R's RNG", {
+  skip_if_no_engine()
+  x <- matrix(seq_len(64 * 4) / 100, 64, 4)
+  y <- rep(1:3, length.out = 64)
+  seen <- list()
+  valid_rows <- luz_callback(on_valid_batch_begin = function() {
+    seen[[length(seen) + 1]] <<- as_array(ctx$input)
+  })
+  set.seed(15)
+  order_net %>%
+    setup(loss = nn_cross_entropy_loss(), optimizer = optim_sgd) %>%
+    fit(list(x, y), epochs = 1, valid_data = 0.25, verbose = FALSE, callbacks = list(valid_rows()),
+        dataloader_options = list(batch_size = 8))
+  after_fit <- runif(1)
+  set.seed(15)
+  id_valid <- sample.int(64, size = 64 * 0.25)  # what luz draws
+  expect_equal(do.call(rbind, seen), x[id_valid, ], tolerance = 1e-6)
+  expect_identical(after_fit, runif(1))  # and R's RNG is where luz leaves it
+})
