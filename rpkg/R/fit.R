@@ -1,7 +1,9 @@
 #' Fit a model
 #'
 #' Trains a module prepared with [setup()], as luz's `fit()`. The loop runs in the Python
-#' engine; R callbacks, metrics and modules are called from it.
+#' engine; R callbacks, metrics and modules are called from it. As in luz, the model is built
+#' before `valid_data` and then `data` are evaluated, so with the same seeds the initial weights
+#' are luz's whatever making the data draws.
 #'
 #' @param object A `luz_module_generator` (from [setup()]).
 #' @param data Training data: a `dataloader()`, a `dataset()`/`tensor_dataset()`, a list of
