@@ -379,8 +379,9 @@ class Deferred:
 
     >>> made = []
     >>> later = Deferred(lambda: made.append(1) or (torch.randn(8, 2), torch.randn(8, 1)))
-    >>> made, len(resolve(later)), made
-    ([], 2, [1])
+    >>> before = len(made)
+    >>> before, len(resolve(later)), len(made)
+    (0, 2, 1)
     """
 
     def __init__(self, make):
