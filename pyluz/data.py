@@ -367,10 +367,73 @@ class NestedDataset(Dataset):
         return nested.map_tensors(lambda t: t[i], self.tensors)
 
 
-def split_valid(data, fraction, argument="valid_data"):
-    """Split `data` at random (torch RNG) into (train, valid) with `fraction` of the rows for validation.
+class Deferred:
+    """Data that `fit` produces only when it needs it: after the model and its optimizers are built.
 
-    luz's rule: the validation rows are a random sample, the training rows keep their order.
+    luz builds the model before it evaluates its data arguments (R evaluates arguments lazily), so
+    random numbers drawn while the data is made -- an R dataset drawing in `initialize()`, tensors
+    drawn inside the call -- come after the model's initial weights. A front end whose arguments
+    are evaluated eagerly passes `Deferred(make)` to keep that order; `make()` returns the data
+    (anything `fit` takes, a fraction for `valid_data` included). `valid_data` is made before
+    `data`, as luz evaluates them.
+
+    >>> made = []
+    >>> later = Deferred(lambda: made.append(1) or (torch.randn(8, 2), torch.randn(8, 1)))
+    >>> before = len(made)
+    >>> before, len(resolve(later)), len(made)
+    (0, 2, 1)
+    """
+
+    def __init__(self, make):
+        if not callable(make):
+            fail("make", "a function of no arguments returning the data", make, "Deferred", TypeError)
+        self.make = make
+
+    def __repr__(self):
+        return f"Deferred({self.make!r})"
+
+
+def resolve(data):
+    """The data itself: `data.make()` for a `Deferred`, else `data` unchanged."""
+    return data.make() if isinstance(data, Deferred) else data
+
+
+class HeldOut:
+    """`valid_data`: a `fraction` of `data` held out, its rows picked by `sample(n, k)`.
+
+    `sample` returns `k` distinct 0-based row indices below `n`, in the order drawn; a front end
+    passes one drawing from its own random numbers, as luz picks the rows with R's `sample.int()`.
+    A plain fraction picks them with torch's RNG.
+    """
+
+    def __init__(self, fraction, sample):
+        if not callable(sample):
+            fail("sample", "a function (n, k) returning k row indices", sample, "HeldOut", TypeError)
+        self.fraction, self.sample = fraction, sample
+
+    def __repr__(self):
+        return f"HeldOut({self.fraction!r}, {self.sample!r})"
+
+
+def _sampled_rows(sample, n, k, argument):
+    rows = torch.as_tensor(np.atleast_1d(np.asarray(sample(n, k))).astype(np.int64))
+    if (
+        rows.dim() != 1
+        or len(rows) != k
+        or len(rows.unique()) != k
+        or (k and not 0 <= int(rows.min()) <= int(rows.max()) < n)
+    ):
+        raise ValueError(
+            f"The sampler of `{argument}` must return {k} distinct row indices in [0, {n}), got {rows.tolist()!r}."
+        )
+    return rows
+
+
+def split_valid(data, fraction, argument="valid_data", sample=None):
+    """Split `data` at random into (train, valid) with `fraction` of the rows for validation.
+
+    luz's rule: the validation rows are a random sample, in the order drawn; the training rows
+    keep their order. The rows come from `sample(n, k)` (see `HeldOut`), else from torch's RNG.
     """
     if isinstance(fraction, bool) or not 0 <= fraction < 1:
         fail(argument, "a fraction in [0, 1) (or the validation data)", fraction)
@@ -393,9 +456,14 @@ def split_valid(data, fraction, argument="valid_data"):
             f"`{argument}={fraction!r}` of the {n} rows of `data` selects no validation row; use a "
             "larger fraction or pass the validation data itself."
         )
-    perm = torch.randperm(n)
-    valid_idx = perm[:n_valid]
-    train_idx = perm[n_valid:].sort().values
+    if sample is None:
+        perm = torch.randperm(n)
+        valid_idx, train_idx = perm[:n_valid], perm[n_valid:].sort().values
+    else:
+        valid_idx = _sampled_rows(sample, n, n_valid, argument)
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[valid_idx] = False
+        train_idx = keep.nonzero().flatten()
     if tensors is not None:
         return nested.map_tensors(lambda t: t[train_idx], tensors), nested.map_tensors(lambda t: t[valid_idx], tensors)
     return Subset(data, train_idx.tolist()), Subset(data, valid_idx.tolist())

@@ -52,7 +52,8 @@ What the engine does (all from ``Accelerator.prepare``, so a hand-written loop g
    files or print check :func:`is_main_process`.
 
 Seed every rank the same (``torch.manual_seed``) before ``fit``: a ``valid_data`` fraction is split
-with torch's RNG on each rank (pyluz warns when the ranks' seeds differ).
+with torch's RNG on each rank (pyluz warns when the ranks' seeds differ); a ``HeldOut`` fraction
+with its own sampler (from R: ``sample.int()``, so ``set.seed()`` every rank the same; not checked).
 
 A custom ``step()`` must run the forward pass through ``ctx.model(...)`` (the DDP wrapper) for the
 gradients to be averaged; calling ``self(...)`` or a submodule directly trains each rank on its own

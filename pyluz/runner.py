@@ -19,7 +19,7 @@ from .callbacks.trace_forward import TraceForward
 from .checks import check_optional_bool, check_type, fail, is_integer, message
 from .context import Context
 from .control import CallbackError, ControlFlow, InputMismatchError, PeerFailure
-from .data import TensorBatches, as_batches, num_batches, split_valid
+from .data import HeldOut, TensorBatches, as_batches, num_batches, resolve, split_valid
 from . import distributed
 from .distributed import unwrap
 from .loop import default_step, fit_loop, predict_loop, valid_loop
@@ -135,6 +135,8 @@ def run_fit(
 ):
     """Train what `luz_module` (a `LuzModule`) builds; returns a `FitRun`. Arguments as in `pyluz.fit`.
 
+    `data` / `valid_data` may be `pyluz.data.Deferred`: made after the model is built.
+
     `optimizer_states`: `{name: state_dict}` loaded into the fresh optimizers (continuing a fit).
     """
     called_at = time.perf_counter()
@@ -143,14 +145,20 @@ def run_fit(
     accelerator = check_accelerator(accelerator)
     verbose = check_verbose(verbose)
     metric_set = as_metric_set(luz_module.metrics)
-    check_given(data, "data", "fit")
-    if _is_fraction(valid_data):
-        data, valid_data = split_valid(data, valid_data)
 
+    # luz's order: the model and its optimizers first, then `valid_data`, then `data`, so that
+    # random numbers drawn while the data is made or split come after the initial weights.
     model = luz_module.build_model()
     optimizers = luz_module.build_optimizers(model)
     if optimizer_states is not None:
         load_optimizer_states(optimizers, optimizer_states)
+    valid_data = resolve(valid_data)
+    data = resolve(data)
+    check_given(data, "data", "fit")
+    if isinstance(valid_data, HeldOut):
+        data, valid_data = split_valid(data, valid_data.fraction, sample=valid_data.sample)
+    elif _is_fraction(valid_data):
+        data, valid_data = split_valid(data, valid_data)
     pin = accelerator.pin_memory
     train = as_batches(data, dataloader_options, "train", "data", pin)
     check_has_batches(train)

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 import pyluz
-from pyluz.data import TensorBatches, as_batches, split_valid
+from pyluz.data import HeldOut, TensorBatches, as_batches, split_valid
 from helpers import Net
 
 
@@ -156,6 +156,33 @@ def test_valid_fraction_split_is_random_and_complete():
     assert torch.equal(train[0], train[0].sort().values)  # training rows keep their order
     torch.manual_seed(1)
     assert torch.equal(split_valid((x,), 0.25)[1][0], valid[0])  # seeded by torch's RNG
+
+
+def test_a_sampler_picks_the_held_out_rows():
+    x = torch.arange(10.0)
+    train, valid = split_valid((x,), 0.3, sample=lambda n, k: [7, 2, 5][:k])
+    assert valid[0].tolist() == [7.0, 2.0, 5.0]  # in the order drawn
+    assert train[0].tolist() == [0.0, 1.0, 3.0, 4.0, 6.0, 8.0, 9.0]
+    assert split_valid((x,), 0.1, sample=lambda n, k: 4)[1][0].tolist() == [4.0]  # R's length-1 vector: a scalar
+    for bad in ([1, 1, 2], [1, 2], [0, 3, 10]):
+        with pytest.raises(ValueError, match=r"3 distinct row indices in \[0, 10\)"):
+            split_valid((x,), 0.3, sample=lambda n, k, bad=bad: bad)
+    with pytest.raises(TypeError, match="`sample`"):
+        HeldOut(0.3, None)
+
+
+def test_fit_holds_out_the_rows_a_held_out_sampler_picks(xy):
+    seen = []
+
+    class Valid(pyluz.Callback):
+        def on_valid_batch_begin(self):
+            seen.append(self.ctx.input.clone())
+
+    rows = list(range(95, 71, -1))  # 24 of the 96 rows, last first
+    pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1).fit(
+        xy, epochs=1, valid_data=HeldOut(0.25, lambda n, k: rows[:k]), verbose=False, callbacks=[Valid()]
+    )
+    assert torch.equal(torch.cat(seen), xy[0][rows])
 
 
 def test_valid_fraction_rules():

@@ -1,7 +1,9 @@
 #' Fit a model
 #'
 #' Trains a module prepared with [setup()], as luz's `fit()`. The loop runs in the Python
-#' engine; R callbacks, metrics and modules are called from it.
+#' engine; R callbacks, metrics and modules are called from it. As in luz, the model is built
+#' before `valid_data` and then `data` are evaluated, so with the same seeds the initial weights
+#' are luz's whatever making the data draws.
 #'
 #' @param object A `luz_module_generator` (from [setup()]).
 #' @param data Training data: a `dataloader()`, a `dataset()`/`tensor_dataset()`, a list of
@@ -11,7 +13,8 @@
 #' @param epochs Number of epochs, or `c(min_epochs, max_epochs)`.
 #' @param callbacks A list of callbacks (e.g. `list(luz_callback_early_stopping())`), or one.
 #' @param valid_data Validation data (same kinds as `data`), or a fraction in `[0, 1)` of
-#'   `data` to hold out at random (not with a dataloader).
+#'   `data` to hold out at random (not with a dataloader); the rows are drawn with
+#'   `sample.int()`, as luz draws them, so `set.seed()` picks luz's rows.
 #' @param accelerator An [accelerator()]; by default the fastest device available.
 #' @param verbose Whether to print progress; `NULL` means `interactive()`.
 #' @param ... Must be empty.
@@ -67,10 +70,10 @@ fit.luz_module_generator <- function(object, data, epochs = 10, callbacks = NULL
   py <- engine_call(
     pyluz_engine()$fit,
     object$py,
-    as_engine_data(data, "data"),
+    deferred_data(data, "data", as_engine_data),
     epochs = as_epochs(epochs),
     callbacks = c(as_engine_callbacks(callbacks), list(keep_example), ctx_binder(object$ctx_env), trace),
-    valid_data = as_engine_valid(valid_data),
+    valid_data = deferred_data(valid_data, "valid_data", as_engine_valid),
     accelerator = as_engine_accelerator(accelerator),
     verbose = as_verbose(verbose),
     dataloader_options = as_py_dataloader_options(dataloader_options)
@@ -105,12 +108,32 @@ as_epochs <- function(epochs) {
                        paste(format(epochs), collapse = ", ")), class = "value_error")
 }
 
-as_engine_valid <- function(valid_data) {
-  if (is.numeric(valid_data) && length(valid_data) == 1 && is.null(dim(valid_data))) {
-    return(as.double(valid_data))
+# luz builds the model before it evaluates `data` and `valid_data` (lazy arguments), so random
+# numbers drawn while the data is made come after the initial weights: the engine converts `x`,
+# still a promise, after building the model and optimizers, `valid_data` first. The function the
+# engine calls sees this frame only, not the caller's: once `x` is forced, nothing of `fit()`'s
+# frame (the fitted model) stays reachable from an R function Python held.
+deferred_data <- function(x, argument, convert) {
+  force(argument)
+  force(convert)
+  make <- function() {
+    converted <- convert(x, argument)
+    x <<- NULL  # the engine has the data now; the R function may outlive the fit
+    converted
   }
-  as_engine_data(valid_data, "valid_data")
+  engine_module("data")$Deferred(py_function(make, sprintf("the code making `%s`", argument)))
 }
+
+# A fraction holds out rows drawn with R's `sample.int()`, as luz draws them (so `set.seed()`
+# picks luz's rows and R's RNG moves on as in luz).
+as_engine_valid <- function(valid_data, argument = "valid_data") {
+  if (is.numeric(valid_data) && length(valid_data) == 1 && is.null(dim(valid_data))) {
+    return(engine_module("data")$HeldOut(as.double(valid_data), py_function(sample_rows, "sample.int()")))
+  }
+  as_engine_data(valid_data, argument)
+}
+
+sample_rows <- function(n, size) sample.int(n, size) - 1L  # 0-based for the engine
 
 as_engine_accelerator <- function(accelerator) {
   if (is.null(accelerator) || is_py(accelerator)) return(accelerator)

@@ -30,7 +30,7 @@ lr_finder <- function(object, data, steps = 100, start_lr = 1e-7, end_lr = 1e-1,
     rlang::abort("`steps` must be a whole number.", class = "value_error")
   }
   res <- engine_call(
-    engine_module("lr_finder")$lr_finder, object$py, as_engine_data(data, "data"),
+    engine_module("lr_finder")$lr_finder, object$py, deferred_data(data, "data", as_engine_data),
     steps = as.integer(steps), start_lr = as.double(start_lr), end_lr = as.double(end_lr),
     log_spaced = isTRUE(log_spaced_intervals), diverge_factor = NULL,  # luz records every step
     dataloader_options = as_py_dataloader_options(dots$dataloader_options),

@@ -6,13 +6,16 @@ test_that("training from R and from Python gives the same records (Python loss a
   torch <- py_torch()
   d <- make_class_data(120, seed = 7)
   torch$manual_seed(42)
+  set.seed(3)  # the held-out rows: R's sample.int(), as in luz
   fitted <- setup(fx$Net, loss = torch$nn$CrossEntropyLoss(), optimizer = torch$optim$Adam,
                   metrics = list(reticulate::import("pyluz.metrics")$Accuracy())) %>%
     set_hparams(n_in = 4, hidden = 16, n_out = 3) %>%
     set_opt_hparams(lr = 0.01) %>%
     fit(list(d$x, d$y), epochs = 3, valid_data = 0.25, verbose = FALSE,
         dataloader_options = list(batch_size = 16))
-  py <- fx$train_python(d$x, d$y, seed = 42, epochs = 3, lr = 0.01, batch_size = 16, valid = 0.25)
+  set.seed(3)
+  py <- fx$train_python(d$x, d$y, seed = 42, epochs = 3, lr = 0.01, batch_size = 16, valid = 0.25,
+                        valid_rows = sample.int(120, 30) - 1L)
   expect_equal(fitted$records$metrics, py$records, tolerance = 1e-5)
   expect_equal(as_array(fitted$model$fc1$weight), py$weight, tolerance = 1e-5, ignore_attr = TRUE)
 })
@@ -21,13 +24,16 @@ test_that("R conventions (1-based targets, nn_cross_entropy_loss, optim_adam, lu
   fx <- luz_fixtures()
   d <- make_class_data(120, seed = 8)
   torch_manual_seed(42)
+  set.seed(3)
   fitted <- fx$Net %>%
     setup(loss = nn_cross_entropy_loss(), optimizer = optim_adam, metrics = list(luz_metric_accuracy())) %>%
     set_hparams(n_in = 4, hidden = 16, n_out = 3) %>%
     set_opt_hparams(lr = 0.01) %>%
     fit(list(d$x, d$y + 1L), epochs = 3, valid_data = 0.25, verbose = FALSE,
         dataloader_options = list(batch_size = 16))
-  py <- fx$train_python(d$x, d$y, seed = 42, epochs = 3, lr = 0.01, batch_size = 16, valid = 0.25)
+  set.seed(3)
+  py <- fx$train_python(d$x, d$y, seed = 42, epochs = 3, lr = 0.01, batch_size = 16, valid = 0.25,
+                        valid_rows = sample.int(120, 30) - 1L)
   expect_equal(fitted$records$metrics, py$records, tolerance = 1e-5)
   df <- get_metrics(fitted)
   expect_equal(df$value[df$set == "valid" & df$metric == "acc"],

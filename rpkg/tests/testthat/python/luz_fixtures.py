@@ -29,9 +29,15 @@ def as_tensors(x, y):
     return torch.tensor(np.asarray(x), dtype=torch.float32), torch.tensor(np.asarray(y), dtype=torch.int64)
 
 
-def train_python(x, y, seed, epochs=3, lr=0.01, batch_size=16, valid=0.25, hidden=16):
-    """What the R parity test does, written in Python: returns the records."""
+def train_python(x, y, seed, epochs=3, lr=0.01, batch_size=16, valid=0.25, hidden=16, valid_rows=None):
+    """What the R parity test does, written in Python: returns the records.
+
+    `valid_rows`: the 0-based rows R's `sample.int()` held out (R draws them, Python by default doesn't).
+    """
     x, y = as_tensors(x, y)
+    if valid_rows is not None:
+        rows = [int(r) for r in np.atleast_1d(valid_rows)]
+        valid = pyluz.data.HeldOut(valid, lambda n, k: rows)
     torch.manual_seed(int(seed))
     fitted = (pyluz.setup(Net, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam,
                           metrics=[pyluz.metrics.Accuracy()])
