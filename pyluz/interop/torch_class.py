@@ -61,6 +61,7 @@ __all__ = [
     "new_instance",
     "attach",
     "weak",
+    "take_dead",
     "is_r_object",
     "call_super",
 ]
@@ -276,8 +277,24 @@ def attach(obj, names, fns):
     return None
 
 
-def weak(obj):
-    return weakref.ref(obj)
+# Keys of R-backed objects Python has freed, for R to forget their R state (torch-class.R keeps
+# the state of every live instance; a weakref callback can't call R, so R takes them later).
+_dead_keys = []
+
+
+def weak(obj, key=None):
+    """A weak reference to ``obj``; with ``key``, ``key`` is queued for :func:`take_dead` once
+    ``obj`` is freed."""
+    if key is None:
+        return weakref.ref(obj)
+    return weakref.ref(obj, lambda _ref, k=key: _dead_keys.append(k))
+
+
+def take_dead():
+    """The keys queued since the last call (and forget them)."""
+    out = _dead_keys[:]
+    del _dead_keys[: len(out)]  # keys appended meanwhile (another thread) stay queued
+    return out
 
 
 def is_r_object(obj):

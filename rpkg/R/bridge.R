@@ -50,19 +50,22 @@ py_function <- function(f, what = "an R function", returns = TRUE, owner = NULL)
 new_owner <- function() new.env(parent = emptyenv())
 
 # `f` for Python: the same function, held through a weak reference keyed by `owner`. The closure
-# is made by `weakly_held()`, whose frame holds only the reference and the name, neither `f` nor
-# `owner` itself.
-owned_function <- function(f, owner, what) weakly_held(rlang::new_weakref(owner, value = f), what)
+# is made by `weakly_held()`, whose frame holds only the reference and the texts, neither `f` nor
+# `owner` itself. `freed`: what a call says once `f` was freed (default: setup()'s wording).
+owned_function <- function(f, owner, what, freed = NULL) {
+  weakly_held(rlang::new_weakref(owner, value = f), what, freed)
+}
 
-weakly_held <- function(ref, what) {
+weakly_held <- function(ref, what, freed = NULL) {
   force(ref)
   force(what)
+  force(freed)
   function(...) {
     f <- rlang::wref_value(ref)
     if (is.null(f)) {
-      stop(sprintf(paste("The R function given as %s was freed with the R objects holding it",
-                         "(the setup() result and the fitted models made from it): keep one of them",
-                         "while the engine object is used."), what), call. = FALSE)
+      stop(freed %||% sprintf(paste("The R function given as %s was freed with the R objects holding it",
+                                    "(the setup() result and the fitted models made from it): keep one of",
+                                    "them while the engine object is used."), what), call. = FALSE)
     }
     f(...)
   }
@@ -88,7 +91,14 @@ engine_call <- function(fn, ..., call = rlang::caller_env()) {
   on.exit(resignal_engine_warnings(errors$take_warnings(), call), add = TRUE)
   tryCatch(
     do.call(errors$call, c(list(fn), args)),
-    error = function(e) rethrow_engine_error(e, errors$take_error(), call)
+    error = function(e) {
+      info <- errors$take_error()
+      # reticulate keeps the last Python exception for py_last_error(); its traceback reaches the
+      # frames of the failed call, and so its model, until the next error. The R condition made
+      # from `info` says all of it.
+      if (!is.null(info)) reticulate::py_clear_last_error()
+      rethrow_engine_error(e, info, call)
+    }
   )
 }
 

@@ -14,11 +14,25 @@
 #   st$py_names  names registered on the Python side from R (modules, params)
 # Methods are the user's closures with a new enclosing environment per class
 # level holding `self` (active binding), `private`, `super` and `ctx`
-# (active binding), as R6 does.  The Python instance holds the methods (as
-# guarded closures), the closures hold `st`, and `st` holds the Python object
-# only weakly -- so there is no R <-> Python reference cycle.  A strong
-# reference to the instance is cached in `st$strong` while R code runs and
-# dropped by a task callback at the end of each top-level call.
+# (active binding), as R6 does.  `st` holds the Python object only weakly; a
+# strong reference to the instance is cached in `st$strong` while R code runs
+# and dropped at the end of each top-level call (and of each outermost engine
+# call).
+#
+# Python holds R functions of a class -- the methods of each instance, the
+# class's initialize and clone -- only through R weak references (bridge.R,
+# `owned_function()`): the methods keyed by the instance's `st`, initialize and
+# clone by the definition `def`.  Held strongly, they would close a cycle
+# across the two languages whenever a generator is defined inside a function:
+# Python instance -> R method -> the function's frame -> a fitted R object ->
+# the Python instance, which neither collector sees, so every model fitted
+# there lived for the whole session.  R keeps them alive instead: the
+# generator holds `def`; `def` keeps the `st` of every instance Python still
+# has (`.live_states()`); an R reference to an instance holds its `st`
+# (`.stash_state()`); a setup() or fitted object holds its generator.  When R
+# holds none of these, the methods go, and with them the frame and the models.
+# Python code then calling a method of a surviving instance gets an error that
+# says so (`.freed_text()`).
 
 .rclass_registry <- new.env(parent = emptyenv())
 .rclass_cache <- new.env(parent = emptyenv())   # states holding a strong ref
@@ -53,6 +67,7 @@
     }
     rm(list = keys, envir = .rclass_cache)
   }
+  .forget_dead_states()
   invisible()
 }
 
@@ -70,6 +85,53 @@
 .registry_get <- function(key) {
   w <- .rclass_registry[[as.character(key)]]
   if (is.null(w)) NULL else rlang::wref_key(w)
+}
+
+# The `st` of the live instances of one definition: an environment (key -> st) held by an R weak
+# reference keyed by `def`, so that it lives as long as `def` does without being part of `def`
+# (luz_save() serializes generators, and with them `def`, but not the instances).
+.rclass_live <- new.env(parent = emptyenv())
+.rclass_live$n <- 0L
+
+.live_states <- function(def, create = TRUE) {
+  id <- def$live_id
+  w <- if (!is.null(id)) .rclass_live[[id]]
+  # a `def` read back by unserialize() carries the id of the one saved: not its states
+  if (!is.null(w) && identical(rlang::wref_key(w), def)) return(rlang::wref_value(w))
+  if (!create) return(NULL)
+  .rclass_live$n <- .rclass_live$n + 1L
+  if (.rclass_live$n %% 200L == 0L) {   # occasional sweep of the definitions R freed
+    for (nm in ls(.rclass_live, pattern = "^d")) {
+      if (is.null(rlang::wref_key(.rclass_live[[nm]]))) rm(list = nm, envir = .rclass_live)
+    }
+  }
+  id <- paste0("d", .rclass_live$n)
+  states <- new.env(parent = emptyenv())
+  assign(id, rlang::new_weakref(def, value = states), envir = .rclass_live)
+  def$live_id <- id
+  states
+}
+
+# Forget the `st` of the instances Python freed (torch_class.take_dead()): R no longer keeps their
+# methods.
+.forget_dead_states <- function() {
+  if (is.null(.pycache[["class.weak"]])) return(invisible())  # no R-backed object yet
+  for (key in .pycall(.py("class", "take_dead"))) {
+    st <- .registry_get(key)
+    k <- as.character(key)
+    if (exists(k, envir = .rclass_registry, inherits = FALSE)) rm(list = k, envir = .rclass_registry)
+    if (is.null(st)) next
+    states <- .live_states(st$def, create = FALSE)
+    if (!is.null(states) && exists(k, envir = states, inherits = FALSE)) rm(list = k, envir = states)
+  }
+  invisible()
+}
+
+# What calling an R method of a class says once R freed it (see the header).
+.freed_text <- function(def, name) {
+  sprintf(paste("The R method %s.%s was freed: R no longer holds the %s generator, an R reference to one",
+                "of its instances or a setup()/fitted object made from it. Keep one of them in R while",
+                "Python uses the module."), def$classname, name, def$classname)
 }
 
 # The Python object (strong ref) of an instance state.
@@ -223,6 +285,9 @@
     NULL
   }
   py_base <- if (is.null(def$parent)) .root_py_base(def) else NULL
+  # held weakly, keyed by `def` (see the header)
+  r_init <- owned_function(r_init, def, "initialize", .freed_text(def, "initialize"))
+  r_clone <- owned_function(r_clone, def, "clone", .freed_text(def, "clone"))
   cls <- .pycall(.py("class", "make_class"), def$kind, def$classname, as.list(own),
                  r_callable(r_init), r_callable(r_clone), parent = parent, py_base = py_base)
   def$pycls <- cls
@@ -256,7 +321,7 @@
   st$key <- key
   st$key_chr <- as.character(key)
   st$def <- def
-  st$weak <- .pycall(.py("class", "weak"), pyself)
+  st$weak <- .pycall(.py("class", "weak"), pyself, key)  # queues `key` once Python frees it
   st$strong <- pyself
   st$ctx <- NULL
   st$py_names <- new.env(parent = emptyenv())
@@ -266,6 +331,8 @@
   assign(st$key_chr, st, envir = .rclass_cache)
   .stash_state(pyself, st)
   .registry_put(key, st)
+  .forget_dead_states()
+  assign(st$key_chr, st, envir = .live_states(def))
 
   if (def$kind == "optimizer") .optimizer_members(st)
   levels <- .levels(def)
@@ -309,7 +376,8 @@
   mnames <- .method_names(def)
   if (length(mnames)) {
     fns <- lapply(mnames, function(n) {
-      f <- get(n, envir = st$pub)
+      # held weakly, keyed by `st` (see the header)
+      f <- owned_function(get(n, envir = st$pub), st, n, .freed_text(def, n))
       if (n == ".iter" && def$kind == "iterable_dataset") .py_facing_iter(f) else r_callable(f)
     })
     .pycall(.py("class", "attach"), pyself, as.list(mnames), fns)
@@ -443,6 +511,14 @@ rtorch_bind_ctx <- function(module, ctx) {
   v <- NextMethod()
   if (exists(name, envir = st$py_names, inherits = FALSE)) .cache_child(st, name, v)
   v
+}
+
+# Every R reference to an R-backed instance holds the instance's R state, and so its methods (see
+# the header): `m <- fitted$model` keeps working after the fitted object and the generator are gone.
+#' @export
+py_to_r.pyluz.interop.torch_class.RObject <- function(x) {
+  .rstate(x)
+  NextMethod()
 }
 
 # Submodules and parameters registered from R are cached on the R side until
