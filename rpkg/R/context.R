@@ -38,8 +38,8 @@
 `$.pyluz.context.Context` <- function(x, name) {
   # The hot path (every read of a probed field) is written inline: each R call it avoids is
   # ~1-2 µs, as much as the crossing itself (see bench/README.md, "Reading ctx from R").
-  reads <- get0(".pyluz_reads", envir = x, inherits = FALSE)
-  field <- if (is.null(reads)) NULL else reads[[name]]
+  reads <- .subset2(x, ".pyluz_reads")   # x is an environment: no dispatch, no closure
+  field <- if (is.null(reads)) NULL else .subset2(reads, name)
   if (is.null(field)) {
     kind <- .ctx_probe_kinds[name]
     if (!is.na(kind)) field <- ctx_field(x, name, kind)
@@ -50,13 +50,14 @@
       if (version > 0L) return(version - 1L)
       return(reticulate::py_to_r(.rt$attr(x, name, FALSE)))
     }
-    if (identical(version, field$version)) return(field$value)
+    if (version == field$version) return(field$value)
     value <- if (field$records) {
       ctx_records_update(x, field)
     } else if (version %% 2L == 0L) {
       ctx_dict_items(field$probe, field$value)
     } else {
-      as_field_item(.rt$attr(x, name, FALSE))
+      value <- .rt$attr(x, name, FALSE)
+      if (inherits(value, "torch.Tensor")) value else reticulate::py_to_r(value)
     }
     field$value <- value
     field$version <- version
@@ -102,7 +103,7 @@ ctx_field <- function(x, name, kind) {
   field$int <- kind == "IntProbe"
   field$records <- kind == "RecordsProbe"
   if (field$records) field$changes <- reticulate::py_get_attr(field$probe, "changes")
-  field$version <- NULL
+  field$version <- -1L   # versions are >= 0
   field$value <- NULL
   reads[[name]] <- field
   field
