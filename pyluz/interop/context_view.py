@@ -25,6 +25,8 @@ One R cache (and its probes) per R binding of ``ctx``; probes never change ``ctx
 
 from __future__ import annotations
 
+import operator
+
 __all__ = ["IntProbe", "FieldProbe", "RecordsProbe"]
 
 _INT_MAX = 2**31 - 2  # + 1 must still be an R integer
@@ -80,7 +82,7 @@ class FieldProbe:
                 self._len = (self._len // 2 + 1) * 2 + 1
             return self._len  # else the common case: the same tensor / optimizer / None
         parts = _parts(value, [])
-        if seen is None or len(seen) != len(parts) or any(a is not b for a, b in zip(seen, parts, strict=True)):
+        if seen is None or len(seen) != len(parts) or not all(map(operator.is_, seen, parts)):
             keys = tuple(value) if type(value) is dict and all(type(k) is str for k in value) else None
             same_keys = keys is not None and keys == self._keys
             self._seen, self._keys = parts, keys

@@ -56,7 +56,7 @@
     } else if (version %% 2L == 0L) {
       ctx_dict_items(field$probe, field$value)
     } else {
-      value <- .rt$attr(x, name, FALSE)
+      value <- .rt$attr(x, name, FALSE)   # a tensor as it comes (converting returns it unchanged)
       if (inherits(value, "torch.Tensor")) value else reticulate::py_to_r(value)
     }
     field$value <- value
@@ -113,16 +113,10 @@ ctx_field <- function(x, name, kind) {
 # through the probe and put into the kept list, a fraction of the cost of converting the dict.
 ctx_dict_items <- function(probe, kept) {
   for (k in names(kept)) {
-    item <- as_field_item(.rt$item(probe, k, FALSE))
-    if (is.null(item)) kept[k] <- list(NULL) else kept[[k]] <- item
+    item <- .rt$item(probe, k, FALSE)
+    kept[k] <- list(if (inherits(item, "torch.Tensor")) item else reticulate::py_to_r(item))
   }
   kept
-}
-
-# What `$` gives for a field: a tensor as it comes (converting it would return it unchanged),
-# anything else converted.
-as_field_item <- function(value) {
-  if (inherits(value, "torch.Tensor")) value else reticulate::py_to_r(value)
 }
 
 # `ctx$records`: the kept copy with the changed entries converted and put in (or all of it
