@@ -43,6 +43,25 @@ def test_field_probe_moves_on_new_objects_and_flags_changed_keys():
     assert len(p) == v3
 
 
+def test_field_probe_on_a_tensor_field_moves_per_new_tensor_only():
+    ctx = _ctx()
+    p = FieldProbe(ctx, "pred")
+    v0 = len(p)  # None
+    assert len(p) == v0
+    ctx.pred = torch.ones(2)
+    v1 = len(p)
+    assert v1 > v0 and v1 % 2 == 1 and len(p) == v1  # not a dict: R reads the field whole
+    ctx.pred.mul_(3)  # in place: the same tensor
+    assert len(p) == v1
+    ctx.pred = ctx.pred.clone()  # every batch
+    v2 = len(p)
+    assert v2 > v1 and v2 % 2 == 1
+    ctx.pred = {"a": ctx.pred}  # tensor -> dict -> the same tensor again: each a change
+    v3 = len(p)
+    ctx.pred = ctx.pred["a"]
+    assert v2 < v3 < len(p)
+
+
 def test_records_probe_gives_only_changed_entries():
     ctx = _ctx()
     p = RecordsProbe(ctx)

@@ -25,6 +25,8 @@ One R cache (and its probes) per R binding of ``ctx``; probes never change ``ctx
 
 from __future__ import annotations
 
+import operator
+
 __all__ = ["IntProbe", "FieldProbe", "RecordsProbe"]
 
 _INT_MAX = 2**31 - 2  # + 1 must still be an R integer
@@ -74,10 +76,13 @@ class FieldProbe:
     def __len__(self):
         value = getattr(self._ctx, self._name, None)
         seen = self._seen
-        if seen is not None and seen[0] is value and not isinstance(value, _CONTAINERS):
-            return self._len  # the common case: the same tensor / optimizer / None
+        if not isinstance(value, _CONTAINERS):
+            if seen is None or len(seen) != 1 or seen[0] is not value:  # a new tensor: every batch
+                self._seen, self._keys = [value], None
+                self._len = (self._len // 2 + 1) * 2 + 1
+            return self._len  # else the common case: the same tensor / optimizer / None
         parts = _parts(value, [])
-        if seen is None or len(seen) != len(parts) or any(a is not b for a, b in zip(seen, parts, strict=True)):
+        if seen is None or len(seen) != len(parts) or not all(map(operator.is_, seen, parts)):
             keys = tuple(value) if type(value) is dict and all(type(k) is str for k in value) else None
             same_keys = keys is not None and keys == self._keys
             self._seen, self._keys = parts, keys

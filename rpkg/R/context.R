@@ -3,15 +3,17 @@
 # Callbacks read ctx fields every batch, and reticulate makes a plain read costly: it wraps the
 # Python value in an R object with its class vector, then converts it (a dict of losses, the whole
 # records). Each R binding of ctx (the R object `x`, an environment) keeps the converted value of
-# the common fields and, per field, a probe from pyluz/interop/context_view.py; one
-# `reticulate::py_len(probe)` crossing (a plain integer back, no wrapper) says whether the value is
-# still current:
+# the common fields and, per field, a probe from pyluz/interop/context_view.py; one `len(probe)`
+# crossing (a plain integer back, no wrapper) says whether the value is still current:
 # - `iter`, `epoch`: the probe's length is the value + 1 (0: read it the usual way);
 # - `loss`, `pred`, `target`, `input`, `opt`: a version that moves when the field is no longer the
 #   same objects; then the field is read and converted once;
 # - `records`: a version that moves when records change; then only the changed entries are
 #   converted (from `ctx$log()`'s edits) and put into the kept copy, so reads don't grow with epochs.
 # Writes (`ctx$loss <- ...`) go to the engine as before; the probes see the new objects.
+# A read of an unchanged field is then ~36k instructions (~5 µs); the first read of a new tensor
+# ~140k, of which reticulate's wrapping of the new object (environment, finalizer, class vector
+# from the MRO, class filters) is ~75k: the floor of any Python object reaching R (bench/README.md).
 
 .ctx_probe_kinds <- c(iter = "IntProbe", epoch = "IntProbe", loss = "FieldProbe", pred = "FieldProbe",
                       target = "FieldProbe", input = "FieldProbe", opt = "FieldProbe",
@@ -36,20 +38,28 @@
 
 #' @export
 `$.pyluz.context.Context` <- function(x, name) {
-  kind <- .ctx_probe_kinds[name]
-  if (!is.na(kind)) {
-    field <- ctx_field(x, name, kind)
-    if (kind == "IntProbe") {
-      n <- reticulate::py_len(field$probe)
-      if (n > 0L) return(n - 1L)
-      return(reticulate::py_to_r(reticulate::py_get_attr(x, name)))
+  # The hot path (every read of a probed field) is written inline: each R call it avoids is
+  # ~1-2 µs, as much as the crossing itself (see bench/README.md, "Reading ctx from R").
+  reads <- .subset2(x, ".pyluz_reads")   # x is an environment: no dispatch, no closure
+  field <- if (is.null(reads)) NULL else .subset2(reads, name)
+  if (is.null(field)) {
+    kind <- .ctx_probe_kinds[name]
+    if (!is.na(kind)) field <- ctx_field(x, name, kind)
+  }
+  if (!is.null(field)) {
+    version <- .rt$len(field$probe)
+    if (field$int) {
+      if (version > 0L) return(version - 1L)
+      return(reticulate::py_to_r(.rt$attr(x, name, FALSE)))
     }
-    version <- reticulate::py_len(field$probe)
-    if (identical(version, field$version)) return(field$value)
-    value <- if (kind == "RecordsProbe") {
+    if (version == field$version) return(field$value)
+    value <- if (field$records) {
       ctx_records_update(x, field)
+    } else if (version %% 2L == 0L) {
+      ctx_dict_items(field$probe, field$value)
     } else {
-      ctx_field_value(x, name, field$probe, if (version %% 2L == 0L) names(field$value))
+      value <- .rt$attr(x, name, FALSE)   # a tensor as it comes (converting returns it unchanged)
+      if (inherits(value, "torch.Tensor")) value else reticulate::py_to_r(value)
     }
     field$value <- value
     field$version <- version
@@ -61,40 +71,54 @@
   NextMethod()
 }
 
+# reticulate's C entry points behind `py_len()`, `py_get_attr()` and `py_get_item()`. The exported
+# functions first check, with two more crossings, that Python is running and that the object is not
+# a stale reference from an earlier session; a probe reached through a live ctx never is, and those
+# checks were 15 µs of a 20 µs read. Looked up once; the exported functions stand in where a
+# reticulate version lacks them.
+.rt <- new.env(parent = emptyenv())
+
+rt_bind <- function() {
+  ns <- asNamespace("reticulate")
+  pick <- function(internal, fallback) {
+    f <- get0(internal, envir = ns, mode = "function", inherits = FALSE)
+    if (is.null(f)) fallback else f
+  }
+  .rt$len <- pick("py_len_impl", function(x, default = NULL) reticulate::py_len(x))
+  .rt$attr <- pick("py_get_attr_impl", function(x, name, silent) reticulate::py_get_attr(x, name, silent))
+  .rt$item <- pick("py_get_item_impl", function(x, key, silent) reticulate::py_get_item(x, key, silent))
+  invisible()
+}
+
 # The kept state of one field of this R binding of ctx: an environment with `probe`, `version`,
-# `value` (and `changes` for records), made on first use.
+# `value`, `int` / `records` (its kind; and `changes` for records), made on first use.
 ctx_field <- function(x, name, kind) {
+  if (is.null(.rt$len)) rt_bind()
   reads <- get0(".pyluz_reads", envir = x, inherits = FALSE)
   if (is.null(reads)) {
     reads <- new.env(parent = emptyenv())
     assign(".pyluz_reads", reads, envir = x)
   }
-  field <- reads[[name]]
-  if (is.null(field)) {
-    field <- new.env(parent = emptyenv())
-    make <- reticulate::py_get_attr(engine_module("interop.context_view"), kind)
-    field$probe <- if (kind == "RecordsProbe") reticulate::py_call(make, x) else reticulate::py_call(make, x, name)
-    if (kind == "RecordsProbe") field$changes <- reticulate::py_get_attr(field$probe, "changes")
-    reads[[name]] <- field
-  }
+  field <- new.env(parent = emptyenv())
+  make <- reticulate::py_get_attr(engine_module("interop.context_view"), kind)
+  field$probe <- if (kind == "RecordsProbe") reticulate::py_call(make, x) else reticulate::py_call(make, x, name)
+  field$int <- kind == "IntProbe"
+  field$records <- kind == "RecordsProbe"
+  if (field$records) field$changes <- reticulate::py_get_attr(field$probe, "changes")
+  field$version <- -1L   # versions are >= 0
+  field$value <- NULL
+  reads[[name]] <- field
   field
 }
 
-# What `$` gives for the field: a tensor as it comes (converting it would return it unchanged),
-# anything else converted. `keys`: the names of a dict whose keys did not change (the loss dict,
-# every batch): its items are fetched one by one through the probe, a fraction of the cost of
-# converting the dict.
-ctx_field_value <- function(x, name, probe, keys = NULL) {
-  if (!is.null(keys)) {
-    items <- lapply(keys, function(k) as_field_item(reticulate::py_get_item(probe, k)))
-    names(items) <- keys
-    return(items)
+# A dict whose keys did not change (the loss dict, every batch): its items are fetched one by one
+# through the probe and put into the kept list, a fraction of the cost of converting the dict.
+ctx_dict_items <- function(probe, kept) {
+  for (k in names(kept)) {
+    item <- .rt$item(probe, k, FALSE)
+    kept[k] <- list(if (inherits(item, "torch.Tensor")) item else reticulate::py_to_r(item))
   }
-  as_field_item(reticulate::py_get_attr(x, name))
-}
-
-as_field_item <- function(value) {
-  if (inherits(value, "torch.Tensor")) value else reticulate::py_to_r(value)
+  kept
 }
 
 # `ctx$records`: the kept copy with the changed entries converted and put in (or all of it

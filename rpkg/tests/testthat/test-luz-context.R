@@ -89,3 +89,34 @@ test_that("ctx$loss_grad <- ... under with_enable_grad() changes the gradients, 
   no_grad <- luz_callback(on_train_batch_before_backward = function() ctx$loss_grad <- ctx$loss_grad * 2)
   expect_error(run(0.05, list(no_grad())), "does not require grad")
 })
+
+test_that("a kept dict field keeps its NULL items when only the tensors change", {
+  skip_if_no_engine()
+  d <- make_class_data(32)
+  seen <- list()
+  writer <- luz_callback(
+    "writer",
+    on_train_batch_end = function() {
+      for (v in c(1, 2)) {
+        ctx$loss <- list(opt = torch_tensor(v), none = NULL)   # the same keys: items fetched one by one
+        got <- ctx$loss
+        seen[[length(seen) + 1L]] <<- list(names = names(got), opt = as_array(got$opt),
+                                           none = is.null(got$none), fresh = names(fresh(ctx, "loss")))
+      }
+    }
+  )
+  torch_manual_seed(1)
+  nn_linear %>%
+    setup(loss = nn_cross_entropy_loss(), optimizer = optim_sgd) %>%
+    set_hparams(in_features = 4, out_features = 3) %>%
+    set_opt_hparams(lr = 0.05) %>%
+    fit(list(d$x, d$y + 1L), epochs = 1, callbacks = list(writer()), verbose = FALSE,
+        dataloader_options = list(batch_size = 16))
+  expect_length(seen, 4)
+  for (s in seen) {
+    expect_identical(s$names, c("opt", "none"))
+    expect_identical(s$names, s$fresh)
+    expect_true(s$none)
+  }
+  expect_equal(vapply(seen, function(s) s$opt, numeric(1)), c(1, 2, 1, 2))
+})
