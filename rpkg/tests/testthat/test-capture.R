@@ -23,6 +23,20 @@ mlp_data <- function(n = 160) {
   list(torch_randn(n, 32), torch_randint(1, 11, n)$to(dtype = torch_long()))
 }
 
+# BatchNorm + dropout: buffers and torch's RNG that a trace must leave as the R forward does.
+bn_dropout_net <- function() {
+  nn_module(
+    "BNNet",
+    initialize = function() {
+      self$fc1 <- nn_linear(32, 16)
+      self$bn <- nn_batch_norm1d(16)
+      self$drop <- nn_dropout(0.3)
+      self$fc2 <- nn_linear(16, 10)
+    },
+    forward = function(x) self$fc2(self$drop(nnf_relu(self$bn(self$fc1(x)))))
+  )
+}
+
 mlp_with <- function(forward, private = NULL, initialize = NULL) {
   nn_module(
     "CaptureMLP",
@@ -91,16 +105,7 @@ test_that("luz's get-started CNN: captured fit equals the eager fit (dropout dra
 
 test_that("BatchNorm + dropout with a last partial batch: captured fit equals eager (buffers too)", {
   skip_if_no_engine()
-  bn_net <- nn_module(
-    "BNNet",
-    initialize = function() {
-      self$fc1 <- nn_linear(32, 16)
-      self$bn <- nn_batch_norm1d(16)
-      self$drop <- nn_dropout(0.3)
-      self$fc2 <- nn_linear(16, 10)
-    },
-    forward = function(x) self$fc2(self$drop(nnf_relu(self$bn(self$fc1(x)))))
-  )
+  bn_net <- bn_dropout_net()
   data <- mlp_data(100)  # batches of 32, 32, 32, 4
   valid <- mlp_data(20)
   eager <- capture_fit(bn_net, data, capture = FALSE, valid_data = valid)
@@ -235,16 +240,7 @@ test_that("the number of programs is capped: new input signatures beyond it run 
 
 test_that("predict() and evaluate() replay eval-mode programs, equal to the R forward bit for bit", {
   skip_if_no_engine()
-  bn_net <- nn_module(
-    "BNNetPredict",
-    initialize = function() {
-      self$fc1 <- nn_linear(32, 16)
-      self$bn <- nn_batch_norm1d(16)
-      self$drop <- nn_dropout(0.3)
-      self$fc2 <- nn_linear(16, 10)
-    },
-    forward = function(x) self$fc2(self$drop(nnf_relu(self$bn(self$fc1(x)))))
-  )
+  bn_net <- bn_dropout_net()
   valid <- mlp_data(32)
   traced <- capture_fit(bn_net, mlp_data(100), capture = TRUE, valid_data = valid)
   newdata <- mlp_data(50)  # batches of 32 (traced in the fit's validation) and a partial 18
