@@ -5,6 +5,21 @@ lin_setup <- function(torch) {
   setup(torch$nn$Linear, loss = torch$nn$MSELoss(), optimizer = torch$optim$SGD)
 }
 
+# Rounds of both collectors: freeing crosses the languages several times (an R finalizer releases a
+# Python object whose release lets R free an R closure that held another Python object, ...).
+collect_both <- function(rounds) {
+  for (i in seq_len(rounds)) {
+    invisible(gc())
+    reticulate::py_run_string("import gc; gc.collect()")
+  }
+}
+
+# How many Python objects of class `name` are alive after `rounds` rounds of both collectors.
+live_objects <- function(name, rounds = 4) {
+  collect_both(rounds)
+  reticulate::py_eval(sprintf("sum(1 for o in __import__('gc').get_objects() if type(o).__name__ == '%s')", name))
+}
+
 py_hparams_repr <- function(m) {
   b <- reticulate::import_builtins(convert = FALSE)
   reticulate::py_to_r(b$repr(reticulate::py_get_attr(m$py, "hparams")))
@@ -104,11 +119,7 @@ test_that("R-defined models are freed when dropped, not when the top-level call 
   skip_if_no_engine()
   net <- nn_module("SafetyLeakNet", initialize = function() self$fc <- nn_linear(3, 1),
                    forward = function(x) self$fc(x))
-  live <- function() {
-    invisible(gc())
-    reticulate::py_eval(paste0("__import__('gc').collect() * 0 + sum(1 for o in __import__('gc').get_objects() ",
-                               "if type(o).__name__ == 'SafetyLeakNet')"))
-  }
+  live <- function() live_objects("SafetyLeakNet", rounds = 1)
   fits_in_one_call <- function(n) {
     set.seed(1)
     x <- matrix(rnorm(64 * 3), 64, 3)
@@ -124,13 +135,7 @@ test_that("R-defined models are freed when dropped, not when the top-level call 
 
 test_that("models whose nn_module() is defined in the fitting function are freed when it returns", {
   skip_if_no_engine()
-  live <- function() {
-    for (i in 1:4) {
-      invisible(gc())
-      reticulate::py_run_string("import gc; gc.collect()")
-    }
-    reticulate::py_eval("sum(1 for o in __import__('gc').get_objects() if type(o).__name__ == 'SafetyInnerNet')")
-  }
+  live <- function() live_objects("SafetyInnerNet")
   x <- matrix(rnorm(32 * 3), 32, 3)
   kept <- new.env()
   # the generator's methods enclose this frame, which holds the fitted model: before, the Python
@@ -169,10 +174,7 @@ test_that("a model fitted in a function with its own nn_module() works after it 
       fit(list(x, y), epochs = 1, verbose = FALSE)
   }
   fitted <- fit_inner()
-  for (i in 1:3) {
-    invisible(gc())
-    reticulate::py_run_string("import gc; gc.collect()")
-  }
+  collect_both(3)
   as_num <- function(t) as.numeric(t$detach()$numpy())
   pred <- as_num(predict(fitted, list(x)))
   w <- fitted$model$fc$weight$detach()$numpy()
@@ -189,18 +191,12 @@ test_that("a model fitted in a function with its own nn_module() works after it 
   model <- fitted$model
   reticulate::py_set_attr(reticulate::import_main(), "safety_held", fitted$py)
   rm(fitted)
-  for (i in 1:3) {
-    invisible(gc())
-    reticulate::py_run_string("import gc; gc.collect()")
-  }
+  collect_both(3)
   expect_equal(as_num(model(torch_tensor(x))), pred, tolerance = 1e-5)
   # kept only by Python, the module says what was freed instead of failing obscurely
   rm(model)
   .clear_strong_refs()  # what the end of each top-level R call does: R code ran its methods
-  for (i in 1:3) {
-    invisible(gc())
-    reticulate::py_run_string("import gc; gc.collect()")
-  }
+  collect_both(3)
   expect_error(reticulate::py_run_string("import torch; safety_held.model(torch.zeros(2, 3))"),
                "SafetyReturnedNet.forward was freed")
   reticulate::py_run_string("del safety_held")
@@ -210,16 +206,8 @@ test_that("models fitted in a function whose loss, backward or metric is defined
   skip_if_no_engine()
   net <- nn_module("SafetyClosureNet", initialize = function() self$fc <- nn_linear(3, 1),
                    forward = function(x) self$fc(x))
-  live <- function() {
-    # Freeing crosses the languages several times (an R finalizer releases a Python object whose
-    # release lets R free an R closure that held another Python object, ...): a few rounds of both
-    # collectors. Before the fix no number of rounds freed these models.
-    for (i in 1:4) {
-      invisible(gc())
-      reticulate::py_run_string("import gc; gc.collect()")
-    }
-    reticulate::py_eval("sum(1 for o in __import__('gc').get_objects() if type(o).__name__ == 'SafetyClosureNet')")
-  }
+  # before the fix no number of rounds of the collectors freed these models
+  live <- function() live_objects("SafetyClosureNet")
   x <- matrix(rnorm(32 * 3), 32, 3)
   # Every model stays reachable from the frame (`kept`), and the closures given to setup() hold the
   # frame: before, Python held those closures, so the frame and all its models outlived the call.
