@@ -19,6 +19,12 @@ expect_tensor_equal <- function(t, expected, tolerance = 1e-6) {
   testthat::expect_equal(as_array(t), expected, tolerance = tolerance, ignore_attr = TRUE)
 }
 
+# Two state dicts (named lists of tensors) with the same entries, equal bit for bit.
+expect_state_dicts_equal <- function(got, expected) {
+  testthat::expect_identical(names(got), names(expected))
+  for (nm in names(expected)) testthat::expect_true(torch_equal(got[[nm]], expected[[nm]]), label = paste("entry", nm))
+}
+
 # Define Python functions for a test: returns an R list of the callables
 # defined by `code` (executed in a fresh namespace).
 py_functions <- function(code) {

@@ -11,12 +11,7 @@ capture_fit <- function(module, data, capture, epochs = 2, batch_size = 32, vali
         callbacks = callbacks, dataloader_options = list(batch_size = batch_size, drop_last = FALSE))
 }
 
-expect_same_weights <- function(a, b) {
-  pa <- a$model$state_dict()
-  pb <- b$model$state_dict()
-  expect_identical(names(pa), names(pb))
-  for (nm in names(pa)) expect_true(torch_equal(pa[[nm]], pb[[nm]]), label = paste("parameter", nm))
-}
+expect_same_weights <- function(a, b) expect_state_dicts_equal(a$model$state_dict(), b$model$state_dict())
 
 mlp_data <- function(n = 160) {
   torch_manual_seed(3)
@@ -262,7 +257,7 @@ test_that("predict() and evaluate() replay eval-mode programs, equal to the R fo
   ev_traced <- evaluate(traced, newdata, dataloader_options = list(batch_size = 32))
   expect_identical(get_metrics(ev_eager), get_metrics(ev_traced))
   expect_equal(traced$capture$replays[traced$capture$key == key18], 2L)
-  for (nm in names(state)) expect_true(torch_equal(state[[nm]], traced$model$state_dict()[[nm]]), label = nm)
+  expect_state_dicts_equal(traced$model$state_dict(), state)
   expect_error(predict(traced, newdata, capture = "no"), "`capture` must be TRUE or FALSE or NULL")
 
   # a fit without tracing: predict(capture = TRUE) traces, with R's static check of the forward

@@ -20,18 +20,13 @@ first_weights <- function(module, ...) {
   w
 }
 
-expect_same_weights <- function(got, expected) {
-  expect_equal(names(got), names(expected))
-  for (nm in names(expected)) expect_true(torch_equal(got[[nm]], expected[[nm]]), label = nm)
-}
-
 test_that("data drawn from torch's RNG inside fit()'s call leaves luz's initial weights", {
   skip_if_no_engine()
   torch_manual_seed(11)
   got <- first_weights(order_net, list(torch_randn(64, 4), torch_randint(1, 4, 64, dtype = torch_long())),
                        valid_data = list(torch_randn(16, 4), torch_randint(1, 4, 16, dtype = torch_long())))
   torch_manual_seed(11)
-  expect_same_weights(got, order_net()$state_dict())
+  expect_state_dicts_equal(got, order_net()$state_dict())
 })
 
 test_that("datasets are made after the model, `valid_data` before `data`, as luz evaluates them", {
@@ -53,7 +48,7 @@ test_that("datasets are made after the model, `valid_data` before `data`, as luz
                        dataloader_options = list(batch_size = 16))
   expect_equal(made, c("valid_data", "data"))
   torch_manual_seed(12)
-  expect_same_weights(got, order_net()$state_dict())
+  expect_state_dicts_equal(got, order_net()$state_dict())
   valid_x <- torch_randn(16, 4)
   torch_randint(1, 4, 16, dtype = torch_long())
   expect_true(torch_equal(drawn$valid_data, valid_x))
@@ -74,7 +69,7 @@ test_that("R's RNG: a module drawing R numbers in initialize() gets them before 
   got <- first_weights(r_init_net, list(matrix(rnorm(256), 64, 4), sample(1:3, 64, replace = TRUE)))
   set.seed(13)
   torch_manual_seed(13)
-  expect_same_weights(got, r_init_net()$state_dict())
+  expect_state_dicts_equal(got, r_init_net()$state_dict())
 })
 
 test_that("a held-out fraction is split after the model is built", {
@@ -84,7 +79,7 @@ test_that("a held-out fraction is split after the model is built", {
   torch_manual_seed(14)
   got <- first_weights(order_net, list(x, y), valid_data = 0.25)
   torch_manual_seed(14)
-  expect_same_weights(got, order_net()$state_dict())
+  expect_state_dicts_equal(got, order_net()$state_dict())
 })
 
 test_that("errors in the data arguments still name them, with their class", {
