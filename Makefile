@@ -18,7 +18,7 @@ ENGINE_FILES := pyproject.toml README.md constraints.txt \
   $(shell find pyluz -type f -not -name '*.pyc' -not -path '*/__pycache__/*' 2>/dev/null)
 WHEEL := dist/pyluz-$(VERSION)-py3-none-any.whl
 RTARBALL := dist/pyluz_$(VERSION).tar.gz
-RPKG_FILES := $(shell find rpkg -type f -not -path '*/.Rcheck/*' -not -path 'rpkg/inst/python/*' 2>/dev/null)
+RPKG_FILES := $(shell find rpkg -type f -not -path '*/.Rcheck/*' -not -path 'rpkg/inst/python/*' -not -name '*.o' -not -name '*.so' 2>/dev/null)
 
 .PHONY: setup demo test test-python test-doctest test-r check-r test-vignettes test-ddp test-install dist engine bench clean lint format
 

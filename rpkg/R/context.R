@@ -11,9 +11,8 @@
 # - `records`: a version that moves when records change; then only the changed entries are
 #   converted (from `ctx$log()`'s edits) and put into the kept copy, so reads don't grow with epochs.
 # Writes (`ctx$loss <- ...`) go to the engine as before; the probes see the new objects.
-# A read of an unchanged field is then ~36k instructions (~5 µs); the first read of a new tensor
-# ~140k, of which reticulate's wrapping of the new object (environment, finalizer, class vector
-# from the MRO, class filters) is ~75k: the floor of any Python object reaching R (bench/README.md).
+# The crossings go through src/pyref.c (pyref.R), which also wraps a new tensor without
+# reticulate's generic wrapping (~75k instructions of the ~140k a first read cost through it).
 
 .ctx_probe_kinds <- c(iter = "IntProbe", epoch = "IntProbe", loss = "FieldProbe", pred = "FieldProbe",
                       target = "FieldProbe", input = "FieldProbe", opt = "FieldProbe",
@@ -47,7 +46,8 @@
     if (!is.na(kind)) field <- ctx_field(x, name, kind)
   }
   if (!is.null(field)) {
-    version <- .rt$len(field$probe)
+    version <- .Call(C_py_len, field$probe)
+    if (is.null(version)) version <- .rt$len(field$probe)
     if (field$int) {
       if (version > 0L) return(version - 1L)
       return(reticulate::py_to_r(.rt$attr(x, name, FALSE)))
@@ -56,9 +56,11 @@
     value <- if (field$records) {
       ctx_records_update(x, field)
     } else if (version %% 2L == 0L) {
-      ctx_dict_items(field$probe, field$value)
+      items <- .Call(C_py_tensor_items, field$probe, names(field$value), .py_classes)
+      if (is.null(items)) ctx_dict_items(field$probe, field$value) else items
     } else {
-      value <- .rt$attr(x, name, FALSE)   # a tensor as it comes (converting returns it unchanged)
+      value <- .Call(C_py_attr, x, name, .py_classes)   # a tensor as it comes (see pyref.R)
+      if (is.null(value)) value <- py_remembered(.rt$attr(x, name, FALSE))
       if (inherits(value, "torch.Tensor")) value else reticulate::py_to_r(value)
     }
     field$value <- value
@@ -69,25 +71,6 @@
   method <- .ctx_luz_methods[[name]]
   if (!is.null(method)) return(method(x))
   NextMethod()
-}
-
-# reticulate's C entry points behind `py_len()`, `py_get_attr()` and `py_get_item()`. The exported
-# functions first check, with two more crossings, that Python is running and that the object is not
-# a stale reference from an earlier session; a probe reached through a live ctx never is, and those
-# checks were 15 µs of a 20 µs read. Looked up once; the exported functions stand in where a
-# reticulate version lacks them.
-.rt <- new.env(parent = emptyenv())
-
-rt_bind <- function() {
-  ns <- asNamespace("reticulate")
-  pick <- function(internal, fallback) {
-    f <- get0(internal, envir = ns, mode = "function", inherits = FALSE)
-    if (is.null(f)) fallback else f
-  }
-  .rt$len <- pick("py_len_impl", function(x, default = NULL) reticulate::py_len(x))
-  .rt$attr <- pick("py_get_attr_impl", function(x, name, silent) reticulate::py_get_attr(x, name, silent))
-  .rt$item <- pick("py_get_item_impl", function(x, key, silent) reticulate::py_get_item(x, key, silent))
-  invisible()
 }
 
 # The kept state of one field of this R binding of ctx: an environment with `probe`, `version`,
@@ -113,9 +96,11 @@ ctx_field <- function(x, name, kind) {
 
 # A dict whose keys did not change (the loss dict, every batch): its items are fetched one by one
 # through the probe and put into the kept list, a fraction of the cost of converting the dict.
+# (When all of them are tensors of known types, `C_py_tensor_items` does this in one crossing.)
 ctx_dict_items <- function(probe, kept) {
   for (k in names(kept)) {
-    item <- .rt$item(probe, k, FALSE)
+    item <- .Call(C_py_item, probe, k, .py_classes)
+    if (is.null(item)) item <- py_remembered(.rt$item(probe, k, FALSE))
     kept[k] <- list(if (inherits(item, "torch.Tensor")) item else reticulate::py_to_r(item))
   }
   kept

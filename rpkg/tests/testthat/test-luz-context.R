@@ -120,3 +120,76 @@ test_that("a kept dict field keeps its NULL items when only the tensors change",
   }
   expect_equal(vapply(seen, function(s) s$opt, numeric(1)), c(1, 2, 1, 2))
 })
+
+test_that("ctx tensors made by the C path are reticulate's objects, and own one reference each", {
+  skip_if_no_engine()
+  d <- make_class_data(64)
+  sys <- reticulate::import("sys", convert = FALSE)
+  weakref <- reticulate::import("weakref", convert = FALSE)
+  refs <- function(t) reticulate::py_to_r(sys$getrefcount(t))
+  seen <- new.env()
+  probe <- luz_callback(
+    "probe",
+    on_train_batch_end = function() {
+      if (ctx$iter > 3) return()
+      generic <- reticulate::py_get_attr(ctx, "pred")       # reticulate's own wrapping
+      mine <- ctx$pred                                      # the type is known from batch 2 on
+      seen$class_ok <- c(seen$class_ok, identical(class(mine), class(generic)))
+      seen$same_object <- c(seen$same_object, reticulate::py_id(mine) == reticulate::py_id(generic))
+      seen$convert <- c(seen$convert, identical(get("convert", envir = mine), get("convert", envir = generic)))
+      seen$values_ok <- c(seen$values_ok, torch_equal(mine$detach(), generic$detach()))
+      loss <- ctx$loss[[1]]
+      seen$loss_class <- c(seen$loss_class, identical(class(loss), class(reticulate::py_get_attr(ctx, "loss")$opt)))
+      # each wrapper the C path makes owns one reference, dropped when R frees it (the counts also
+      # see R garbage from the count itself, hence the difference of two counts)
+      held <- function(n) {
+        invisible(gc())
+        base <- refs(generic)
+        direct <- lapply(seq_len(n), function(i) .Call(pyluz:::C_py_attr, ctx, "pred", pyluz:::.py_classes))
+        kept <- refs(generic) - base
+        rm(direct)
+        invisible(gc())
+        c(kept, refs(generic) - base)
+      }
+      one <- held(1)
+      five <- held(5)
+      seen$held <- c(seen$held, five[1] - one[1])
+      seen$after_gc <- c(seen$after_gc, five[2])
+      seen$last <- weakref$ref(generic)
+    }
+  )
+  nn_linear %>%
+    setup(loss = nn_cross_entropy_loss(), optimizer = optim_sgd) %>%
+    set_hparams(in_features = 4, out_features = 3) %>%
+    set_opt_hparams(lr = 0.1) %>%
+    fit(list(d$x, d$y + 1L), epochs = 1, callbacks = list(probe()), verbose = FALSE,
+        dataloader_options = list(batch_size = 16))
+  expect_equal(seen$class_ok, rep(TRUE, 3))
+  expect_equal(seen$same_object, rep(TRUE, 3))
+  expect_equal(seen$convert, rep(TRUE, 3))
+  expect_equal(seen$values_ok, rep(TRUE, 3))
+  expect_equal(seen$loss_class, rep(TRUE, 3))
+  expect_equal(seen$held, rep(4, 3))
+  expect_equal(seen$after_gc, rep(0, 3))
+  invisible(gc())
+  reticulate::py_run_string("import gc; gc.collect()")
+  dead <- reticulate::py_eval("lambda r: r() is None", convert = FALSE)
+  expect_true(reticulate::py_to_r(reticulate::py_call(dead, seen$last)))          # nothing kept the last batch's pred
+})
+
+test_that("a Python error in the C path returns NULL, and reticulate's path then raises it", {
+  skip_if_no_engine()
+  pyluz:::rt_bind()
+  py <- reticulate::py_run_string("
+class Boom:
+    @property
+    def pred(self):
+        raise ValueError('no pred here')
+boom = Boom()
+", local = TRUE, convert = FALSE)
+  expect_null(.Call(pyluz:::C_py_attr, py$boom, "pred", pyluz:::.py_classes))
+  expect_null(.Call(pyluz:::C_py_item, py$boom, "pred", pyluz:::.py_classes))   # not subscriptable
+  expect_null(.Call(pyluz:::C_py_len, py$boom))                                 # no len()
+  expect_error(pyluz:::.rt$attr(py$boom, "pred", FALSE), "no pred here")
+  expect_null(.Call(pyluz:::C_py_attr, "not a Python object", "pred", pyluz:::.py_classes))
+})
