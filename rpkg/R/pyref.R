@@ -1,4 +1,5 @@
-# Reading Python values into R cheaply, for the per-batch reads of `ctx` (context.R).
+# Reading Python values into R cheaply: the per-batch reads of `ctx` (context.R) and the R-torch
+# layer's calls (`.pycall()`, torch-utils.R).
 #
 # reticulate 1.28 wraps each Python object that reaches R in a new environment with a class vector
 # it rebuilds from the object's MRO and passes through the class filters (two R evaluations): about
@@ -13,7 +14,10 @@
 #   if (is.null(value)) value <- py_remembered(.rt$attr(x, name, FALSE))
 #
 # The entry points are `C_py_len(x)`, `C_py_attr(x, name, classes)`, `C_py_item(x, key, classes)`
-# (a string key), `C_py_tensor_items(x, keys, classes)` (a named list of `x[key]`, NULL unless all are
+# (a string key), `C_py_call(f, args, kwargs, classes)` (NULL, before calling, unless every argument
+# is NULL, a Python object or a plain length-one double / integer / logical / string, as reticulate
+# would convert them; a "pyluz_bare" object, for `py_unbare()`, when the result's type is new or
+# the call raised), `C_py_tensor_items(x, keys, classes)` (a named list of `x[key]`, NULL unless all are
 # tensors of known types) and `C_py_remember_class(value, classes)`; written out at each hot call site,
 # since an R function call around them costs as much as the crossing.
 
@@ -21,6 +25,18 @@
 NULL
 
 .py_classes <- new.env(parent = emptyenv())
+
+# A "pyluz_bare" object from `C_py_call`, handed to reticulate: a raised exception is raised again
+# there (the R error is reticulate's, as for any Python error); a value of a new type is wrapped by
+# reticulate, and its class vector kept.
+py_unbare <- function(x) {
+  if (is.null(.rt$rewrap)) rt_bind()
+  call <- .rt$call
+  if (isTRUE(attr(x, "pyluz_error", exact = TRUE))) call(.rt$reraise, list(x), NULL)
+  value <- py_remembered(call(.rt$rewrap, list(x), NULL))
+  assign("convert", get("convert", envir = x), envir = value)   # the called function's, not rewrap's
+  value
+}
 
 # `value`, after noting its class vector for the C path's later wraps of its type.
 py_remembered <- function(value) {
@@ -44,5 +60,9 @@ rt_bind <- function() {
   .rt$len <- pick("py_len_impl", function(x, default = NULL) reticulate::py_len(x))
   .rt$attr <- pick("py_get_attr_impl", function(x, name, silent) reticulate::py_get_attr(x, name, silent))
   .rt$item <- pick("py_get_item_impl", function(x, key, silent) reticulate::py_get_item(x, key, silent))
+  .rt$call <- .call_impl()
+  helpers <- engine_module("interop.pyref")
+  .rt$rewrap <- reticulate::py_get_attr(helpers, "rewrap")
+  .rt$reraise <- reticulate::py_get_attr(helpers, "reraise")
   invisible()
 }

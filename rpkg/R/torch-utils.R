@@ -51,24 +51,22 @@
 .pycall <- function(f, ...) {
   args <- list(...)
   nms <- names(args)
-  impl <- .py_call_impl
-  if (is.null(impl)) impl <- .call_impl()
-  r <- if (is.null(nms)) {
-    impl(f, args, NULL)
-  } else {
-    named <- nzchar(nms)
-    impl(f, args[!named], args[named])
-  }
-  if (inherits(r, "torch.Tensor")) return(r)
-  r <- reticulate::py_to_r(r)
-  if (is.null(r)) invisible(NULL) else r
+  if (is.null(nms)) return(.pycall_list(f, args))
+  named <- nzchar(nms)
+  .pycall_list(f, args[!named], args[named])
 }
 
-# Same with explicit positional/keyword lists.
+# Same with explicit positional/keyword lists. The call goes through the package's C path
+# (pyref.R) when it converts every argument, else through reticulate's.
 .pycall_list <- function(f, args, kwargs = NULL) {
-  impl <- .py_call_impl
-  if (is.null(impl)) impl <- .call_impl()
-  r <- impl(f, args, kwargs)
+  r <- .Call(C_py_call, f, args, kwargs, .py_classes)
+  if (is.null(r)) {
+    impl <- .py_call_impl
+    if (is.null(impl)) impl <- .call_impl()
+    r <- impl(f, args, kwargs)
+  } else if (inherits(r, "pyluz_bare")) {
+    r <- py_unbare(r)
+  }
   if (inherits(r, "torch.Tensor")) return(r)
   r <- reticulate::py_to_r(r)
   if (is.null(r)) invisible(NULL) else r

@@ -7,6 +7,7 @@ SEXP pyluz_py_len(SEXP x);
 SEXP pyluz_py_attr(SEXP x, SEXP name, SEXP classes);
 SEXP pyluz_py_item(SEXP x, SEXP key, SEXP classes);
 SEXP pyluz_py_tensor_items(SEXP x, SEXP keys, SEXP classes);
+SEXP pyluz_py_call(SEXP f, SEXP args, SEXP kwargs, SEXP classes);
 SEXP pyluz_py_remember_class(SEXP x, SEXP classes);
 
 static const R_CallMethodDef entries[] = {
@@ -14,6 +15,7 @@ static const R_CallMethodDef entries[] = {
   {"C_py_attr", (DL_FUNC)&pyluz_py_attr, 3},
   {"C_py_item", (DL_FUNC)&pyluz_py_item, 3},
   {"C_py_tensor_items", (DL_FUNC)&pyluz_py_tensor_items, 3},
+  {"C_py_call", (DL_FUNC)&pyluz_py_call, 4},
   {"C_py_remember_class", (DL_FUNC)&pyluz_py_remember_class, 2},
   {NULL, NULL, 0}
 };

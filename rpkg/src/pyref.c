@@ -35,11 +35,23 @@ static struct {
   void (*incref)(PyObject *);
   void (*decref)(PyObject *);
   void (*err_clear)(void);
+  PyObject *(*call)(PyObject *, PyObject *, PyObject *);
+  PyObject *(*tuple_new)(PySsize);
+  int (*tuple_set)(PyObject *, PySsize, PyObject *);
+  PyObject *(*dict_new)(void);
+  int (*dict_set)(PyObject *, const char *, PyObject *);
+  PyObject *(*from_double)(double);
+  PyObject *(*from_long)(long);
+  PyObject *(*from_bool)(long);
+  void (*err_fetch)(PyObject **, PyObject **, PyObject **);
+  void (*err_normalize)(PyObject **, PyObject **, PyObject **);
+  int (*set_traceback)(PyObject *, PyObject *);
+  PyObject *none;
   GilState (*gil_ensure)(void);
   void (*gil_release)(GilState);
 } py;
 
-static SEXP sym_pyobj, sym_convert;
+static SEXP sym_pyobj, sym_convert, sym_error;
 
 static void *find(const char *name) {
   void *f = dlsym(RTLD_DEFAULT, name);
@@ -60,10 +72,23 @@ static int python_ready(void) {
     py.incref = (void (*)(PyObject *))find("Py_IncRef");
     py.decref = (void (*)(PyObject *))find("Py_DecRef");
     py.err_clear = (void (*)(void))find("PyErr_Clear");
+    py.call = (PyObject * (*)(PyObject *, PyObject *, PyObject *)) find("PyObject_Call");
+    py.tuple_new = (PyObject * (*)(PySsize)) find("PyTuple_New");
+    py.tuple_set = (int (*)(PyObject *, PySsize, PyObject *))find("PyTuple_SetItem");
+    py.dict_new = (PyObject * (*)(void)) find("PyDict_New");
+    py.dict_set = (int (*)(PyObject *, const char *, PyObject *))find("PyDict_SetItemString");
+    py.from_double = (PyObject * (*)(double)) find("PyFloat_FromDouble");
+    py.from_long = (PyObject * (*)(long)) find("PyLong_FromLong");
+    py.from_bool = (PyObject * (*)(long)) find("PyBool_FromLong");
+    py.err_fetch = (void (*)(PyObject **, PyObject **, PyObject **))find("PyErr_Fetch");
+    py.err_normalize = (void (*)(PyObject **, PyObject **, PyObject **))find("PyErr_NormalizeException");
+    py.set_traceback = (int (*)(PyObject *, PyObject *))find("PyException_SetTraceback");
+    py.none = (PyObject *)find("_Py_NoneStruct");
     py.gil_ensure = (GilState(*)(void))find("PyGILState_Ensure");
     py.gil_release = (void (*)(GilState))find("PyGILState_Release");
     sym_pyobj = Rf_install("pyobj");
     sym_convert = Rf_install("convert");
+    sym_error = Rf_install("pyluz_error");
     if (!py.ok) py.tried = 0; /* Python not loaded yet: look again next time */
   }
   return py.ok && py.is_initialized();
@@ -203,6 +228,132 @@ SEXP pyluz_py_tensor_items(SEXP x, SEXP keys, SEXP classes) {
   if (ok) Rf_setAttrib(out, R_NamesSymbol, keys);
   UNPROTECT(1);
   return ok ? out : R_NilValue;
+}
+
+/* An R object the way reticulate's object would be, but with the class "pyluz_bare": for a value of
+ * a type seen for the first time, or (attribute `pyluz_error`) a raised exception. R hands it back
+ * to reticulate (pyref.R). */
+static SEXP bare(PyObject *obj, SEXP convert, int is_error) {
+  SEXP env = PROTECT(R_NewEnv(R_EmptyEnv, FALSE, 0));
+  SEXP ptr = PROTECT(R_MakeExternalPtr(obj, R_NilValue, R_NilValue));
+  R_RegisterCFinalizer(ptr, release);
+  Rf_defineVar(sym_pyobj, ptr, env);
+  Rf_defineVar(sym_convert, Rf_ScalarLogical(Rf_asLogical(convert)), env);
+  SEXP cls = PROTECT(Rf_allocVector(STRSXP, 2));
+  SET_STRING_ELT(cls, 0, Rf_mkChar("pyluz_bare"));
+  SET_STRING_ELT(cls, 1, Rf_mkChar("python.builtin.object"));
+  Rf_setAttrib(env, R_ClassSymbol, cls);
+  if (is_error) Rf_setAttrib(env, sym_error, Rf_ScalarLogical(1));
+  UNPROTECT(3);
+  return env;
+}
+
+/* One R argument as a new Python reference, as reticulate would convert it, for the kinds the
+ * R-torch layer passes every call: NULL, a Python object, a plain length-one double, integer,
+ * logical or string. NULL (C's) for anything else, NA included: reticulate then converts all. */
+static PyObject *to_python(SEXP v) {
+  if (TYPEOF(v) == NILSXP) {
+    py.incref(py.none);
+    return py.none;
+  }
+  if (TYPEOF(v) == ENVSXP) {
+    if (!Rf_inherits(v, "python.builtin.object") || Rf_getAttrib(v, Rf_install("py_object")) != R_NilValue)
+      return NULL;
+    PyObject *obj = unwrap(v);
+    if (obj != NULL) py.incref(obj);
+    return obj;
+  }
+  int type = TYPEOF(v);
+  if ((type != REALSXP && type != INTSXP && type != LGLSXP && type != STRSXP) || ATTRIB(v) != R_NilValue ||
+      XLENGTH(v) != 1)
+    return NULL;
+  switch (type) {
+  case REALSXP:
+    return py.from_double(REAL(v)[0]);
+  case INTSXP:
+    return INTEGER(v)[0] == NA_INTEGER ? NULL : py.from_long(INTEGER(v)[0]);
+  case LGLSXP:
+    return LOGICAL(v)[0] == NA_LOGICAL ? NULL : py.from_bool(LOGICAL(v)[0]);
+  case STRSXP:
+    return STRING_ELT(v, 0) == NA_STRING ? NULL : py.unicode(Rf_translateCharUTF8(STRING_ELT(v, 0)));
+  default:
+    return NULL;
+  }
+}
+
+/* The positional tuple and keyword dict of a call, or 0 (nothing allocated) when an argument is
+ * not one to_python() converts. */
+static int call_arguments(SEXP args, SEXP kwargs, PyObject **tuple, PyObject **dict) {
+  R_xlen_t n = TYPEOF(args) == VECSXP ? XLENGTH(args) : 0;
+  R_xlen_t nk = TYPEOF(kwargs) == VECSXP ? XLENGTH(kwargs) : 0;
+  SEXP names = Rf_getAttrib(kwargs, R_NamesSymbol);
+  if ((TYPEOF(args) != VECSXP && args != R_NilValue) || (TYPEOF(kwargs) != VECSXP && kwargs != R_NilValue) ||
+      (nk > 0 && TYPEOF(names) != STRSXP))
+    return 0;
+  *tuple = py.tuple_new(n);
+  *dict = NULL;
+  for (R_xlen_t i = 0; i < n; i++) {
+    PyObject *arg = to_python(VECTOR_ELT(args, i));
+    if (arg == NULL) {
+      py.decref(*tuple);
+      return 0;
+    }
+    py.tuple_set(*tuple, i, arg); /* steals arg */
+  }
+  if (nk > 0) {
+    *dict = py.dict_new();
+    for (R_xlen_t i = 0; i < nk; i++) {
+      PyObject *arg = to_python(VECTOR_ELT(kwargs, i));
+      if (arg == NULL) {
+        py.decref(*tuple);
+        py.decref(*dict);
+        return 0;
+      }
+      py.dict_set(*dict, Rf_translateChar(STRING_ELT(names, i)), arg);
+      py.decref(arg);
+    }
+  }
+  return 1;
+}
+
+/* f(*args, **kwargs), as reticulate's py_call_impl() would make it, for the R-torch layer's calls.
+ * NULL (R's) when an argument needs reticulate's conversion (nothing was called); the result
+ * wrapped with f's `convert`; a "pyluz_bare" object for a result of a new type or an exception. */
+SEXP pyluz_py_call(SEXP f, SEXP args, SEXP kwargs, SEXP classes) {
+  if (!python_ready()) return R_NilValue;
+  PyObject *fn = unwrap(f);
+  if (fn == NULL) return R_NilValue;
+  GilState g = py.gil_ensure();
+  PyObject *tuple, *dict;
+  SEXP out = R_NilValue;
+  if (call_arguments(args, kwargs, &tuple, &dict)) {
+    SEXP convert = PROTECT(convert_of(f));
+    PyObject *value = py.call(fn, tuple, dict);
+    py.decref(tuple);
+    if (dict != NULL) py.decref(dict);
+    if (value == NULL) {
+      PyObject *type, *error, *trace;
+      py.err_fetch(&type, &error, &trace);
+      py.err_normalize(&type, &error, &trace);
+      if (error == NULL) { /* no exception object: report None, not a crash */
+        py.incref(py.none);
+        error = py.none;
+      } else if (trace != NULL) {
+        py.set_traceback(error, trace);
+      }
+      if (type != NULL) py.decref(type);
+      if (trace != NULL) py.decref(trace);
+      out = bare(error, convert, 1);
+    } else {
+      py.incref(value); /* wrap() gives one reference away even when it declines */
+      out = wrap(value, convert, classes);
+      if (out == R_NilValue) out = bare(value, convert, 0);
+      else py.decref(value);
+    }
+    UNPROTECT(1);
+  }
+  py.gil_release(g);
+  return out;
 }
 
 /* Remembers `class(x)` (as reticulate made it) for x's Python type; holds the type. */
