@@ -46,31 +46,70 @@ CHECKPOINT_FORMAT = "pyluz-checkpoint"
 # -- checkpoints ---------------------------------------------------------------------------------
 
 
+class _NotPlain(Exception):
+    """Raised inside `_plain` with the path to the offending value, built while unwinding."""
+
+    def __init__(self, kind):
+        super().__init__(kind)
+        self.kind = kind
+        self.path = []
+
+
+# Values `_plain` returns as they are, by exact type (subclasses such as np.float64 take the slow path).
+_AS_IS = frozenset({bool, int, float, str, bytes, type(None), torch.dtype, torch.device, torch.Size})
+
+
 def plain(value, where):
     """A copy of `value` that `torch.load(weights_only=True)` can read: tensors, numbers, strings, None,
-    dicts, lists and tuples. numpy values become Python numbers / tensors; anything else is an error.
+    dicts, lists and tuples. numpy values become Python numbers / tensors; anything else is an error
+    that names where (`where`, then the keys and indices down to the value).
     """
+    try:
+        return _plain(value)
+    except _NotPlain as e:
+        raise TypeError(
+            f"{where}{''.join(e.path)} holds a {e.kind}; checkpoints store only tensors, numbers, strings, "
+            "None and dicts/lists/tuples of them (so loading them can never run code)."
+        ) from None
+
+
+def _plain(value):
+    # Called for every entry of every checkpoint (AutoResume writes them inside epochs): the common
+    # exact types first, and the error's path only built when there is one.
+    kind = type(value)
+    if kind in _AS_IS:
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if kind is dict or isinstance(value, collections.abc.Mapping):
+        out = {}
+        for k, v in value.items():
+            try:
+                out[k] = _plain(v)
+            except _NotPlain as e:
+                e.path.insert(0, f"[{k!r}]")
+                raise
+        return out
+    if kind is list or kind is tuple or isinstance(value, (list, tuple)):
+        items = []
+        for i, v in enumerate(value):
+            try:
+                items.append(_plain(v))
+            except _NotPlain as e:
+                e.path.insert(0, f"[{i}]")
+                raise
+        return items if isinstance(value, list) else tuple(items)
     if isinstance(value, np.generic):  # before the Python types: np.float64 is a float subclass
         return value.item()
-    if value is None or isinstance(
-        value, (bool, int, float, str, bytes, torch.Tensor, torch.dtype, torch.device, torch.Size)
-    ):
-        return value.detach() if isinstance(value, torch.Tensor) else value
+    if isinstance(value, (bool, int, float, str, bytes, torch.dtype, torch.device, torch.Size)):
+        return value
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.array(value))
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
-    if isinstance(value, collections.abc.Mapping):
-        return {k: plain(v, f"{where}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        items = [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return items if isinstance(value, list) else tuple(items)
-    raise TypeError(
-        f"{where} holds a {type(value).__name__}; checkpoints store only tensors, numbers, strings, None "
-        "and dicts/lists/tuples of them (so loading them can never run code)."
-    )
+    raise _NotPlain(type(value).__name__)
 
 
 def checkpoint_state(ctx):

@@ -489,3 +489,21 @@ def test_load_and_save_validate_their_arguments(tmp_path):
         pyluz.load(path, metrics=[pyluz.metrics.Accuracy])
     with pytest.raises(TypeError, match="`stack`"):
         fitted.predict(torch.randn(4, 2), stack="no")
+
+
+def test_plain_values_and_the_path_to_a_bad_one():
+    from collections import OrderedDict, namedtuple
+
+    Pair = namedtuple("Pair", "a b")
+    plain = C.plain
+    t = torch.ones(2, requires_grad=True)
+    out = plain(
+        OrderedDict(a=np.float64(1.5), b=[np.int32(2), (True, "s")], c=np.arange(3), d=Pair(t, None), e=torch.float16),
+        "v",
+    )
+    assert out["a"] == 1.5 and type(out["a"]) is float
+    assert out["b"] == [2, (True, "s")] and type(out["b"][0]) is int
+    assert torch.equal(out["c"], torch.arange(3)) and type(out["d"]) is tuple
+    assert torch.equal(out["d"][0], t) and not out["d"][0].requires_grad and out["e"] is torch.float16
+    with pytest.raises(TypeError, match=r"^v\['b'\]\[1\]\[0\] holds a set; checkpoints store only"):
+        plain({"a": 1, "b": [2, [{3}]]}, "v")
