@@ -145,6 +145,16 @@ static SEXP convert_of(SEXP x) {
   return TYPEOF(convert) == LGLSXP ? convert : Rf_ScalarLogical(TRUE);
 }
 
+/* A new reference read from `owner`, wrapped with owner's `convert`; NULL (the error cleared)
+ * when the read failed. */
+static SEXP wrap_result(PyObject *value, SEXP owner, SEXP classes) {
+  if (value == NULL) {
+    py.err_clear();
+    return R_NilValue;
+  }
+  return wrap(value, convert_of(owner), classes);
+}
+
 /* len(x) as an R integer. */
 SEXP pyluz_py_len(SEXP x) {
   if (!python_ready()) return R_NilValue;
@@ -164,13 +174,7 @@ SEXP pyluz_py_attr(SEXP x, SEXP name, SEXP classes) {
   PyObject *obj = unwrap(x);
   if (obj == NULL) return R_NilValue;
   GilState g = py.gil_ensure();
-  PyObject *value = py.get_attr(obj, CHAR(STRING_ELT(name, 0)));
-  SEXP out = R_NilValue;
-  if (value == NULL) {
-    py.err_clear();
-  } else {
-    out = wrap(value, convert_of(x), classes);
-  }
+  SEXP out = wrap_result(py.get_attr(obj, CHAR(STRING_ELT(name, 0))), x, classes);
   py.gil_release(g);
   return out;
 }
@@ -181,15 +185,10 @@ SEXP pyluz_py_item(SEXP x, SEXP key, SEXP classes) {
   PyObject *obj = unwrap(x);
   if (obj == NULL) return R_NilValue;
   GilState g = py.gil_ensure();
-  SEXP out = R_NilValue;
   PyObject *k = py.unicode(Rf_translateCharUTF8(STRING_ELT(key, 0)));
   PyObject *value = k == NULL ? NULL : py.get_item(obj, k);
   if (k != NULL) py.decref(k);
-  if (value == NULL) {
-    py.err_clear();
-  } else {
-    out = wrap(value, convert_of(x), classes);
-  }
+  SEXP out = wrap_result(value, x, classes);
   py.gil_release(g);
   return out;
 }

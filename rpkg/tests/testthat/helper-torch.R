@@ -48,3 +48,22 @@ run_fresh_r <- function(code) {
   )
   paste(out, collapse = "\n")
 }
+
+# How many references to the Python object `target` the results of `n` calls of `make()` hold
+# (counted against one call's, since each count also sees R garbage from the count itself), and
+# how many are left once R has freed them: c(held, left).
+references_held <- function(target, make, n) {
+  refs <- function() reticulate::py_to_r(reticulate::import("sys", convert = FALSE)$getrefcount(target))
+  count <- function(k) {
+    invisible(gc())
+    base <- refs()
+    results <- lapply(seq_len(k), function(i) make())
+    kept <- refs() - base
+    rm(results)
+    invisible(gc())
+    c(kept, refs() - base)
+  }
+  one <- count(1)
+  more <- count(n + 1)
+  c(more[1] - one[1], more[2])
+}

@@ -124,9 +124,7 @@ test_that("a kept dict field keeps its NULL items when only the tensors change",
 test_that("ctx tensors made by the C path are reticulate's objects, and own one reference each", {
   skip_if_no_engine()
   d <- make_class_data(64)
-  sys <- reticulate::import("sys", convert = FALSE)
   weakref <- reticulate::import("weakref", convert = FALSE)
-  refs <- function(t) reticulate::py_to_r(sys$getrefcount(t))
   seen <- new.env()
   probe <- luz_callback(
     "probe",
@@ -140,21 +138,10 @@ test_that("ctx tensors made by the C path are reticulate's objects, and own one 
       seen$values_ok <- c(seen$values_ok, torch_equal(mine$detach(), generic$detach()))
       loss <- ctx$loss[[1]]
       seen$loss_class <- c(seen$loss_class, identical(class(loss), class(reticulate::py_get_attr(ctx, "loss")$opt)))
-      # each wrapper the C path makes owns one reference, dropped when R frees it (the counts also
-      # see R garbage from the count itself, hence the difference of two counts)
-      held <- function(n) {
-        invisible(gc())
-        base <- refs(generic)
-        direct <- lapply(seq_len(n), function(i) .Call(pyluz:::C_py_attr, ctx, "pred", pyluz:::.py_classes))
-        kept <- refs(generic) - base
-        rm(direct)
-        invisible(gc())
-        c(kept, refs(generic) - base)
-      }
-      one <- held(1)
-      five <- held(5)
-      seen$held <- c(seen$held, five[1] - one[1])
-      seen$after_gc <- c(seen$after_gc, five[2])
+      # each wrapper the C path makes owns one reference, dropped when R frees it
+      held <- references_held(generic, function() .Call(pyluz:::C_py_attr, ctx, "pred", pyluz:::.py_classes), 4)
+      seen$held <- c(seen$held, held[1])
+      seen$after_gc <- c(seen$after_gc, held[2])
       seen$last <- weakref$ref(generic)
     }
   )

@@ -186,24 +186,9 @@ test_that("errors through the C call path read as reticulate's, R errors inside 
 
 test_that("the C call path keeps no reference to its arguments and one to its result", {
   skip_if_no_torch()
-  py <- py_call_fixtures()
-  sys <- reticulate::import("sys", convert = FALSE)
-  refs <- function(t) reticulate::py_to_r(sys$getrefcount(t))
   x <- torch_ones(3)
   identity <- reticulate::py_eval("lambda t: t", convert = FALSE)
   invisible(.Call(pyluz:::C_py_call, identity, list(x), NULL, pyluz:::.py_classes))   # type known
-  # (the counts also see R garbage from the count itself, hence the difference of two counts)
-  held <- function(n) {
-    invisible(gc())
-    base <- refs(x)
-    results <- lapply(seq_len(n), function(i) .Call(pyluz:::C_py_call, identity, list(x), NULL, pyluz:::.py_classes))
-    kept <- refs(x) - base
-    rm(results)
-    invisible(gc())
-    c(kept, refs(x) - base)
-  }
-  one <- held(1)
-  six <- held(6)
-  expect_equal(six[1] - one[1], 5)
-  expect_equal(six[2], 0)
+  held <- references_held(x, function() .Call(pyluz:::C_py_call, identity, list(x), NULL, pyluz:::.py_classes), 5)
+  expect_equal(held, c(5, 0))
 })
