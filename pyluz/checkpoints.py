@@ -90,7 +90,7 @@ def _plain(value):
                 e.path.insert(0, f"[{k!r}]")
                 raise
         return out
-    if kind is list or kind is tuple or isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple)):
         items = []
         for i, v in enumerate(value):
             try:

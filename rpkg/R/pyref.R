@@ -31,7 +31,7 @@ NULL
 # reticulate, and its class vector kept.
 py_unbare <- function(x) {
   if (is.null(.rt$rewrap)) rt_bind()
-  call <- .rt$call
+  call <- .call_impl()
   if (isTRUE(attr(x, "pyluz_error", exact = TRUE))) call(.rt$reraise, list(x), NULL)
   value <- py_remembered(call(.rt$rewrap, list(x), NULL))
   assign("convert", get("convert", envir = x), envir = value)   # the called function's, not rewrap's
@@ -60,7 +60,6 @@ rt_bind <- function() {
   .rt$len <- pick("py_len_impl", function(x, default = NULL) reticulate::py_len(x))
   .rt$attr <- pick("py_get_attr_impl", function(x, name, silent) reticulate::py_get_attr(x, name, silent))
   .rt$item <- pick("py_get_item_impl", function(x, key, silent) reticulate::py_get_item(x, key, silent))
-  .rt$call <- .call_impl()
   helpers <- engine_module("interop.pyref")
   .rt$rewrap <- reticulate::py_get_attr(helpers, "rewrap")
   .rt$reraise <- reticulate::py_get_attr(helpers, "reraise")

@@ -43,7 +43,8 @@
   f
 }
 
-.call_impl <- function() .find_call_impl()
+# reticulate's call entry point: the one found when the package loaded, else looked up now.
+.call_impl <- function() if (is.null(.py_call_impl)) .find_call_impl() else .py_call_impl
 
 # Call a Python callable with R arguments (unnamed -> positional, named ->
 # keywords).  Tensors come back unconverted (fast path); anything else goes
@@ -61,9 +62,7 @@
 .pycall_list <- function(f, args, kwargs = NULL) {
   r <- .Call(C_py_call, f, args, kwargs, .py_classes)
   if (is.null(r)) {
-    impl <- .py_call_impl
-    if (is.null(impl)) impl <- .call_impl()
-    r <- impl(f, args, kwargs)
+    r <- .call_impl()(f, args, kwargs)
   } else if (inherits(r, "pyluz_bare")) {
     r <- py_unbare(r)
   }

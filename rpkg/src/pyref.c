@@ -120,6 +120,19 @@ static SEXP type_key(PyObject *type, char tag) {
   return Rf_install(buf);
 }
 
+/* reticulate's R object for `obj` (a new reference it takes over): an environment holding `pyobj`,
+ * an external pointer whose finalizer drops the reference, and `convert`; class `cls`. */
+static SEXP reference_env(PyObject *obj, SEXP convert, SEXP cls) {
+  SEXP env = PROTECT(R_NewEnv(R_EmptyEnv, FALSE, 0));
+  SEXP ptr = PROTECT(R_MakeExternalPtr(obj, R_NilValue, R_NilValue));
+  R_RegisterCFinalizer(ptr, release);
+  Rf_defineVar(sym_pyobj, ptr, env);
+  Rf_defineVar(sym_convert, Rf_ScalarLogical(Rf_asLogical(convert)), env);
+  Rf_setAttrib(env, R_ClassSymbol, cls);
+  UNPROTECT(2);
+  return env;
+}
+
 /* Wraps `obj` (a new reference, given away) like reticulate would, or returns NULL (and drops
  * the reference) when no class vector is known yet for its type. */
 static SEXP wrap(PyObject *obj, SEXP convert, SEXP classes) {
@@ -130,14 +143,7 @@ static SEXP wrap(PyObject *obj, SEXP convert, SEXP classes) {
     py.decref(obj);
     return R_NilValue;
   }
-  SEXP env = PROTECT(R_NewEnv(R_EmptyEnv, FALSE, 0));
-  SEXP ptr = PROTECT(R_MakeExternalPtr(obj, R_NilValue, R_NilValue));
-  R_RegisterCFinalizer(ptr, release);
-  Rf_defineVar(sym_pyobj, ptr, env);
-  Rf_defineVar(sym_convert, Rf_ScalarLogical(Rf_asLogical(convert)), env);
-  Rf_setAttrib(env, R_ClassSymbol, known);
-  UNPROTECT(2);
-  return env;
+  return reference_env(obj, convert, known);
 }
 
 static SEXP convert_of(SEXP x) {
@@ -233,17 +239,12 @@ SEXP pyluz_py_tensor_items(SEXP x, SEXP keys, SEXP classes) {
  * a type seen for the first time, or (attribute `pyluz_error`) a raised exception. R hands it back
  * to reticulate (pyref.R). */
 static SEXP bare(PyObject *obj, SEXP convert, int is_error) {
-  SEXP env = PROTECT(R_NewEnv(R_EmptyEnv, FALSE, 0));
-  SEXP ptr = PROTECT(R_MakeExternalPtr(obj, R_NilValue, R_NilValue));
-  R_RegisterCFinalizer(ptr, release);
-  Rf_defineVar(sym_pyobj, ptr, env);
-  Rf_defineVar(sym_convert, Rf_ScalarLogical(Rf_asLogical(convert)), env);
   SEXP cls = PROTECT(Rf_allocVector(STRSXP, 2));
   SET_STRING_ELT(cls, 0, Rf_mkChar("pyluz_bare"));
   SET_STRING_ELT(cls, 1, Rf_mkChar("python.builtin.object"));
-  Rf_setAttrib(env, R_ClassSymbol, cls);
+  SEXP env = PROTECT(reference_env(obj, convert, cls));
   if (is_error) Rf_setAttrib(env, sym_error, Rf_ScalarLogical(1));
-  UNPROTECT(3);
+  UNPROTECT(2);
   return env;
 }
 
