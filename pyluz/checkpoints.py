@@ -1,7 +1,7 @@
 """Training checkpoints: model, optimizers, callback states, records, epoch and RNG states.
 
-Written with `torch.save` through an atomic temp-file rename, read back with
-`torch.load(weights_only=True)`, so a checkpoint holds only tensors and plain data and a crafted
+Written with `torch.save` (through `torch_save`'s leaner pickler: the same file) and an atomic
+temp-file rename, read back with `torch.load(weights_only=True)`, so a checkpoint holds only tensors and plain data and a crafted
 file can't run code.
 
 Format (`write_checkpoint`, ModelCheckpoint, AutoResume): a `torch.save` file holding only
@@ -34,6 +34,7 @@ from torch import nn
 
 from .checks import check_bool, message
 from .context import Context
+from . import torch_save
 from .distributed import unwrap
 from .files import atomic_write, check_existing, looks_like_safetensors, torch_load
 from .model_file import FORMAT_VERSION, from_json, has_repr, load_state, model_of, to_json
@@ -179,7 +180,7 @@ def write_checkpoint(ctx, path):
     ['epoch-2.pt', 'epoch-4.pt']
     """
     state = checkpoint_state(ctx)
-    return atomic_write(path, lambda f: torch.save(state, f))
+    return atomic_write(path, lambda f: torch_save.save(state, f))
 
 
 def read_checkpoint(path, argument="path"):

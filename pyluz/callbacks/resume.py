@@ -1,7 +1,6 @@
 """`AutoResume` and `ResumeFromCheckpoint` (luz_callback_auto_resume / luz_callback_resume_from_checkpoint)."""
 
 import errno
-import io
 import os
 import queue
 import sys
@@ -9,8 +8,6 @@ import threading
 import time
 import warnings
 import weakref
-
-import torch
 
 from ..checkpoints import (
     _restore_callbacks,
@@ -25,6 +22,7 @@ from ..checkpoints import (
 from ..checks import check_bool, check_int, check_path, check_positive, fail
 from ..control import SkipEpoch
 from ..distributed import is_main_process, world_size
+from .. import torch_save
 from ..files import atomic_write, remove_temp_files
 from ..positions import PositionedLoader
 from .base import Callback
@@ -266,7 +264,7 @@ class AutoResume(Callback):
         }
         if self._writer is None:
             self._writer = BackgroundWriter()
-        self._writer.submit(self.path, serialized(state))
+        self._writer.submit(self.path, torch_save.to_bytes(state))  # the copy the training thread makes
         self._since_write, self._last_write = 0, time.monotonic()
 
     def _wait_for_writes(self, quiet=False):
@@ -314,13 +312,6 @@ class AutoResume(Callback):
         if self.every_seconds is not None:
             extra += f", every_seconds={self.every_seconds:g}"
         return f"AutoResume(path={self.path!r}{extra})"
-
-
-def serialized(state):
-    """`state` as the bytes of a checkpoint file: the copy the training thread makes (no clones needed)."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
 
 
 class BackgroundWriter:
