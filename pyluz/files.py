@@ -83,35 +83,77 @@ _TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)(?:@(?P<host>[0-9a-f]{8
 _IN_FLIGHT = set()  # temp paths this process is writing right now
 
 
-def atomic_write(path, write):
+def atomic_write(path, write, durable_rename=True):
     """Call `write(fileobj)` on a temp file next to `path`, fsync it, then `os.replace` it onto `path`.
 
     A crash at any moment leaves `path` either as it was or fully written; the temp file is removed
     when `write` fails, and one left by a killed process (SIGKILL, power loss) is removed by the next
-    write into the same directory.
+    write into the same directory. The directory is fsynced too, so the rename survives a power
+    loss; `durable_rename=False` skips that (one fsync less) for files rewritten often whose
+    previous version is a complete fallback: after a power loss `path` may then still be that one.
     """
-    path = check_path(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    remove_stale_temp_files(directory)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}@{_HOST_TAG}.{uuid.uuid4().hex[:8]}.tmp")
-    _IN_FLIGHT.add(tmp)
+    pending = PendingFile(path)
     try:
-        with open(tmp, "xb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write(pending.file)
     except BaseException:
+        pending.discard()
+        raise
+    return pending.commit(durable_rename)
+
+
+class PendingFile:
+    """`atomic_write` in two halves: the temp file next to `path`, open in `.file`; `commit()` fsyncs it and
+    renames it onto `path`, `discard()` removes it. The halves may run on different threads (AutoResume
+    writes the bytes on the training thread, into the page cache, and commits on its writer thread,
+    whose only work is then the blocking syscalls).
+
+    >>> import tempfile
+    >>> pending = PendingFile(os.path.join(tempfile.mkdtemp(), "out.bin"))
+    >>> _ = pending.file.write(b"data")
+    >>> open(pending.commit(), "rb").read()
+    b'data'
+    """
+
+    def __init__(self, path):
+        self.path = check_path(path)
+        self.directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(self.directory, exist_ok=True)
+        remove_stale_temp_files(self.directory)
+        name = f".{os.path.basename(self.path)}.{os.getpid()}@{_HOST_TAG}.{uuid.uuid4().hex[:8]}.tmp"
+        self.temp = os.path.join(self.directory, name)
+        _IN_FLIGHT.add(self.temp)
         try:
-            os.unlink(tmp)
+            self.file = open(self.temp, "xb")
+        except BaseException:
+            _IN_FLIGHT.discard(self.temp)
+            raise
+
+    def commit(self, durable_rename=True):
+        """fsync the temp file, rename it onto `path` (then fsync the directory unless `durable_rename=False`)."""
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.temp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        _IN_FLIGHT.discard(self.temp)
+        if durable_rename:
+            _fsync_dir(self.directory)
+        return self.path
+
+    def discard(self):
+        """Close and remove the temp file (`path` is left as it was)."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(self.temp)
         except FileNotFoundError:
             pass
-        raise
-    finally:
-        _IN_FLIGHT.discard(tmp)
-    _fsync_dir(directory)
-    return path
+        _IN_FLIGHT.discard(self.temp)
 
 
 def _process_alive(pid):

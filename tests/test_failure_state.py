@@ -191,6 +191,31 @@ def test_only_temp_files_of_dead_processes_are_removed(tmp_path):
         live.wait()
 
 
+def test_a_pending_file_is_invisible_until_committed(tmp_path):
+    target = tmp_path / "state.pt"
+    target.write_bytes(b"previous")
+    pending = F.PendingFile(str(target))
+    pending.file.write(b"new")
+    pending.file.flush()
+    # Ours and in flight: another write into the folder must not take it for a dead writer's.
+    F.remove_temp_files(str(target))
+    assert os.path.exists(pending.temp) and target.read_bytes() == b"previous"
+    assert pending.commit(durable_rename=False) == str(target)
+    assert target.read_bytes() == b"new" and temp_files(tmp_path) == []
+
+    dropped = F.PendingFile(str(target))
+    dropped.file.write(b"never")
+    dropped.discard()
+    assert target.read_bytes() == b"new" and temp_files(tmp_path) == []
+
+    failing = F.PendingFile(str(tmp_path / "gone" / "x.pt"))  # its folder disappears before the rename
+    os.unlink(failing.temp)
+    os.rmdir(tmp_path / "gone")
+    with pytest.raises(FileNotFoundError):
+        failing.commit()
+    assert failing.temp not in F._IN_FLIGHT
+
+
 KILL_BEFORE_RENAME = """
     import os, signal, torch, pyluz
     from torch import nn

@@ -319,3 +319,25 @@ def test_the_lock_of_a_killed_fit_is_not_kept_by_its_forked_children(tmp_path):
         release_lock(path)
     finally:
         os.close(w)
+
+
+def test_only_epoch_end_writes_fsync_the_directory(tmp_path, monkeypatch):
+    # A mid-epoch file's rename may be lost to a power cut (the previous checkpoint is as exact a
+    # start); an epoch's end, with or without steps inside, stays durable.
+    import pyluz.files
+
+    synced = []
+    monkeypatch.setattr(pyluz.files, "_fsync_dir", lambda directory: synced.append(directory))
+    calls = []
+    real_commit = pyluz.files.PendingFile.commit
+
+    def counting_commit(self, durable_rename=True):
+        calls.append(durable_rename)
+        return real_commit(self, durable_rename)
+
+    monkeypatch.setattr(pyluz.files.PendingFile, "commit", counting_commit)
+    fit(str(tmp_path / "state.pt"), "memory")
+    mid_epoch = (BATCHES - 1) // EVERY  # the write due at the epoch's last batch is the epoch-end one
+    assert calls.count(False) == EPOCHS * mid_epoch
+    assert calls.count(True) == EPOCHS
+    assert len(synced) == EPOCHS
