@@ -72,3 +72,18 @@ def test_reads_back_weights_only_with_shared_storage_kept():
     assert torch.equal(back["base"], base) and torch.equal(back["row"], base[1]) and back["meta"] == {"epoch": 3}
     back["base"][1, 0] = -1.0  # still one storage, as torch.save keeps it
     assert back["row"][0].item() == -1.0
+
+
+def test_plain_cpu_states_take_the_lean_writer_and_the_rest_torchs_path():
+    states = dict(_states())
+    for name in ("model and optimizer", "views sharing a storage", "one tensor twice", "classic dtypes", "plain data"):
+        torch_save._cpu_bytes(states[name])  # no _NotPlain: written without torch.save
+    for name in ("parameter", "requires_grad", "newer dtype", "conj bit", "python attribute", "quantized"):
+        with pytest.raises(torch_save._NotPlain):
+            torch_save._cpu_bytes(states[name])
+
+
+def test_two_dtypes_over_one_storage_raise_torchs_error():
+    base = torch.zeros(4)
+    with pytest.raises(RuntimeError, match="view the same data as different types"):
+        torch_save.to_bytes([base, base.view(torch.int32)])
